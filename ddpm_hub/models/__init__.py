@@ -1,0 +1,3 @@
+from .unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
+
+__all__ = ["UNET_PRESETS", "DDPMHubUNet2DModel", "DDPMHubUNet2DOutput"]

@@ -1,0 +1,3 @@
+from .pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
+
+__all__ = ["DDPMHubPipeline", "DenoisingStep", "NoisingStep"]

@@ -1,0 +1,123 @@
+"""DDIM sampling (Song et al. 2021) on the DDPM scheduler's formulas.
+
+DDIM keeps the forward marginals q(x_t | x_0) of DDPM and changes only the reverse step:
+
+    x_{t-1} = sqrt(alpha_bar_{t-1}) x_0_pred + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps_pred + sigma_t z   (Eq. 12)
+    sigma_t = eta sqrt(beta_tilde_t)                                                                      (Eq. 16)
+
+eta = 0 is deterministic; eta = 1 is DDPM's ancestral step with sigma_t^2 = beta_tilde_t. Every quantity
+(alpha_bar, x_0 from eps, beta_tilde) comes from `DDPMHubScheduler`; this file adds only Eq. 12 and 16.
+"""
+
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import register_to_config
+
+from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
+
+
+class DDIMHubScheduler(DDPMHubScheduler):
+    """DDIM: a non-Markovian reverse process with the same training objective as DDPM.
+
+    Args:
+        num_train_timesteps: T, the number of forward steps the model was trained with.
+        beta_start: beta_0 of the `linear`, `scaled_linear` and `sigmoid` schedules.
+        beta_end: beta_{T-1} of those schedules.
+        beta_schedule: `linear`, `scaled_linear`, `squaredcos_cap_v2` (alias `cosine`) or `sigmoid`.
+        trained_betas: explicit betas, overriding `beta_schedule`.
+        clip_sample: clip the predicted x_0 to [-clip_sample_range, clip_sample_range].
+        set_alpha_to_one: alpha_bar after the last step is 1 (else alpha_bar_0), as in diffusers.
+        steps_offset: added to every inference timestep with `leading` spacing.
+        prediction_type: `epsilon`, `sample` or `v_prediction`.
+        thresholding: dynamic thresholding of the predicted x_0; overrides `clip_sample`.
+        dynamic_thresholding_ratio: the percentile of |x_0| used as the threshold.
+        clip_sample_range: the bound of `clip_sample`.
+        sample_max_value: the largest threshold dynamic thresholding may use.
+        timestep_spacing: `leading`, `trailing` or `linspace`.
+        rescale_betas_zero_snr: rescale the betas so the last step has zero SNR.
+    """
+
+    _compatibles = ["DDIMScheduler", "DDPMScheduler", "DDPMHubScheduler"]
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"] = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        clip_sample: bool = True,
+        set_alpha_to_one: bool = True,
+        steps_offset: int = 0,
+        prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        rescale_betas_zero_snr: bool = False,
+    ):
+        # Not super().__init__: that would register DDPM-only keys (variance_type) in this config.
+        self._validate_config()
+        self._build_schedule(alpha_bar_0_after_last_step=not set_alpha_to_one)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = False,
+        generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> DDPMHubSchedulerOutput | tuple:
+        """One DDIM step x_t -> x_{t-1} (Eq. 12 of Song et al. 2021).
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W).
+            timestep: t, one of `self.timesteps`.
+            sample: x_t, (B, C, H, W).
+            eta: 0 for deterministic DDIM, 1 for DDPM's posterior variance.
+            use_clipped_model_output: recompute eps from the clipped x_0 before using it in the direction term.
+            generator: the random generator for z ~ N(0, I) (used when eta > 0).
+            variance_noise: z itself, instead of drawing it with `generator`.
+            return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order.
+        """
+        if eta < 0:
+            raise ValueError(f"Invalid `eta`={eta!r}: allowed values are numbers >= 0.")
+        if variance_noise is not None and generator is not None:
+            raise ValueError("Pass either `generator` or `variance_noise` to `step`, not both.")
+        t = int(timestep)
+        prev_t = self.previous_timestep(t)
+        alpha_bar_prev = self._alpha_bar(prev_t, sample.shape).to(sample)
+
+        # 1. predicted x_0 and eps from the model output, Eq. 9 of Song et al. 2021
+        pred_x0, pred_eps = self.split_model_output(model_output, sample, t)
+
+        # 2. keep x_0 in the data range (clip or dynamic thresholding)
+        pred_x0 = self.clip_or_threshold(pred_x0)
+        if use_clipped_model_output:
+            pred_eps = self.predict_noise_from_x0(sample, t, pred_x0)
+
+        # 3. sigma_t = eta * sqrt(beta_tilde_t), Eq. 16
+        std = (eta * self.posterior_variance(t, prev_t).sqrt()).reshape(1, *([1] * (sample.ndim - 1))).to(sample)
+
+        # 4. x_{t-1} = sqrt(alpha_bar_{t-1}) x_0 + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps (+ sigma_t z), Eq. 12
+        mean = alpha_bar_prev.sqrt() * pred_x0 + (1 - alpha_bar_prev - std**2).sqrt() * pred_eps
+        prev_sample = mean
+        if eta > 0:  # drawn at every step, even where sigma_t = 0, to match diffusers' use of the generator
+            if variance_noise is None:
+                variance_noise = torch.randn(
+                    model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+                )
+            prev_sample = mean + std * variance_noise
+
+        if not return_dict:
+            return prev_sample, pred_x0, pred_eps, mean, std
+        return DDPMHubSchedulerOutput(
+            prev_sample=prev_sample, pred_original_sample=pred_x0, pred_epsilon=pred_eps, mean=mean, std=std
+        )

@@ -1,0 +1,23 @@
+"""Shared pytest fixtures."""
+
+import shutil
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def olah_hub(tmp_path_factory):
+    """An olah server (tests/olah_hub.py) on 127.0.0.1 serving the git repos under ``mirror_dir/models`` as Hub models.
+
+    Push with ``ddpm_hub.hub.push_to_mirror(folder, olah_hub.mirror_dir, "org/name")``, then load in a subprocess:
+    ``run_python(code, hub_env(olah_hub.endpoint, tmp_path / "hf_home"))`` with an explicit ``revision=`` in ``code``.
+    """
+    pytest.importorskip("olah", reason="olah is not installed (pip install -e .[test])")
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    from olah_hub import OlahHub
+
+    hub = OlahHub(tmp_path_factory.mktemp("olah_hub"))
+    hub.start()
+    yield hub
+    hub.stop()

@@ -1,0 +1,799 @@
+"""Tests of `DDPMHubScheduler`.
+
+1. Parity with `diffusers.DDPMScheduler` over a pairwise-covering grid of its config.
+2. The places where diffusers is wrong and we are not (`fixed_large_log`, `learned`, a wrong channel count).
+3. Config interchangeability with diffusers and the save/load round trip.
+4. Validation: every invalid value raises a ValueError naming the key and the allowed values.
+5. Every teaching formula against the formula written out here, in float64 numpy from the betas.
+6. The statistics of the forward process: t steps of `q_step`, and `add_noise`, have the closed form's moments.
+7. dtypes, devices, per-sample timesteps.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler
+
+from ddpm_hub.schedulers import DDIMHubScheduler, DDPMHubScheduler, DDPMHubSchedulerOutput
+
+T = 100  # num_train_timesteps of the parity grid: small, so that 100-step chains stay cheap
+SHAPE = (2, 3, 4, 4)  # (B, C, H, W) of the parity chains
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. Parity with diffusers.DDPMScheduler
+# ----------------------------------------------------------------------------------------------------------------
+
+TRAINED_BETAS = np.geomspace(1e-4, 0.05, T).tolist()
+
+# name -> (extra config, set_timesteps kwargs)
+SPACINGS = {
+    "leading": ({"timestep_spacing": "leading"}, {"num_inference_steps": 10}),
+    "leading_offset1": ({"timestep_spacing": "leading", "steps_offset": 1}, {"num_inference_steps": 10}),
+    "leading_all_steps": ({"timestep_spacing": "leading"}, {"num_inference_steps": T}),
+    "trailing": ({"timestep_spacing": "trailing"}, {"num_inference_steps": 7}),  # 100 / 7: uneven strides
+    "linspace": ({"timestep_spacing": "linspace"}, {"num_inference_steps": 12}),
+    "custom": ({}, {"timesteps": [99, 80, 61, 40, 25, 12, 5, 1, 0]}),
+}
+
+FACTORS = {
+    "beta_schedule": ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "trained_betas"],
+    "spacing": list(SPACINGS),
+    "variance_type": ["fixed_small", "fixed_small_log", "fixed_large", "learned_range"],
+    "prediction_type": ["epsilon", "sample", "v_prediction"],
+    "clip_sample": [True, False],
+    "thresholding": [False, True],
+}
+
+
+def pairwise_cases(factors: dict[str, list]) -> list[dict]:
+    """A covering array of strength 2 (greedy): every value of every two factors appears together in some case."""
+    names = list(factors)
+    candidates = [dict(zip(names, values)) for values in itertools.product(*factors.values())]
+    pairs = [frozenset((a, c[a], b, c[b]) for a, b in itertools.combinations(names, 2)) for c in candidates]
+    uncovered = set().union(*pairs)
+    cases = []
+    while uncovered:
+        best = max(range(len(candidates)), key=lambda i: len(pairs[i] & uncovered))
+        cases.append(candidates[best])
+        uncovered -= pairs[best]
+    return cases
+
+
+PARITY_CASES = pairwise_cases(FACTORS)
+
+
+def test_parity_grid_covers_every_pair():
+    covered = {(a, c[a], b, c[b]) for c in PARITY_CASES for a, b in itertools.combinations(FACTORS, 2)}
+    for a, b in itertools.combinations(FACTORS, 2):
+        for va, vb in itertools.product(FACTORS[a], FACTORS[b]):
+            assert (a, va, b, vb) in covered
+    assert len(PARITY_CASES) < 50  # far fewer than the 1440 of the full product
+
+
+def make_config(case: dict) -> tuple[dict, dict]:
+    config = {
+        "num_train_timesteps": T,
+        "variance_type": case["variance_type"],
+        "prediction_type": case["prediction_type"],
+        "clip_sample": case["clip_sample"],
+        "thresholding": case["thresholding"],
+    }
+    if case["thresholding"]:  # with the default sample_max_value=1 dynamic thresholding is plain clipping
+        config.update(sample_max_value=2.0, dynamic_thresholding_ratio=0.9)
+    if case["beta_schedule"] == "trained_betas":
+        config["trained_betas"] = TRAINED_BETAS
+    else:
+        config["beta_schedule"] = case["beta_schedule"]
+    extra, timestep_kwargs = SPACINGS[case["spacing"]]
+    config.update(extra)
+    return config, timestep_kwargs
+
+
+def model_outputs(n: int, variance_type: str, seed: int = 0) -> list[torch.Tensor]:
+    """n seeded stand-ins for the model's output, one per step (prediction channels, then variance channels).
+
+    For `learned_range` the variance channels go through tanh: a real model's v is in [-1, 1] (improved-diffusion
+    trains it so). Raw N(0, 1) values outside [-1, 1] extrapolate log sigma^2 beyond [log beta_tilde, log beta];
+    where beta_tilde = 0 (trailing spacing's last step, clamped to 1e-20 by both implementations) a v of -3 gives
+    log sigma^2 = 2 log 1e-20 - log beta and a v of 3 gives sigma = beta^2 / 1e-20: exp() of garbage, not parity.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    outputs = []
+    for _ in range(n):
+        out = torch.randn(SHAPE, generator=generator)
+        if variance_type in ("learned", "learned_range"):
+            v = torch.randn(SHAPE, generator=generator)
+            out = torch.cat([out, torch.tanh(v) if variance_type == "learned_range" else v], dim=1)
+        outputs.append(out)
+    return outputs
+
+
+def amplifies_rounding(config: dict) -> bool:
+    """Cosine schedule without clipping: the last training steps have alpha_bar ~ 2e-7 (T=100), and
+    x_0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) multiplies the difference of the two float32 schedules
+    by 1 / sqrt(alpha_bar) ~ 2000. See `test_cosine_schedule_is_closer_to_float64_than_diffusers`."""
+    return (
+        config.get("beta_schedule") == "squaredcos_cap_v2" and not config["clip_sample"] and not config["thresholding"]
+    )
+
+
+def parity_error(ours: torch.Tensor, theirs: torch.Tensor, relative: bool) -> float:
+    """max |ours - theirs|, or that divided by max(1, max |theirs|) where `relative`."""
+    assert torch.isfinite(theirs).all() and torch.isfinite(ours).all()
+    error = (ours - theirs).abs().max().item()
+    return error / max(1.0, theirs.abs().max().item()) if relative else error
+
+
+# Absolute tolerance of every parity comparison, from the float32 arithmetic of two implementations of one formula.
+ATOL = 1e-5
+# Where `amplifies_rounding`: alpha_bar itself differs by up to 1.3e-5 relative between the two schedules (diffusers'
+# is the less accurate one), so sqrt(alpha_bar) by 6.5e-6, and x_0 and everything after it inherit that relative
+# difference; a few steps of the chain mix such errors. 1e-4 relative to the tensor's magnitude is ~8x the
+# schedules' own disagreement and far below what a formula error (O(1) relative) would give.
+RTOL_AMPLIFIED = 1e-4
+
+
+@pytest.mark.parametrize("case", PARITY_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_parity_with_diffusers_ddpm(case):
+    config, timestep_kwargs = make_config(case)
+    ours, theirs = DDPMHubScheduler(**config), DDPMScheduler(**config)
+    ours.set_timesteps(**timestep_kwargs)
+    theirs.set_timesteps(**timestep_kwargs)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    assert ours.timesteps.dtype == theirs.timesteps.dtype == torch.int64
+    for t in ours.timesteps:
+        assert ours.previous_timestep(t) == int(theirs.previous_timestep(t))
+
+    # the forward process: add_noise and get_velocity at every training timestep
+    generator = torch.Generator().manual_seed(1)
+    x_0 = torch.rand((T, 3, 2, 2), generator=generator) * 2 - 1
+    noise = torch.randn((T, 3, 2, 2), generator=generator)
+    timesteps = torch.arange(T)
+    assert parity_error(ours.add_noise(x_0, noise, timesteps), theirs.add_noise(x_0, noise, timesteps), False) < ATOL
+    assert (
+        parity_error(ours.get_velocity(x_0, noise, timesteps), theirs.get_velocity(x_0, noise, timesteps), False)
+        < ATOL
+    )
+
+    # the reverse chain: the same model outputs, the same seeded generator for the noise
+    relative = amplifies_rounding(config)
+    tolerance = RTOL_AMPLIFIED if relative else ATOL
+    outputs = model_outputs(len(ours.timesteps), case["variance_type"])
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    ours_sample, theirs_sample = sample.clone(), sample.clone()
+    ours_generator, theirs_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for t, out in zip(ours.timesteps, outputs):
+        ours_step = ours.step(out, t, ours_sample, generator=ours_generator)
+        theirs_step = theirs.step(out, t, theirs_sample, generator=theirs_generator)
+        assert isinstance(ours_step, DDPMHubSchedulerOutput)
+        x0_error = parity_error(ours_step.pred_original_sample, theirs_step.pred_original_sample, relative)
+        assert x0_error < tolerance, f"t={int(t)}: pred_original_sample differs by {x0_error:.2e}"
+        prev_error = parity_error(ours_step.prev_sample, theirs_step.prev_sample, relative)
+        assert prev_error < tolerance, f"t={int(t)}: prev_sample differs by {prev_error:.2e}"
+        ours_sample, theirs_sample = ours_step.prev_sample, theirs_step.prev_sample
+    # both drew the same number of normals from their generators
+    assert torch.equal(torch.randn(3, generator=ours_generator), torch.randn(3, generator=theirs_generator))
+
+
+def cosine_alpha_bar_float64(steps: int) -> np.ndarray:
+    def f(u: float) -> float:
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    betas = np.minimum([1 - f((i + 1) / steps) / f(i / steps) for i in range(steps)], 0.999)
+    return np.cumprod(1 - betas)
+
+
+@pytest.mark.parametrize("steps", [100, 1000])
+def test_cosine_schedule_is_closer_to_float64_than_diffusers(steps):
+    """We compute the schedule in float64 and store float32; diffusers stores the betas in float32 first, so its
+    alpha_t = 1 - beta_t loses ~1e-4 relative where beta_t -> 0.999 (float32's 1e-7 relative on beta_t, divided by
+    1 - beta_t = 1e-3), and the cumprod carries that into alpha_bar. This is why the parity grid compares the cosine
+    schedule without clipping relative to the magnitude."""
+    reference = cosine_alpha_bar_float64(steps)
+    ours = DDPMHubScheduler(num_train_timesteps=steps, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+    theirs = DDPMScheduler(num_train_timesteps=steps, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+    ours_error = np.abs(ours.double().numpy() / reference - 1).max()
+    theirs_error = np.abs(theirs.double().numpy() / reference - 1).max()
+    assert ours_error < 1e-7  # float32 rounding of the stored values: 2^-24 ~ 6e-8
+    assert theirs_error > 5e-6
+    assert theirs_error > 50 * ours_error
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Where diffusers is wrong
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_chain(scheduler, outputs, sample, seed=3, **step_kwargs) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    samples = []
+    for t, out in zip(scheduler.timesteps, outputs):
+        sample = scheduler.step(out, t, sample, generator=generator, **step_kwargs).prev_sample
+        samples.append(sample)
+    return samples
+
+
+def test_fixed_large_log_is_fixed_large_and_diffusers_gives_nan():
+    """GLIDE's "max_log" is sigma^2 = beta_t computed through its log. diffusers' `_get_variance` returns log(beta_t)
+    for it and `step` then takes `** 0.5` of that negative number: NaN. If this assertion on diffusers starts failing,
+    they fixed it, and this test should become a parity test."""
+    config = {"num_train_timesteps": T, "clip_sample": False}
+    outputs = model_outputs(10, "fixed_large_log")
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+
+    theirs = DDPMScheduler(variance_type="fixed_large_log", **config)
+    theirs.set_timesteps(10)
+    theirs_samples = run_chain(theirs, outputs, sample)
+    assert torch.isnan(theirs_samples[0]).all()
+
+    ours = DDPMHubScheduler(variance_type="fixed_large_log", **config)
+    ours.set_timesteps(10)
+    reference = DDPMHubScheduler(variance_type="fixed_large", **config)
+    reference.set_timesteps(10)
+    ours_samples = run_chain(ours, outputs, sample)
+    for got, expected in zip(ours_samples, run_chain(reference, outputs, sample)):
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    # and fixed_large itself is diffusers' fixed_large
+    theirs_large = DDPMScheduler(variance_type="fixed_large", **config)
+    theirs_large.set_timesteps(10)
+    for got, expected in zip(ours_samples, run_chain(theirs_large, outputs, sample)):
+        assert parity_error(got, expected, False) < ATOL
+
+
+def test_learned_variance_is_log_sigma_squared():
+    """`learned` follows improved-diffusion (LEARNED: the model outputs log sigma_t^2, so any real output is a valid
+    variance). diffusers takes the raw output as sigma_t^2 itself (`_get_variance` returns it, `step` takes its square
+    root): its NaN for any negative output. The two agree once diffusers is fed exp(v)."""
+    config = {"num_train_timesteps": T, "clip_sample": False, "variance_type": "learned"}
+    ours, theirs = DDPMHubScheduler(**config), DDPMScheduler(**config)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    outputs = [out.clone() for out in model_outputs(10, "learned")]
+    for out in outputs:
+        out[:, 3:] = out[:, 3:] * 2 - 5  # log sigma^2 around log(beta) ~ -5
+    exp_outputs = [torch.cat([out[:, :3], out[:, 3:].exp()], dim=1) for out in outputs]
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2))
+    for got, expected in zip(run_chain(ours, outputs, sample), run_chain(theirs, exp_outputs, sample)):
+        assert parity_error(got, expected, False) < ATOL
+    assert torch.isnan(run_chain(theirs, outputs, sample)[0]).any()  # the raw log-variance: sqrt of negatives
+
+    # and the std field is exp(v / 2)
+    t = int(ours.timesteps[0])
+    out = outputs[0]
+    std = ours.step(out, t, sample, generator=torch.Generator().manual_seed(0)).std
+    torch.testing.assert_close(std, torch.exp(0.5 * out[:, 3:]))
+
+
+@pytest.mark.parametrize("variance_type", ["learned", "learned_range"])
+def test_learned_variance_needs_twice_the_channels(variance_type):
+    ours = DDPMHubScheduler(num_train_timesteps=T, variance_type=variance_type)
+    theirs = DDPMScheduler(num_train_timesteps=T, variance_type=variance_type)
+    sample = torch.randn(SHAPE)
+    with pytest.raises(ValueError, match=r"needs a model output with 2 x 3 channels .* got 3"):
+        ours.step(torch.randn(SHAPE), 50, sample)
+    with pytest.raises(ValueError, match="got 5"):
+        ours.step(torch.randn(2, 5, 4, 4), 50, sample)
+    # diffusers silently takes predicted_variance=None and crashes on arithmetic with it
+    with pytest.raises(TypeError):
+        theirs.step(torch.randn(SHAPE), 50, sample)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3. Interchangeability of configs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def public(config) -> dict:
+    return {key: value for key, value in dict(config).items() if not key.startswith("_")}
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"])
+def test_diffusers_schedulers_load_our_config(beta_schedule):
+    ours = DDPMHubScheduler(
+        num_train_timesteps=T,
+        beta_schedule=beta_schedule,
+        prediction_type="v_prediction",
+        clip_sample=False,
+        timestep_spacing="trailing",
+        rescale_betas_zero_snr=False,
+    )
+    ours.set_timesteps(10)
+    classes = [DDPMScheduler] + ([DDIMScheduler] if beta_schedule != "sigmoid" else [])  # diffusers' DDIM: no sigmoid
+    for cls in classes:
+        theirs = cls.from_config(ours.config)
+        assert type(theirs) is cls
+        for key, value in public(theirs.config).items():
+            if key in ours.config:
+                assert value == ours.config[key], key
+        # the betas agree to float32 rounding; alpha_bar too, except cosine's tail (diffusers' float32 cumprod)
+        torch.testing.assert_close(theirs.betas, ours.betas)
+        rtol = 2e-5 if beta_schedule == "squaredcos_cap_v2" else 1e-6
+        torch.testing.assert_close(theirs.alphas_cumprod, ours.alphas_cumprod, rtol=rtol, atol=0)
+        theirs.set_timesteps(10)
+        assert torch.equal(theirs.timesteps, ours.timesteps)
+
+
+@pytest.mark.parametrize("cls", [DDPMScheduler, DDIMScheduler])
+def test_we_load_diffusers_config(cls):
+    theirs = cls(
+        num_train_timesteps=T,
+        beta_schedule="scaled_linear",
+        beta_start=0.001,
+        beta_end=0.03,
+        prediction_type="sample",
+        timestep_spacing="linspace",
+        clip_sample_range=2.0,
+    )
+    ours = DDPMHubScheduler.from_config(theirs.config)
+    for key, value in public(ours.config).items():
+        if key in theirs.config:
+            assert theirs.config[key] == value, key
+    torch.testing.assert_close(ours.alphas_cumprod, theirs.alphas_cumprod, rtol=1e-6, atol=0)
+    ours.set_timesteps(9)
+    theirs.set_timesteps(9)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"beta_schedule": "cosine", "variance_type": "learned_range", "prediction_type": "v_prediction"},
+        {"trained_betas": TRAINED_BETAS, "timestep_spacing": "trailing", "thresholding": True, "steps_offset": 3},
+    ],
+    ids=["cosine", "trained_betas"],
+)
+@pytest.mark.parametrize("cls", [DDPMHubScheduler, DDIMHubScheduler])
+def test_save_and_load_round_trip(tmp_path, cls, config):
+    scheduler = cls(num_train_timesteps=T, **config)
+    scheduler.save_config(tmp_path)
+    loaded = cls.from_pretrained(tmp_path)
+    assert type(loaded) is cls
+    assert public(loaded.config) == public(scheduler.config)
+    torch.testing.assert_close(loaded.alphas_cumprod, scheduler.alphas_cumprod, rtol=0, atol=0)
+
+
+def test_cosine_is_stored_as_squaredcos_cap_v2():
+    ours = DDPMHubScheduler(num_train_timesteps=T, beta_schedule="cosine")
+    assert ours.config.beta_schedule == "squaredcos_cap_v2"
+    reference = DDPMHubScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
+    assert torch.equal(ours.alphas_cumprod, reference.alphas_cumprod)
+    # diffusers does not know "cosine": it can read our config only because we store the canonical name
+    assert DDPMScheduler.from_config(ours.config).config.beta_schedule == "squaredcos_cap_v2"
+    with pytest.raises(NotImplementedError):
+        DDPMScheduler(num_train_timesteps=T, beta_schedule="cosine")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. Validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragments"),
+    [
+        ({"beta_schedule": "quadratic"}, ["`beta_schedule`='quadratic'", "linear, scaled_linear", "sigmoid, cosine"]),
+        ({"variance_type": "fixed"}, ["`variance_type`='fixed'", "fixed_small, fixed_small_log", "learned_range"]),
+        ({"prediction_type": "x0"}, ["`prediction_type`='x0'", "epsilon, sample, v_prediction"]),
+        ({"timestep_spacing": "uniform"}, ["`timestep_spacing`='uniform'", "leading, trailing, linspace"]),
+        ({"num_train_timesteps": 0}, ["`num_train_timesteps`=0", "integers >= 1"]),
+        ({"beta_start": 0.0}, ["`beta_start`=0.0", "0 < beta_start <= beta_end < 1"]),
+        ({"beta_start": 0.03, "beta_end": 0.02}, ["`beta_start`=0.03", "`beta_end`=0.02", "beta_start <= beta_end"]),
+        ({"beta_end": 1.0}, ["`beta_end`=1.0", "beta_end < 1"]),
+        ({"trained_betas": [0.01] * (T - 1)}, ["`trained_betas`", "<99 values>", "100 values (num_train_timesteps)"]),
+        ({"trained_betas": [0.0] + [0.01] * (T - 1)}, ["`trained_betas`", "strictly between 0 and 1"]),
+        ({"steps_offset": T}, ["`steps_offset`=100", "[0, 100)"]),
+        ({"clip_sample_range": 0.0}, ["`clip_sample_range`", "numbers > 0"]),
+    ],
+    ids=lambda value: str(value)[:40] if isinstance(value, dict) else None,
+)
+@pytest.mark.parametrize("cls", [DDPMHubScheduler, DDIMHubScheduler])
+def test_invalid_config_is_rejected(cls, kwargs, fragments):
+    if cls is DDIMHubScheduler and "variance_type" in kwargs:
+        pytest.skip("DDIM has no variance_type")
+    kwargs = {"num_train_timesteps": T, **kwargs}
+    with pytest.raises(ValueError) as excinfo:
+        cls(**kwargs)
+    for fragment in fragments:
+        assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragments"),
+    [
+        ({"num_inference_steps": T + 1}, ["`num_inference_steps`=101", "integers in [1, 100] (num_train_timesteps)"]),
+        ({"num_inference_steps": 0}, ["`num_inference_steps`=0", "integers in [1, 100]"]),
+        ({"timesteps": [10, 20, 5]}, ["`timesteps`=[10, 20, 5]", "strictly descending"]),
+        ({"timesteps": [50, 50, 0]}, ["`timesteps`", "strictly descending"]),
+        ({"timesteps": []}, ["`timesteps`=[]", "non-empty"]),
+        ({"timesteps": [T, 50, 0]}, ["`timesteps`=[100, 50, 0]", "integers in [0, 100)"]),
+        ({"timesteps": [50, 10, -1]}, ["`timesteps`=[50, 10, -1]", "integers in [0, 100)"]),
+        ({"num_inference_steps": 10, "timesteps": [50, 0]}, ["exactly one of `num_inference_steps` or `timesteps`"]),
+        ({}, ["exactly one of `num_inference_steps` or `timesteps`"]),
+    ],
+    ids=lambda value: str(value)[:40] if isinstance(value, dict) else None,
+)
+def test_invalid_set_timesteps_is_rejected(kwargs, fragments):
+    scheduler = DDPMHubScheduler(num_train_timesteps=T)
+    with pytest.raises(ValueError) as excinfo:
+        scheduler.set_timesteps(**kwargs)
+    for fragment in fragments:
+        assert fragment in str(excinfo.value)
+
+
+def test_other_invalid_arguments_are_rejected():
+    scheduler = DDPMHubScheduler(num_train_timesteps=T, timestep_spacing="leading", steps_offset=5)
+    scheduler.set_timesteps(1)  # leading: [0] + 5 is fine ...
+    with pytest.raises(ValueError, match=r"`steps_offset`=5 for num_inference_steps=100.*must be < num_train_timest"):
+        scheduler.set_timesteps(T)  # ... but [99, ..., 0] + 5 runs past T
+    with pytest.raises(ValueError, match=r"`kind`='sigma'.*'beta', 'beta_tilde'"):
+        scheduler.fixed_variance(3, "sigma")
+    with pytest.raises(ValueError, match=r"`variance`='sigma'.*'beta', 'beta_tilde'"):
+        scheduler.loss_weight(3, variance="sigma")
+    scheduler.set_timesteps(10)
+    with pytest.raises(ValueError, match=r"`timestep`=7.*the timesteps set by `set_timesteps`"):
+        scheduler.previous_timestep(7)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. The teaching formulas, against float64 numpy
+# ----------------------------------------------------------------------------------------------------------------
+
+T_TEACH = 1000
+BETAS = np.linspace(1e-4, 0.02, T_TEACH)  # float64, the linear schedule of Ho et al. 2020
+ALPHAS = 1 - BETAS
+ALPHA_BAR = np.cumprod(ALPHAS)
+ALPHA_BAR_PREV = np.append(1.0, ALPHA_BAR[:-1])  # alpha_bar_{t-1}, with alpha_bar_{-1} = 1
+BETA_TILDE = (1 - ALPHA_BAR_PREV) / (1 - ALPHA_BAR) * BETAS
+TS = torch.tensor([0, 1, 10, 500, 998, 999])  # per-sample timesteps, both ends included
+
+
+def col(values: np.ndarray, t: torch.Tensor = TS) -> torch.Tensor:
+    """values[t] as a float64 (B, 1, 1, 1) tensor."""
+    return torch.from_numpy(values[t.numpy()]).reshape(-1, 1, 1, 1)
+
+
+@pytest.fixture
+def teach():
+    return DDPMHubScheduler(num_train_timesteps=T_TEACH, clip_sample=False)
+
+
+@pytest.fixture
+def tensors():
+    """x_0 in [-1, 1], eps, and a random x_t, each float32 (len(TS), 3, 4, 4)."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (len(TS), 3, 4, 4)
+    x_0 = torch.rand(shape, generator=generator) * 2 - 1
+    return x_0, torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+
+
+def close(got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-5):
+    """float32 results against the float64 reference: the betas are stored in float32 (relative 6e-8)."""
+    torch.testing.assert_close(got.double(), expected.double(), atol=atol, rtol=rtol)
+
+
+def test_schedule_matches_the_float64_definition(teach):
+    close(teach.betas, torch.from_numpy(BETAS), atol=0, rtol=1e-7)
+    close(teach.alphas_cumprod, torch.from_numpy(ALPHA_BAR), atol=0, rtol=1e-7)
+
+
+def test_q_step(teach, tensors):
+    x_prev, eps, _ = tensors
+    expected = col(np.sqrt(1 - BETAS)) * x_prev.double() + col(np.sqrt(BETAS)) * eps.double()
+    close(teach.q_step(x_prev, TS, eps), expected)
+
+
+def test_add_noise_is_the_closed_form(teach, tensors):
+    x_0, eps, _ = tensors
+    expected = col(np.sqrt(ALPHA_BAR)) * x_0.double() + col(np.sqrt(1 - ALPHA_BAR)) * eps.double()
+    close(teach.add_noise(x_0, eps, TS), expected)
+    assert teach.q_sample(x_0, eps, TS).equal(teach.add_noise(x_0, eps, TS))
+
+
+def test_q_posterior_mean_and_variance(teach, tensors):
+    x_0, _, x_t = tensors
+    # Eq. 7 of Ho et al. 2020
+    expected_mean = (
+        col(np.sqrt(ALPHA_BAR_PREV) * BETAS / (1 - ALPHA_BAR)) * x_0.double()
+        + col(np.sqrt(ALPHAS) * (1 - ALPHA_BAR_PREV) / (1 - ALPHA_BAR)) * x_t.double()
+    )
+    close(teach.q_posterior_mean(x_0, x_t, TS), expected_mean)
+    close(teach.posterior_variance(TS), torch.from_numpy(BETA_TILDE[TS.numpy()]), atol=1e-10)
+    assert teach.posterior_variance(0).item() == 0  # x_0 is known given x_0: no uncertainty left
+    assert teach.posterior_variance(5).ndim == 0 and teach.posterior_variance(TS).shape == (len(TS),)
+
+    # independently, by Bayes: q(x_{t-1} | x_t, x_0) ~ q(x_t | x_{t-1}) q(x_{t-1} | x_0), a product of Gaussians in
+    # x_{t-1} with precisions alpha_t / beta_t and 1 / (1 - alpha_bar_{t-1}) (t >= 1, where both are finite)
+    t = TS[TS > 0]
+    x_0, x_t = x_0[TS > 0], x_t[TS > 0]
+    precision = col(ALPHAS / BETAS, t) + col(1 / (1 - ALPHA_BAR_PREV), t)
+    bayes_mean = (
+        col(np.sqrt(ALPHAS) / BETAS, t) * x_t.double() + col(np.sqrt(ALPHA_BAR_PREV) / (1 - ALPHA_BAR_PREV), t) * x_0
+    ) / precision
+    close(teach.q_posterior_mean(x_0, x_t, t), bayes_mean)
+    close(teach.posterior_variance(t), 1 / precision.reshape(-1), atol=1e-10)
+
+
+def test_predict_x0_and_noise_invert_add_noise(teach, tensors):
+    x_0, eps, _ = tensors
+    x_t = teach.add_noise(x_0, eps, TS)
+    # x_t carries float32 rounding (~6e-8 |x_t|); recovering x_0 divides it by sqrt(alpha_bar_t) (up to 160x at
+    # t = 999), recovering eps divides it by sqrt(1 - alpha_bar_t) (100x at t = 0): per-sample tolerances say so
+    x0_tolerance = 1e-6 / col(np.sqrt(ALPHA_BAR))
+    eps_tolerance = 1e-6 / col(np.sqrt(1 - ALPHA_BAR))
+    x0_error = (teach.predict_x0_from_noise(x_t, TS, eps).double() - x_0.double()).abs()
+    eps_error = (teach.predict_noise_from_x0(x_t, TS, x_0).double() - eps.double()).abs()
+    assert (x0_error <= x0_tolerance).all() and (eps_error <= eps_tolerance).all()
+    # and the formula itself, on an arbitrary x_t
+    _, _, x_t = tensors
+    expected = (x_t.double() - col(np.sqrt(1 - ALPHA_BAR)) * eps.double()) / col(np.sqrt(ALPHA_BAR))
+    close(teach.predict_x0_from_noise(x_t, TS, eps), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_learned_mean(teach, tensors):
+    _, eps, x_t = tensors
+    # Eq. 11 of Ho et al. 2020
+    expected = (x_t.double() - col(BETAS / np.sqrt(1 - ALPHA_BAR)) * eps.double()) / col(np.sqrt(ALPHAS))
+    close(teach.learned_mean(x_t, TS, eps), expected)
+    # the same as the posterior mean at the x_0 the noise implies (no clipping in between)
+    via_x0 = teach.q_posterior_mean(teach.predict_x0_from_noise(x_t, TS, eps), x_t, TS)
+    close(teach.learned_mean(x_t, TS, eps), via_x0, atol=2e-5)
+
+
+def test_fixed_variance(teach):
+    close(teach.fixed_variance(TS, "beta"), torch.from_numpy(BETAS[TS.numpy()]), atol=0, rtol=1e-5)
+    close(teach.fixed_variance(TS, "beta_tilde"), torch.from_numpy(BETA_TILDE[TS.numpy()]), atol=1e-10)
+    assert teach.fixed_variance(TS).equal(teach.posterior_variance(TS))  # beta_tilde is the default
+    # beta_tilde_t <= beta_t: the two ends of the range of reasonable sigma^2 (Sec. 3.2)
+    assert (teach.fixed_variance(TS, "beta_tilde") <= teach.fixed_variance(TS, "beta")).all()
+
+
+def test_snr(teach):
+    close(teach.snr(TS), torch.from_numpy((ALPHA_BAR / (1 - ALPHA_BAR))[TS.numpy()]), atol=0, rtol=1e-5)
+    assert teach.snr(3).ndim == 0
+    assert (teach.snr(torch.arange(T_TEACH)).diff() < 0).all()  # monotonically decreasing
+
+
+def test_loss_weight(teach):
+    weight_beta = BETAS**2 / (2 * BETAS * ALPHAS * (1 - ALPHA_BAR))
+    close(teach.loss_weight(TS), torch.from_numpy(weight_beta[TS.numpy()]), atol=0, rtol=1e-5)
+    close(teach.loss_weight(TS, variance="beta"), torch.from_numpy(weight_beta[TS.numpy()]), atol=0, rtol=1e-5)
+    # sigma^2 = beta_tilde: beta_tilde_0 = 0 would make w(0) infinite; beta_tilde_1 stands in (improved-diffusion)
+    beta_tilde = BETA_TILDE.copy()
+    beta_tilde[0] = beta_tilde[1]
+    weight_tilde = BETAS**2 / (2 * beta_tilde * ALPHAS * (1 - ALPHA_BAR))
+    got = teach.loss_weight(TS, variance="beta_tilde")
+    assert torch.isfinite(got).all()
+    close(got, torch.from_numpy(weight_tilde[TS.numpy()]), atol=0, rtol=1e-4)
+    assert teach.loss_weight(0, variance="beta_tilde").ndim == 0
+    # for t >= 1 the beta_tilde weight is 1/2 (1 - alpha_bar_t) / ... simplified: beta_t / (2 alpha_t (1 - ab_{t-1}))
+    close(got[1:], torch.from_numpy((BETAS / (2 * ALPHAS * (1 - ALPHA_BAR_PREV)))[TS[1:].numpy()]), atol=0, rtol=1e-4)
+
+
+def test_score_from_noise(teach, tensors):
+    x_0, eps, _ = tensors
+    x_t = teach.add_noise(x_0, eps, TS)
+    score = teach.score_from_noise(x_t, TS, eps)
+    close(score, -eps.double() / col(np.sqrt(1 - ALPHA_BAR)), atol=1e-5, rtol=1e-5)
+    # independently: the score of q(x_t | x_0) = N(sqrt(ab) x_0, (1 - ab) I) is -(x_t - sqrt(ab) x_0) / (1 - ab);
+    # x_t carries float32 rounding, divided by 1 - alpha_bar_0 = 1e-4 at t = 0
+    gaussian_score = -(x_t.double() - col(np.sqrt(ALPHA_BAR)) * x_0.double()) / col(1 - ALPHA_BAR)
+    torch.testing.assert_close(score.double(), gaussian_score, atol=1e-6 / col(1 - ALPHA_BAR).min().item(), rtol=0)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_training_target_and_split_model_output(prediction_type, tensors):
+    scheduler = DDPMHubScheduler(num_train_timesteps=T_TEACH, prediction_type=prediction_type, clip_sample=False)
+    x_0, eps, _ = tensors
+    target = scheduler.training_target(x_0, eps, TS)
+    expected = {
+        "epsilon": eps.double(),
+        "sample": x_0.double(),
+        "v_prediction": col(np.sqrt(ALPHA_BAR)) * eps.double() - col(np.sqrt(1 - ALPHA_BAR)) * x_0.double(),
+    }[prediction_type]
+    close(target, expected)
+    if prediction_type == "v_prediction":
+        assert target.equal(scheduler.get_velocity(x_0, eps, TS))
+    # a perfect model's output is turned back into (x_0, eps); the float32 rounding of x_t is amplified as in
+    # `test_predict_x0_and_noise_invert_add_noise` for epsilon (x_0 from eps) and sample (eps from x_0)
+    x_t = scheduler.add_noise(x_0, eps, TS)
+    pred_x0, pred_eps = scheduler.split_model_output(target, x_t, TS)
+    assert ((pred_x0.double() - x_0.double()).abs() <= 1e-6 / col(np.sqrt(ALPHA_BAR))).all()
+    assert ((pred_eps.double() - eps.double()).abs() <= 1e-6 / col(np.sqrt(1 - ALPHA_BAR))).all()
+
+
+def reference_step(x_t, eps, t, prev_t, clip):
+    """One ancestral step in float64: x_0 from eps (clipped), then mu_tilde, from the betas."""
+    alpha_bar_t = ALPHA_BAR[t]
+    alpha_bar_prev = ALPHA_BAR[prev_t] if prev_t >= 0 else 1.0
+    alpha = alpha_bar_t / alpha_bar_prev  # = alpha_t when prev_t = t - 1
+    beta = 1 - alpha
+    x_0 = (x_t.double() - math.sqrt(1 - alpha_bar_t) * eps.double()) / math.sqrt(alpha_bar_t)
+    if clip:
+        x_0 = x_0.clamp(-1, 1)
+    mean = (
+        math.sqrt(alpha_bar_prev) * beta / (1 - alpha_bar_t) * x_0
+        + math.sqrt(alpha) * (1 - alpha_bar_prev) / (1 - alpha_bar_t) * x_t.double()
+    )
+    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta
+    return x_0, mean, beta, beta_tilde
+
+
+@pytest.mark.parametrize("clip", [False, True])
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log"])
+def test_step_mean_and_std(variance_type, clip, tensors):
+    scheduler = DDPMHubScheduler(num_train_timesteps=T_TEACH, variance_type=variance_type, clip_sample=clip)
+    _, eps, x_t = tensors
+    x_t, eps, z = x_t[:2], eps[:2], eps[2:4]
+    for t in [999, 500, 1, 0]:
+        out = scheduler.step(eps, t, x_t, variance_noise=z)
+        x_0, mean, beta, beta_tilde = reference_step(x_t, eps, t, t - 1, clip)
+        # x_0 divides by sqrt(alpha_bar_999) ~ 6e-3: that amplifies the float32 rounding of x_t and alpha_bar
+        close(out.pred_original_sample, x_0, atol=1e-6 / math.sqrt(ALPHA_BAR[t]))
+        close(out.pred_epsilon, eps)
+        close(out.mean, mean, atol=1e-5)
+        if t == 0:
+            expected_std = 0.0  # Algorithm 2: z = 0 at the last step
+        elif variance_type.startswith("fixed_small"):
+            expected_std = math.sqrt(beta_tilde)
+        else:
+            expected_std = math.sqrt(beta)
+        assert out.std.shape == (1, 1, 1, 1)
+        close(out.std.reshape(()), torch.tensor(expected_std, dtype=torch.float64), atol=1e-9, rtol=1e-5)
+        close(out.prev_sample, out.mean + out.std * z, atol=1e-6)
+        if clip:
+            assert out.pred_original_sample.abs().max() <= 1
+        # return_dict=False: the same fields, in order
+        as_tuple = scheduler.step(eps, t, x_t, variance_noise=z, return_dict=False)
+        assert len(as_tuple) == 5
+        for got, field in zip(as_tuple, ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std")):
+            assert got.equal(getattr(out, field))
+
+
+def test_strided_steps_use_the_jump_beta(teach, tensors):
+    """With fewer inference steps, the step t -> prev_t acts as one forward step with
+    beta = 1 - alpha_bar_t / alpha_bar_prev (Nichol & Dhariwal 2021, Sec. 4), not beta_t."""
+    _, eps, x_t = tensors
+    x_t, eps, z = x_t[:2], eps[:2], eps[2:4]
+    teach.set_timesteps(10)  # leading: 900, 800, ..., 0
+    assert teach.timesteps.tolist() == list(range(900, -1, -100))
+    assert teach.previous_timestep(900) == 800 and teach.previous_timestep(0) == -1
+    jump_beta = 1 - ALPHA_BAR[900] / ALPHA_BAR[800]
+    assert jump_beta > 10 * BETAS[900]  # visibly not the single-step beta
+    jump_beta_tilde = (1 - ALPHA_BAR[800]) / (1 - ALPHA_BAR[900]) * jump_beta
+    close(teach.fixed_variance(900, "beta", prev_t=800), torch.tensor(jump_beta), atol=0, rtol=1e-5)
+    close(teach.posterior_variance(900, prev_t=800), torch.tensor(jump_beta_tilde), atol=0, rtol=1e-5)
+    _, mean, beta, beta_tilde = reference_step(x_t, eps, 900, 800, clip=False)
+    assert beta == pytest.approx(jump_beta) and beta_tilde == pytest.approx(jump_beta_tilde)
+    close(teach.learned_mean(x_t, 900, eps, prev_t=800), mean)
+
+    out = teach.step(eps, 900, x_t, variance_noise=z)  # fixed_small
+    close(out.mean, mean)
+    close(out.std.reshape(()), torch.tensor(math.sqrt(jump_beta_tilde)), atol=0, rtol=1e-5)
+    large = DDPMHubScheduler(num_train_timesteps=T_TEACH, clip_sample=False, variance_type="fixed_large")
+    large.set_timesteps(10)
+    close(large.step(eps, 900, x_t, variance_noise=z).std.reshape(()), torch.tensor(math.sqrt(jump_beta)), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. Statistics of the forward process
+# ----------------------------------------------------------------------------------------------------------------
+
+N_SAMPLES = 20000
+X_0 = torch.tensor([-0.9, -0.2, 0.4, 1.0]).reshape(1, 1, 2, 2)  # one fixed x_0 of four pixels
+CHECKPOINTS = [0, 9, 99, 499, 899, 999]
+
+
+def assert_moments(x_t: torch.Tensor, t: int):
+    """Per-pixel empirical mean and variance against sqrt(alpha_bar_t) x_0 and 1 - alpha_bar_t, within 5 standard
+    errors: sqrt(var / N) for the mean, var sqrt(2 / (N - 1)) for the variance of Gaussian samples."""
+    x = x_t.double().reshape(N_SAMPLES, -1)
+    expected_mean = math.sqrt(ALPHA_BAR[t]) * X_0.double().reshape(-1)
+    expected_var = 1 - ALPHA_BAR[t]
+    mean_error = (x.mean(0) - expected_mean).abs()
+    var_error = (x.var(0) - expected_var).abs()
+    assert (mean_error < 5 * math.sqrt(expected_var / N_SAMPLES)).all(), (t, mean_error)
+    assert (var_error < 5 * expected_var * math.sqrt(2 / (N_SAMPLES - 1))).all(), (t, var_error)
+
+
+def test_q_step_chain_has_the_closed_form_moments(teach):
+    generator = torch.Generator().manual_seed(0)
+    x = X_0.expand(N_SAMPLES, 1, 2, 2)
+    for t in range(T_TEACH):
+        x = teach.q_step(x, t, torch.randn(x.shape, generator=generator))
+        if t in CHECKPOINTS:
+            assert_moments(x, t)
+
+
+def test_add_noise_has_the_closed_form_moments(teach):
+    generator = torch.Generator().manual_seed(1)
+    x_0 = X_0.expand(N_SAMPLES, 1, 2, 2)
+    for t in CHECKPOINTS:
+        noise = torch.randn(x_0.shape, generator=generator)
+        assert_moments(teach.add_noise(x_0, noise, torch.full((N_SAMPLES,), t)), t)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 7. dtypes, devices, per-sample timesteps
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("thresholding", [False, True])
+def test_step_in_float64_matches_diffusers(thresholding):
+    config = {
+        "num_train_timesteps": T,
+        "clip_sample": False,
+        "thresholding": thresholding,
+        "sample_max_value": 2.0,
+        "dynamic_thresholding_ratio": 0.9,
+    }
+    ours, theirs = DDPMHubScheduler(**config), DDPMScheduler(**config)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    outputs = [out.double() for out in model_outputs(10, "fixed_small")]
+    sample = torch.randn(SHAPE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ours_samples, theirs_samples = run_chain(ours, outputs, sample), run_chain(theirs, outputs, sample)
+    for got, expected in zip(ours_samples, theirs_samples):
+        assert got.dtype == torch.float64
+        # both use the float32 schedule, so they agree far below float32 rounding of the samples
+        torch.testing.assert_close(got, expected, atol=1e-12, rtol=1e-12)
+    out = ours.step(outputs[0], ours.timesteps[0], sample, generator=torch.Generator().manual_seed(0))
+    for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
+        assert getattr(out, field).dtype == torch.float64, field
+
+
+def test_teaching_functions_take_per_sample_timesteps(teach, tensors):
+    """Each function, called with (B,) timesteps, gives row b what it gives for the scalar t_b."""
+    x_0, eps, x_t = tensors
+    batched = {
+        "q_step": teach.q_step(x_0, TS, eps),
+        "add_noise": teach.add_noise(x_0, eps, TS),
+        "get_velocity": teach.get_velocity(x_0, eps, TS),
+        "q_posterior_mean": teach.q_posterior_mean(x_0, x_t, TS),
+        "predict_x0_from_noise": teach.predict_x0_from_noise(x_t, TS, eps),
+        "predict_noise_from_x0": teach.predict_noise_from_x0(x_t, TS, x_0),
+        "learned_mean": teach.learned_mean(x_t, TS, eps),
+        "score_from_noise": teach.score_from_noise(x_t, TS, eps),
+        "split_model_output": torch.stack(teach.split_model_output(eps, x_t, TS)),
+        "posterior_variance": teach.posterior_variance(TS),
+        "fixed_variance": teach.fixed_variance(TS, "beta"),
+        "snr": teach.snr(TS),
+        "loss_weight": teach.loss_weight(TS, variance="beta_tilde"),
+    }
+    for b, t in enumerate(TS.tolist()):
+        row = slice(b, b + 1)
+        single = {
+            "q_step": teach.q_step(x_0[row], t, eps[row]),
+            "add_noise": teach.add_noise(x_0[row], eps[row], t),
+            "get_velocity": teach.get_velocity(x_0[row], eps[row], torch.tensor(t)),
+            "q_posterior_mean": teach.q_posterior_mean(x_0[row], x_t[row], t),
+            "predict_x0_from_noise": teach.predict_x0_from_noise(x_t[row], t, eps[row]),
+            "predict_noise_from_x0": teach.predict_noise_from_x0(x_t[row], t, x_0[row]),
+            "learned_mean": teach.learned_mean(x_t[row], t, eps[row]),
+            "score_from_noise": teach.score_from_noise(x_t[row], t, eps[row]),
+            "split_model_output": torch.stack(teach.split_model_output(eps[row], x_t[row], t)),
+            "posterior_variance": teach.posterior_variance(t),
+            "fixed_variance": teach.fixed_variance(t, "beta"),
+            "snr": teach.snr(t),
+            "loss_weight": teach.loss_weight(t, variance="beta_tilde"),
+        }
+        for name, value in single.items():
+            expected = batched[name][:, row] if name == "split_model_output" else batched[name][row]
+            if value.ndim == 0:
+                expected = expected.reshape(())
+            torch.testing.assert_close(value, expected, atol=0, rtol=0, msg=f"{name} at t={t}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_step_and_add_noise_on_cuda():
+    scheduler = DDPMHubScheduler(num_train_timesteps=T, variance_type="learned_range", clip_sample=False)
+    scheduler.set_timesteps(10, device="cuda")
+    sample = torch.randn(SHAPE, device="cuda")
+    output = torch.randn(2, 6, 4, 4, device="cuda")
+    out = scheduler.step(output, scheduler.timesteps[0], sample, generator=torch.Generator("cuda").manual_seed(0))
+    assert out.prev_sample.device.type == "cuda" and out.std.device.type == "cuda"
+    ts = torch.tensor([3, 50], device="cuda")
+    assert scheduler.add_noise(sample, sample, ts).device.type == "cuda"
+    assert scheduler.q_posterior_mean(sample, sample, ts).device.type == "cuda"

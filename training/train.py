@@ -1,0 +1,496 @@
+"""Train a (class-conditional) DDPM with ddpm_hub, on one CPU or many GPUs.
+
+    accelerate launch training/train.py --output_dir runs/mnist           # one process
+    accelerate launch --multi_gpu --num_processes 2 training/train.py ... # two processes (gloo on CPU, NCCL on GPU)
+    python training/train.py --output_dir runs/mnist                      # plain python works too
+
+The loop is the DDPM training algorithm (Ho et al. 2020, Algorithm 1): x_0 from the data, t ~ U{0..T-1},
+eps ~ N(0, I), x_t = add_noise(x_0, eps, t), and a gradient step on the (weighted) error of the model's prediction.
+Every formula comes from the scheduler. The output folder holds the final pipeline (EMA weights), a model card and a
+sample grid; checkpoints and logs go to their own folders and are never part of the published pipeline.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ddpm_hub import UNET_PRESETS, DDIMHubScheduler, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
+from ddpm_hub.data import ImageTensorDataset, load_hub_dataset, load_image_folder, load_mnist5k, to_pil
+
+logger = get_logger(__name__, log_level="INFO")
+
+LOSSES = ("simple", "weighted", "min_snr")
+CHECKPOINT_PREFIX = "checkpoint-"
+TIMESTEP_BUCKETS = 10  # the loss is also logged per tenth of [0, T)
+
+
+class TrainingError(RuntimeError):
+    """A training run that cannot go on; the message says why and what is left on disk."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    data = parser.add_argument_group("data (one of --dataset, --train_data_dir, --dataset_name)")
+    data.add_argument("--dataset", choices=["mnist5k"], default=None, help="the built-in 5,000 MNIST digits")
+    data.add_argument("--train_data_dir", default=None, help="a folder of images; sub-folders become class labels")
+    data.add_argument("--dataset_name", default=None, help="a Hub dataset, loaded with `datasets`")
+    data.add_argument("--dataset_split", default="train")
+    data.add_argument("--image_column", default="image")
+    data.add_argument("--label_column", default="label", help="'' for none")
+    data.add_argument("--resolution", type=int, default=28)
+    data.add_argument("--channels", type=int, default=1)
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model_preset", choices=sorted(UNET_PRESETS), default="small")
+    model.add_argument("--block_out_channels", type=int, nargs="+", default=None, help="overrides the preset")
+    model.add_argument("--layers_per_block", type=int, default=None, help="overrides the preset")
+    model.add_argument("--dropout", type=float, default=None, help="overrides the preset")
+    model.add_argument("--class_conditional", choices=["auto", "yes", "no"], default="auto")
+    model.add_argument("--label_dropout", type=float, default=0.1, help="share of labels replaced by the null class")
+    model.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
+    model.add_argument("--beta_schedule", choices=["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"],
+                       default="linear")
+    model.add_argument("--num_train_timesteps", type=int, default=1000)
+    model.add_argument("--loss", choices=LOSSES, default="simple",
+                       help="simple = L_simple; weighted = the ELBO's w(t); min_snr = min-SNR-gamma")
+    model.add_argument("--snr_gamma", type=float, default=5.0)
+
+    train = parser.add_argument_group("optimisation")
+    train.add_argument("--train_batch_size", type=int, default=64, help="per process")
+    train.add_argument("--max_train_steps", type=int, default=2000)
+    train.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    train.add_argument("--learning_rate", type=float, default=1e-3)
+    train.add_argument("--lr_scheduler", default="cosine", help="any of diffusers.optimization.get_scheduler")
+    train.add_argument("--lr_warmup_steps", type=int, default=100)
+    train.add_argument("--adam_beta1", type=float, default=0.9)
+    train.add_argument("--adam_beta2", type=float, default=0.999)
+    train.add_argument("--adam_weight_decay", type=float, default=0.0)
+    train.add_argument("--max_grad_norm", type=float, default=1.0)
+    train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default=None,
+                       help="default: accelerate's config")
+    train.add_argument("--use_ema", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument("--ema_max_decay", type=float, default=0.999)
+    train.add_argument("--ema_power", type=float, default=2 / 3)
+    train.add_argument("--seed", type=int, default=0)
+
+    out = parser.add_argument_group("checkpoints, logs, output")
+    out.add_argument("--output_dir", required=True, help="the final pipeline is saved here")
+    out.add_argument("--checkpoints_dir", default=None, help="default: OUTPUT_DIR/checkpoints")
+    out.add_argument("--logging_dir", default=None, help="default: OUTPUT_DIR/logs")
+    out.add_argument("--checkpointing_steps", type=int, default=500)
+    out.add_argument("--checkpoints_total_limit", type=int, default=2)
+    out.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    out.add_argument("--report_to", default="tensorboard", help="'tensorboard' or 'none'")
+    out.add_argument("--logging_steps", type=int, default=50)
+    out.add_argument("--sample_steps", type=int, default=500, help="log a sample grid every N steps (0: never)")
+    out.add_argument("--sample_inference_steps", type=int, default=50, help="DDIM steps for the logged grids")
+    out.add_argument("--guidance_scale", type=float, default=2.0, help="for the logged and saved sample grids")
+
+    hub = parser.add_argument_group("publishing")
+    hub.add_argument("--push_to_hub", action="store_true")
+    hub.add_argument("--hub_model_id", default=None, help="ORG/NAME")
+    hub.add_argument("--hub_token", default=None)
+    hub.add_argument("--hub_private_repo", action="store_true")
+    hub.add_argument("--hub_mirror_dir", default=None, help="commit the pipeline into an olah-style mirror tree")
+
+    args = parser.parse_args(argv)
+    sources = [args.dataset, args.train_data_dir, args.dataset_name]
+    if sum(s is not None for s in sources) > 1:
+        parser.error("use only one of --dataset, --train_data_dir, --dataset_name")
+    if all(s is None for s in sources):
+        args.dataset = "mnist5k"
+    if (args.push_to_hub or args.hub_mirror_dir) and not args.hub_model_id:
+        parser.error("--push_to_hub / --hub_mirror_dir need --hub_model_id ORG/NAME")
+    if args.loss == "weighted" and args.prediction_type != "epsilon":
+        parser.error("--loss weighted is the ELBO weight for noise prediction: use --prediction_type epsilon")
+    for name in ("max_train_steps", "train_batch_size", "gradient_accumulation_steps", "checkpointing_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be >= 1")
+    args.checkpoints_dir = args.checkpoints_dir or os.path.join(args.output_dir, "checkpoints")
+    args.logging_dir = args.logging_dir or os.path.join(args.output_dir, "logs")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data and model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Images (N, C, H, W) in [-1, 1] and labels (N,) or None, from the chosen source."""
+    if args.dataset == "mnist5k":
+        if (args.resolution, args.channels) != (28, 1):
+            raise TrainingError("mnist5k is 1 x 28 x 28: use --resolution 28 --channels 1")
+        return load_mnist5k("train")
+    if args.train_data_dir is not None:
+        images, labels, _ = load_image_folder(args.train_data_dir, args.resolution, args.channels)
+        return images, labels
+    images, labels, _ = load_hub_dataset(
+        args.dataset_name,
+        split=args.dataset_split,
+        image_column=args.image_column,
+        label_column=args.label_column or None,
+        resolution=args.resolution,
+        channels=args.channels,
+    )
+    return images, labels
+
+
+def build_unet(args, num_classes: int | None) -> DDPMHubUNet2DModel:
+    config = dict(UNET_PRESETS[args.model_preset])
+    for key in ("block_out_channels", "layers_per_block", "dropout"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    config.update(
+        sample_size=args.resolution,
+        in_channels=args.channels,
+        out_channels=args.channels,
+        num_class_embeds=num_classes,
+    )
+    return DDPMHubUNet2DModel(**config)
+
+
+def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Generator:
+    """The randomness of one micro-batch (t, eps, label dropout), fixed by (seed, step, process): resuming from a
+    checkpoint draws exactly what the uninterrupted run drew, and every process draws differently."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + micro_step) * 64 + process_index)
+
+
+def per_sample_weight(scheduler: DDPMHubScheduler, args, timesteps: torch.Tensor) -> torch.Tensor | None:
+    """The loss weight of each sample, (B,), or None for L_simple."""
+    if args.loss == "simple":
+        return None
+    if args.loss == "weighted":  # the ELBO's w(t), normalized to mean 1 over t so the learning rate keeps its meaning
+        all_weights = scheduler.loss_weight(torch.arange(scheduler.config.num_train_timesteps))
+        return scheduler.loss_weight(timesteps) / all_weights.mean()
+    return scheduler.min_snr_loss_weight(timesteps, args.snr_gamma)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints: written to a temporary folder and renamed, so a killed run never leaves a broken "latest"
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def list_checkpoints(checkpoints_dir: str) -> list[Path]:
+    """Complete checkpoints, oldest first. Half-written ones (`*.tmp`) are not listed."""
+    root = Path(checkpoints_dir)
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.suffix != ".tmp"]
+    return sorted(done, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
+
+
+def save_checkpoint(accelerator: Accelerator, args, global_step: int, progress: dict) -> None:
+    final = Path(args.checkpoints_dir) / f"{CHECKPOINT_PREFIX}{global_step}"
+    partial = final.with_name(final.name + ".tmp")
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    if accelerator.is_main_process:
+        (partial / "progress.json").write_text(json.dumps(progress))
+        os.replace(partial, final)  # atomic: the checkpoint appears complete or not at all
+        for old in list_checkpoints(args.checkpoints_dir)[: -args.checkpoints_total_limit]:
+            shutil.rmtree(old, ignore_errors=True)
+        logger.info(f"saved {final}")
+    accelerator.wait_for_everyone()
+
+
+def resolve_checkpoint(args) -> Path | None:
+    if args.resume_from_checkpoint is None:
+        return None
+    if args.resume_from_checkpoint == "latest":
+        found = list_checkpoints(args.checkpoints_dir)
+        if not found:
+            logger.info(f"no checkpoint in {args.checkpoints_dir}: starting from scratch")
+            return None
+        return found[-1]
+    path = Path(args.resume_from_checkpoint)
+    if not (path / "progress.json").is_file():
+        raise TrainingError(f"--resume_from_checkpoint {path} is not a complete checkpoint (no progress.json)")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling for logs and the output folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def sample_grid(unet, scheduler_config, num_classes, args, steps: int, seed: int = 0) -> torch.Tensor:
+    """A fixed-seed grid, one row per class (or 4 x 8 unconditional): (N, C, H, W) in [-1, 1]."""
+    pipeline = DDPMHubPipeline(unet=unet, scheduler=DDIMHubScheduler.from_config(scheduler_config))
+    pipeline.set_progress_bar_config(disable=True)
+    if num_classes:
+        labels = torch.arange(num_classes).repeat_interleave(8)
+        batch, guidance = len(labels), args.guidance_scale
+    else:
+        labels, batch, guidance = None, 32, 1.0
+    images = pipeline(
+        batch_size=batch,
+        class_labels=labels,
+        guidance_scale=guidance,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="pt",
+    ).images
+    return images * 2 - 1
+
+
+def grid_image(images: torch.Tensor, columns: int = 8):
+    """(N, C, H, W) in [-1, 1] -> one PIL image, `columns` wide."""
+    rows = math.ceil(len(images) / columns)
+    n, c, h, w = images.shape
+    padded = torch.full((rows * columns, c, h, w), -1.0)
+    padded[:n] = images.cpu()
+    grid = padded.reshape(rows, columns, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, columns * w)
+    return to_pil(grid)[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=args.output_dir, logging_dir=args.logging_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    logger.info(accelerator.state, main_process_only=False)
+    set_seed(args.seed)  # model initialisation is identical on every process and every run
+
+    images, labels = load_training_data(args)
+    conditional = {"auto": labels is not None, "yes": True, "no": False}[args.class_conditional]
+    if conditional and labels is None:
+        raise TrainingError("--class_conditional yes needs labels: the data source has none")
+    num_classes = int(labels.max()) + 1 if conditional else None
+    dataset = ImageTensorDataset(images, labels if conditional else None)
+    if len(dataset) < args.train_batch_size * accelerator.num_processes:
+        raise TrainingError(
+            f"{len(dataset)} images cannot fill one batch of {args.train_batch_size} x {accelerator.num_processes}"
+        )
+    dataloader = torch.utils.data.DataLoader(
+        dataset, batch_size=args.train_batch_size, shuffle=True, drop_last=True, num_workers=0
+    )
+
+    unet = build_unet(args, num_classes)
+    scheduler = DDPMHubScheduler(
+        num_train_timesteps=args.num_train_timesteps,
+        beta_schedule=args.beta_schedule,
+        prediction_type=args.prediction_type,
+    )
+    optimizer = torch.optim.AdamW(
+        unet.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+    )
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    ema = None
+    if args.use_ema:
+        ema = EMAModel(
+            unet.parameters(),
+            decay=args.ema_max_decay,
+            use_ema_warmup=True,
+            power=args.ema_power,
+            model_cls=DDPMHubUNet2DModel,
+            model_config=unet.config,
+        )
+        accelerator.register_for_checkpointing(ema)
+    unet, optimizer, dataloader, lr_scheduler = accelerator.prepare(unet, optimizer, dataloader, lr_scheduler)
+
+    global_step, progress = 0, {"global_step": 0, "epoch": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    checkpoint = resolve_checkpoint(args)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        progress = json.loads((checkpoint / "progress.json").read_text())
+        global_step = progress["global_step"]
+        logger.info(f"resumed from {checkpoint} at step {global_step}")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("ddpm-hub", config={k: str(v) for k, v in vars(args).items()})
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+
+    steps_per_epoch = len(dataloader) // args.gradient_accumulation_steps
+    bucket_sums = torch.zeros(TIMESTEP_BUCKETS)
+    bucket_counts = torch.zeros(TIMESTEP_BUCKETS)
+    bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process)
+    started_cpu, started_wall = time.process_time(), time.time()
+    epoch = global_step // steps_per_epoch
+    while global_step < args.max_train_steps:
+        dataloader.set_epoch(epoch)
+        skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+        batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        unet.train()
+        for micro_index, batch in enumerate(batches, start=skip):
+            micro_step = epoch * len(dataloader) + micro_index
+            rng = step_generator(args.seed, micro_step, accelerator.process_index)
+            x_0 = batch["images"]  # (B, C, H, W)
+            noise = torch.randn(x_0.shape, generator=rng).to(x_0)
+            timesteps = torch.randint(0, args.num_train_timesteps, (x_0.shape[0],), generator=rng)
+            class_labels = None
+            if conditional:  # label dropout: the null class teaches the unconditional model for guidance
+                drop = torch.rand(x_0.shape[0], generator=rng) < args.label_dropout
+                class_labels = torch.where(drop, num_classes, batch["labels"].cpu()).to(x_0.device)
+            x_t = scheduler.add_noise(x_0, noise, timesteps)
+            target = scheduler.training_target(x_0, noise, timesteps)
+
+            with accelerator.accumulate(unet):
+                prediction = unet(x_t, timesteps.to(x_0.device), class_labels=class_labels).sample
+                per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+                weight = per_sample_weight(scheduler, args, timesteps)
+                loss = per_sample.mean() if weight is None else (per_sample * weight.to(per_sample)).mean()
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+
+            mean_loss = accelerator.reduce(loss.detach(), reduction="mean")
+            if not torch.isfinite(mean_loss):
+                last = list_checkpoints(args.checkpoints_dir)
+                raise TrainingError(
+                    f"loss is {mean_loss.item()} at step {global_step}: stopping. The last good checkpoint is "
+                    f"{last[-1] if last else '(none yet)'}; resume with a lower --learning_rate."
+                )
+            bucket = (timesteps * TIMESTEP_BUCKETS // args.num_train_timesteps).cpu()
+            bucket_sums.index_add_(0, bucket, per_sample.detach().float().cpu())
+            bucket_counts.index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float))
+            if not accelerator.sync_gradients:
+                continue
+
+            if ema is not None:
+                ema.step(unet.parameters())
+            global_step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{mean_loss.item():.4f}")
+            if global_step % args.logging_steps == 0:
+                logs = {"loss": mean_loss.item(), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
+                if ema is not None:
+                    logs["ema_decay"] = ema.cur_decay_value
+                for i in range(TIMESTEP_BUCKETS):
+                    if bucket_counts[i] > 0:
+                        low = i * args.num_train_timesteps // TIMESTEP_BUCKETS
+                        logs[f"loss_by_t/{low:04d}"] = (bucket_sums[i] / bucket_counts[i]).item()
+                bucket_sums.zero_()
+                bucket_counts.zero_()
+                accelerator.log(logs, step=global_step)
+            if args.sample_steps and global_step % args.sample_steps == 0 and accelerator.is_main_process:
+                log_samples(accelerator, unet, ema, scheduler, num_classes, args, global_step)
+            if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
+                progress = dict(
+                    progress,
+                    global_step=global_step,
+                    epoch=epoch,
+                    cpu_seconds=progress["cpu_seconds"] + time.process_time() - started_cpu,
+                    wall_seconds=progress["wall_seconds"] + time.time() - started_wall,
+                )
+                started_cpu, started_wall = time.process_time(), time.time()
+                save_checkpoint(accelerator, args, global_step, progress)
+            if global_step >= args.max_train_steps:
+                break
+        epoch += 1
+    bar.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress)
+    accelerator.end_training()
+
+
+def log_samples(accelerator, unet, ema, scheduler, num_classes, args, step):
+    model = accelerator.unwrap_model(unet)
+    if ema is not None:
+        ema.store(model.parameters())
+        ema.copy_to(model.parameters())
+    model.eval()
+    images = sample_grid(model, scheduler.config, num_classes, args, args.sample_inference_steps)
+    if ema is not None:
+        ema.restore(model.parameters())
+    model.train()
+    for tracker in accelerator.trackers:
+        if tracker.name == "tensorboard":
+            tracker.writer.add_images("samples", (images + 1) / 2, step)
+
+
+def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress) -> None:
+    """Saves the EMA weights as a pipeline, with a sample grid and a model card; then publishes if asked."""
+    from ddpm_hub.hub import HubPushError, push_to_hub, push_to_mirror, write_model_card
+
+    model = accelerator.unwrap_model(unet)
+    if ema is not None:
+        ema.copy_to(model.parameters())
+    model.eval()
+    pipeline = DDPMHubPipeline(unet=model, scheduler=scheduler)
+    pipeline.save_pretrained(args.output_dir)
+    grid_image(sample_grid(model, scheduler.config, num_classes, args, args.sample_inference_steps)).save(
+        os.path.join(args.output_dir, "samples.png")
+    )
+    training = {
+        "command": "accelerate launch training/train.py " + " ".join(_explicit_args(args)),
+        "processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "steps": progress["global_step"],
+        "cpu_minutes": round(progress["cpu_seconds"] / 60, 1),
+        "wall_minutes": round(progress["wall_seconds"] / 60, 1),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **{k: v for k, v in vars(args).items() if not k.startswith("hub_")},
+    }
+    Path(args.output_dir, "training_config.json").write_text(json.dumps(training, indent=2, default=str) + "\n")
+    write_model_card(args.output_dir, repo_id=args.hub_model_id)
+    logger.info(f"saved the pipeline to {args.output_dir}")
+    try:
+        if args.hub_mirror_dir:
+            sha = push_to_mirror(args.output_dir, args.hub_mirror_dir, args.hub_model_id)
+            logger.info(f"committed {sha} to the mirror {args.hub_mirror_dir}")
+        if args.push_to_hub:
+            url = push_to_hub(args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo)
+            logger.info(f"pushed to {url}")
+    except (HubPushError, ValueError) as error:
+        raise TrainingError(f"training finished, but publishing failed: {error}") from error
+
+
+def _explicit_args(args) -> list[str]:
+    """The command-line flags that differ from the defaults, to rerun this training."""
+    defaults = vars(parse_args(["--output_dir", args.output_dir]))
+    flags = [f"--output_dir {args.output_dir}"]
+    for key, value in vars(args).items():
+        if key in ("output_dir", "hub_token") or value == defaults.get(key) or value is None or value is False:
+            continue
+        if value is True:
+            flags.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):
+            flags.append(f"--{key} " + " ".join(map(str, value)))
+        else:
+            flags.append(f"--{key} {value}")
+    return flags
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except TrainingError as error:
+        logger.error(f"error: {error}")
+        raise SystemExit(1) from None
