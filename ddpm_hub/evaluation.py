@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,7 @@ def train_judge(
     epochs: int = DEFAULT_JUDGE_EPOCHS,
     cache_dir: str | os.PathLike | None = None,
     *,
+    num_threads: int | None = None,
     verbose: bool = False,
 ) -> DigitJudge:
     """Train a :class:`DigitJudge` on the mnist5k ``"train"`` split (CPU; about a minute for 8 epochs on 2 cores).
@@ -216,11 +218,23 @@ def train_judge(
         seed: seeds initialisation, shuffling, augmentation and dropout.
         epochs: passes over the 4,000 training images (8 reaches ~98–99% held-out accuracy).
         cache_dir: when given, also save the weights there (as :func:`load_or_train_judge` would find them).
+        num_threads: torch CPU threads while training (restored afterwards); ``None`` keeps torch's setting. On a
+            busy shared machine 1 thread is often faster than oversubscribed cores.
         verbose: print the loss and held-out accuracy per epoch.
 
     Returns:
         the judge in eval mode, with ``judge.held_out_accuracy`` set (accuracy on the 1,000 held-out digits).
     """
+    previous_threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        return _train_judge(seed, epochs, cache_dir, verbose)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train_judge(seed: int, epochs: int, cache_dir: str | os.PathLike | None, verbose: bool) -> DigitJudge:
     settings = _judge_settings(seed, epochs)
     start_time = time.perf_counter()
     x_train, y_train = load_mnist5k("train")
@@ -274,6 +288,7 @@ def load_or_train_judge(
     epochs: int = DEFAULT_JUDGE_EPOCHS,
     cache_dir: str | os.PathLike | None = None,
     *,
+    num_threads: int | None = None,
     verbose: bool = False,
 ) -> DigitJudge:
     """Load the judge for these settings from the cache, or train it (:func:`train_judge`) and cache it.
@@ -291,12 +306,26 @@ def load_or_train_judge(
             print(f"ddpm_hub: ignoring unreadable judge cache {path} ({err}); retraining", file=sys.stderr)
     if verbose:
         print(f"ddpm_hub: training the digit judge ({epochs} epochs), cache: {path}", file=sys.stderr)
-    return train_judge(seed, epochs, cache_dir=path.parent, verbose=verbose)
+    return train_judge(seed, epochs, cache_dir=path.parent, num_threads=num_threads, verbose=verbose)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Fréchet distance
 # ---------------------------------------------------------------------------------------------------------------------
+
+
+def _sqrtm(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
+    """scipy.linalg.sqrtm, returning (root, whether scipy warned that the matrix is singular) without the warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        root = linalg.sqrtm(matrix)
+    singular = False
+    for w in caught:
+        if issubclass(w.category, linalg.LinAlgWarning):
+            singular = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return root, singular
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6) -> float:
@@ -306,8 +335,10 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6
 
     Args:
         feats_a, feats_b: ``(N_a, D)`` and ``(N_b, D)`` arrays, ``N >= 2``.
-        eps: when ``sqrtm`` of the product is not finite (singular covariances), ``eps * I`` is added to both
-            covariances and the square root recomputed (the standard pytorch-fid handling).
+        eps: when ``sqrtm`` of the product is not finite or scipy reports it singular (e.g. fewer samples than
+            dimensions, or features that are always 0), ``eps * I`` is added to both covariances and the square
+            root recomputed (the standard pytorch-fid handling); a complex result with a negligible imaginary part
+            is replaced by its real part.
 
     Returns:
         the squared distance ``d²`` (as FID reports it), ``>= 0``; symmetric in its arguments.
@@ -331,10 +362,10 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6
     sigma_b = np.atleast_2d(np.cov(b, rowvar=False))
     diff = mu_a - mu_b
 
-    covmean = linalg.sqrtm(sigma_a @ sigma_b)
-    if not np.isfinite(covmean).all():
+    covmean, singular = _sqrtm(sigma_a @ sigma_b)
+    if singular or not np.isfinite(covmean).all():
         offset = np.eye(sigma_a.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+        covmean, _ = _sqrtm((sigma_a + offset) @ (sigma_b + offset))
     if np.iscomplexobj(covmean):
         max_imag = np.max(np.abs(np.diagonal(covmean).imag))
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):

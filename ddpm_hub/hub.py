@@ -15,6 +15,7 @@ own training examples upload those by accident). A push never modifies the local
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,8 @@ PIPELINE_FILE_PATTERNS: tuple[str, ...] = (
     "sample*.png",  # sample grids shown in the model card (samples.png, samples/epoch_10.png, ...)
     "sample*.jpg",
     "sample*.gif",
+    "training_config.json",  # how the weights were trained (the model card's Training section)
+    "evaluation.json",  # what the evaluation measured (the model card's Evaluation section)
 )
 
 PIPELINE_IGNORE_PATTERNS: tuple[str, ...] = (
@@ -122,9 +125,17 @@ SAMPLING_SNIPPET = """\
 import torch
 
 generator = torch.Generator().manual_seed(0)
-# one image per digit class 0..9; fewer inference steps trade quality for speed
-images = pipe(class_labels=list(range(10)), num_inference_steps=1000, generator=generator).images
-images[0].save("digit_0.png")"""
+# one image per digit 0..9, with classifier-free guidance (guidance_scale=1: plain conditional sampling)
+images = pipe(
+    batch_size=10, class_labels=list(range(10)), guidance_scale=2.0, num_inference_steps=1000, generator=generator
+).images
+images[3].save("digit_3.png")
+
+# faster: 50 DDIM steps on the same model (with the ddpm_hub package)
+from ddpm_hub import DDIMHubScheduler
+
+pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)
+images = pipe(batch_size=10, class_labels=list(range(10)), num_inference_steps=50, generator=generator).images"""
 
 
 def _plain(value: Any) -> Any:
@@ -268,6 +279,34 @@ scheduler = DDPMScheduler.from_pretrained("{repo_id}", subfolder="scheduler")
 {_evaluation_section(evaluation)}
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+TRAINING_FILE = "training_config.json"
+EVALUATION_FILE = "evaluation.json"
+SAMPLE_FILE = "samples.png"
+
+
+def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> Path:
+    """Writes ``README.md`` into a saved pipeline folder from what the folder records about itself.
+
+    Reads ``training_config.json`` (written by ``training/train.py``), ``evaluation.json`` (written by
+    ``python -m ddpm_hub.evaluation``) and ``samples.png`` when present, so the card can be regenerated at any time,
+    e.g. after evaluating. Returns the card's path.
+    """
+    path = Path(folder)
+
+    def read_json(name: str) -> dict | None:
+        file = path / name
+        return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+    card = make_model_card(
+        repo_id=repo_id or f"ddpm-hub/{path.resolve().name}",
+        sample_image=SAMPLE_FILE if (path / SAMPLE_FILE).is_file() else None,
+        training=read_json(TRAINING_FILE),
+        evaluation=read_json(EVALUATION_FILE),
+    )
+    card.save(path / "README.md")
+    return path / "README.md"
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ Caveats of olah 0.5.x:
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -31,10 +32,10 @@ from pathlib import Path
 
 CONFIG_TEMPLATE = """\
 [basic]
-host = "{host}"
+host = {host}
 port = {port}
-repos-path = "{cache_dir}"
-mirrors-path = ["{mirror_dir}"]
+repos-path = {cache_dir}
+mirrors-path = [{mirror_dir}]
 
 [accessibility]
 offline = true
@@ -94,11 +95,11 @@ class OlahHub:
             directory.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):  # the free port can be taken between free_port() and olah's bind
             self.port = free_port(self.host)
-            config = CONFIG_TEMPLATE.format(
-                host=self.host,
+            config = CONFIG_TEMPLATE.format(  # json.dumps quotes a string the way TOML does
+                host=json.dumps(self.host),
                 port=self.port,
-                cache_dir=self.cache_dir.as_posix(),
-                mirror_dir=self.mirror_dir.as_posix(),
+                cache_dir=json.dumps(self.cache_dir.as_posix()),
+                mirror_dir=json.dumps(self.mirror_dir.as_posix()),
             )
             self.config_path.write_text(config, encoding="utf-8")
             # `python -m olah.server` is the `olah-cli` entry point run with this interpreter; the log folder is a
@@ -121,10 +122,11 @@ class OlahHub:
                 break
         code = self.process.returncode if self.process is not None else None
         self.stop()
-        raise RuntimeError(
-            f"olah did not start on {self.endpoint} within {self.startup_timeout:.0f} s (exit code {code}).\n"
-            f"{self.log_tail()}"
-        )
+        if code is None:
+            problem = f"olah did not answer on {self.endpoint} within {self.startup_timeout:.0f} s"
+        else:
+            problem = f"olah exited with code {code} before answering on {self.endpoint}"
+        raise RuntimeError(f"{problem}; its config is {self.config_path}. Log tail:\n{self.log_tail()}")
 
     def _wait_until_ready(self) -> bool:
         """True once olah answers HTTP; False if it exited or the timeout passed."""

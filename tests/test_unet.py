@@ -3,10 +3,14 @@
 Everything runs on tiny models (8x8 images unless stated), so the whole file takes a few seconds on 2 CPU cores.
 """
 
+import importlib.util
+import sys
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+import ddpm_hub.models.unet as unet_module
 from ddpm_hub.models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
 
 NUM_CLASSES = 10
@@ -74,7 +78,7 @@ def test_in_out_channels_can_differ():
         {"block_out_channels": (8, 16), "attention_levels": (True, False), "sample_size": 6},
         {"layers_per_block": 2, "time_embedding_injection": "add", "dropout": 0.1},
         {"attention_levels": (False, False, False), "mid_attention": False},
-        {"block_out_channels": (4, 8, 12), "norm_num_groups": 4, "attention_head_dim": 4},  # odd sinusoid dim? no: 4
+        {"block_out_channels": (4, 8, 12), "norm_num_groups": 4, "attention_head_dim": 4},
         {"block_out_channels": (3, 6, 6), "norm_num_groups": 3, "attention_head_dim": 3},  # odd embedding width
     ],
     ids=["one-level", "two-levels", "lpb2-add-dropout", "no-attention", "narrow", "odd-width"],
@@ -330,9 +334,12 @@ def test_bfloat16_autocast_runs_and_is_close():
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_presets_are_valid_configs():
-    for name, overrides in UNET_PRESETS.items():
-        assert set(overrides) <= set(DDPMHubUNet2DModel.extract_init_dict(dict(overrides))[0]), name
+@pytest.mark.parametrize("name", sorted(UNET_PRESETS))
+def test_presets_build_with_their_overrides(name):
+    model = DDPMHubUNet2DModel.from_preset(name)
+    config = public_config(model)
+    for key, value in UNET_PRESETS[name].items():
+        assert config[key] == (list(value) if isinstance(value, tuple) else value), key
 
 
 def test_small_preset_size_and_compute():
@@ -346,3 +353,24 @@ def test_small_preset_size_and_compute():
     assert out.shape == (1, 1, 28, 28)
     assert 500_000 <= num_params <= 3_000_000
     assert flops <= 160e6
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Remote code
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_module_is_self_contained(monkeypatch, tmp_path):
+    """unet.py is copied into saved pipelines and loaded as remote code: it must import without ddpm_hub."""
+    monkeypatch.setitem(sys.modules, "ddpm_hub", None)  # any `import ddpm_hub...` now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("ddpm_hub.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    copy = tmp_path / "unet.py"
+    copy.write_text(open(unet_module.__file__, encoding="utf-8").read(), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("standalone_unet", copy)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    model = module.DDPMHubUNet2DModel.from_preset("tiny", sample_size=SIZE, num_class_embeds=None)
+    with torch.inference_mode():
+        assert model(noise(1), 0).sample.shape == (1, 1, SIZE, SIZE)

@@ -61,11 +61,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     model.add_argument("--class_conditional", choices=["auto", "yes", "no"], default="auto")
     model.add_argument("--label_dropout", type=float, default=0.1, help="share of labels replaced by the null class")
     model.add_argument("--prediction_type", choices=["epsilon", "sample", "v_prediction"], default="epsilon")
-    model.add_argument("--beta_schedule", choices=["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"],
-                       default="linear")
+    model.add_argument(
+        "--beta_schedule",
+        choices=["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"],
+        default="linear",
+    )
     model.add_argument("--num_train_timesteps", type=int, default=1000)
-    model.add_argument("--loss", choices=LOSSES, default="simple",
-                       help="simple = L_simple; weighted = the ELBO's w(t); min_snr = min-SNR-gamma")
+    model.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="simple",
+        help="simple = L_simple; weighted = the ELBO's w(t); min_snr = min-SNR-gamma",
+    )
     model.add_argument("--snr_gamma", type=float, default=5.0)
 
     train = parser.add_argument_group("optimisation")
@@ -79,8 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--adam_beta2", type=float, default=0.999)
     train.add_argument("--adam_weight_decay", type=float, default=0.0)
     train.add_argument("--max_grad_norm", type=float, default=1.0)
-    train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default=None,
-                       help="default: accelerate's config")
+    train.add_argument(
+        "--mixed_precision", choices=["no", "bf16", "fp16"], default=None, help="default: accelerate's config"
+    )
     train.add_argument("--use_ema", action=argparse.BooleanOptionalAction, default=True)
     train.add_argument("--ema_max_decay", type=float, default=0.999)
     train.add_argument("--ema_power", type=float, default=2 / 3)

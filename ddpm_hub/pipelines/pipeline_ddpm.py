@@ -107,7 +107,9 @@ class DDPMHubPipeline(DiffusionPipeline):
         if class_labels is None:
             return None
         if self.num_classes is None:
-            raise ValueError("`class_labels` were given, but this model is unconditional (unet num_class_embeds=None).")
+            raise ValueError(
+                "`class_labels` were given, but this model is unconditional (unet num_class_embeds=None)."
+            )
         labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
         if labels.numel() == 1:
             labels = labels.expand(batch_size)
@@ -369,7 +371,9 @@ class DDPMHubPipeline(DiffusionPipeline):
             component_class = type(getattr(self, name))
             if component_class.__module__.split(".")[0] == "diffusers":
                 continue  # a stock diffusers component loads by name
-            shutil.copyfile(inspect.getsourcefile(component_class), os.path.join(save_directory, name, f"{module_file}.py"))
+            shutil.copyfile(
+                inspect.getsourcefile(component_class), os.path.join(save_directory, name, f"{module_file}.py")
+            )
             index[name] = [module_file, component_class.__name__]
         shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{PIPELINE_FILE}.py"))
         index["_class_name"] = [PIPELINE_FILE, type(self).__name__]

@@ -72,7 +72,7 @@ def _extract(arr: torch.Tensor, t: int | torch.Tensor, shape: torch.Size) -> tor
 
 
 def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
-    """Betas of the cosine schedule (Nichol & Dhariwal 2021, Eq. 17): alpha_bar(t) = cos^2((t/T + s) / (1 + s) pi/2)."""
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021, Eq. 17): alpha_bar(t) = cos^2((t/T + s)/(1 + s) pi/2)."""
 
     def alpha_bar(time: float) -> float:
         return math.cos((time + 0.008) / 1.008 * math.pi / 2) ** 2
@@ -200,8 +200,9 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         """Computes beta_t, alpha_t, alpha_bar_t in float64 and stores them as float32 tensors of shape (T,).
 
         alpha_bar_{-1}, the value used after the last step, is 1 (DDPM), or alpha_bar_0 when
-        `alpha_bar_0_after_last_step` (DDIM's `set_alpha_to_one=False`). It is stored as entry 0 of `alphas_cumprod_padded`, shape (T + 1,), so that
-        `alphas_cumprod_padded[t + 1]` is alpha_bar_t for every t in [-1, T - 1] without a branch.
+        `alpha_bar_0_after_last_step` (DDIM's `set_alpha_to_one=False`). It is stored as entry 0 of
+        `alphas_cumprod_padded`, shape (T + 1,), so that `alphas_cumprod_padded[t + 1]` is alpha_bar_t for every t in
+        [-1, T - 1] without a branch.
         """
         config = self.config
         steps = config.num_train_timesteps
@@ -306,7 +307,9 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         `prev_t` (default t - 1) is the step the reverse chain goes to; it is earlier than t - 1 with strided steps.
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = (c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape))
+        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = (
+            c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape)
+        )
         x_0_coefficient = alpha_bar_prev.sqrt() * beta_t / (1 - alpha_bar_t)
         x_t_coefficient = alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
         return x_0_coefficient * x_0 + x_t_coefficient * x_t
@@ -375,7 +378,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             return pred_x0, model_output
         if self.config.prediction_type == "sample":
             return model_output, (sample - alpha_bar_t.sqrt() * model_output) / (1 - alpha_bar_t).sqrt()
-        # v_prediction: x_0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v, eps = sqrt(alpha_bar) v + sqrt(1 - alpha_bar) x_t
+        # v_prediction: x_0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(a) v + sqrt(1 - a) x_t, with a = alpha_bar_t
         pred_x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
         pred_eps = alpha_bar_t.sqrt() * model_output + (1 - alpha_bar_t).sqrt() * sample
         return pred_x0, pred_eps
@@ -397,9 +400,11 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         return pred_x0
 
     def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
-        """Clamps each sample to [-s, s] and divides by s, s = a high percentile of |x_0| (at least 1), (B, C, H, W)."""
+        """Clamps each sample to [-s, s] and divides by s, s = a high percentile of |x_0| (at least 1). (B, C, H, W)"""
         dtype, shape = sample.dtype, sample.shape
-        flat = sample.float().reshape(shape[0], -1)  # quantile needs float32/64
+        flat = sample.reshape(shape[0], -1)
+        if dtype not in (torch.float32, torch.float64):
+            flat = flat.float()  # quantile needs float32/64; float64 stays float64
         s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
         s = s.clamp(min=1, max=self.config.sample_max_value).unsqueeze(1)  # (B, 1)
         return (flat.clamp(-s, s) / s).reshape(shape).to(dtype)
@@ -545,14 +550,15 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
                 if timesteps[0] >= steps:
                     raise ValueError(
                         f"Invalid `steps_offset`={self.config.steps_offset} for num_inference_steps="
-                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps={steps}."
+                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
+                        f"({steps})."
                     )
             else:  # "trailing"
                 step_ratio = steps / num_inference_steps
                 timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
         self.timesteps = torch.from_numpy(timesteps).to(device)
         following = np.append(timesteps[1:], -1)
-        self._previous = dict(zip(timesteps.tolist(), following.tolist()))
+        self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
 
     def previous_timestep(self, timestep: int | torch.Tensor) -> int:
         """The timestep the reverse chain goes to from `timestep`: the next inference timestep, or -1 at the end."""

@@ -1,0 +1,278 @@
+"""Pipeline tests: determinism, the step generators, and loading a saved pipeline all three ways (local and Hub)."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from olah_hub import hub_env, run_python
+
+from ddpm_hub import (
+    UNET_PRESETS,
+    DDIMHubScheduler,
+    DDPMHubPipeline,
+    DDPMHubScheduler,
+    DDPMHubUNet2DModel,
+    DenoisingStep,
+)
+from ddpm_hub.hub import push_to_mirror
+
+TRAIN_STEPS = 20
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> DDPMHubPipeline:
+    torch.manual_seed(0)
+    unet = DDPMHubUNet2DModel(**{**UNET_PRESETS["tiny"], "sample_size": 8})
+    with torch.no_grad():  # the output conv is zero-initialised: perturb so that predictions depend on the input
+        for parameter in unet.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    pipe = DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=TRAIN_STEPS))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, seed=0, **kwargs) -> np.ndarray:
+    kwargs = {"batch_size": 2, "class_labels": [3, 7], "num_inference_steps": TRAIN_STEPS, **kwargs}
+    return pipe(generator=torch.Generator().manual_seed(seed), output_type="np", **kwargs).images
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_same_seed_same_images_other_seed_other_images(pipeline):
+    first, again, other = sample(pipeline, 0), sample(pipeline, 0), sample(pipeline, 1)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_output_types_and_tuple(pipeline):
+    images_np = sample(pipeline)
+    assert images_np.shape == (2, 8, 8, 1) and images_np.min() >= 0 and images_np.max() <= 1
+    images_pt = pipeline(
+        batch_size=2,
+        class_labels=[3, 7],
+        num_inference_steps=TRAIN_STEPS,
+        generator=torch.Generator().manual_seed(0),
+        output_type="pt",
+    ).images
+    assert images_pt.shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(images_pt.permute(0, 2, 3, 1).numpy(), images_np, atol=1e-6)
+    pil = pipeline(batch_size=1, class_labels=3, num_inference_steps=3, output_type="pil").images
+    assert pil[0].size == (8, 8) and pil[0].mode == "L"
+    as_tuple = pipeline(
+        batch_size=2,
+        class_labels=[3, 7],
+        num_inference_steps=TRAIN_STEPS,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+        return_dict=False,
+    )
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 1
+    np.testing.assert_array_equal(as_tuple[0], images_np)
+
+
+def test_call_is_the_denoising_generator_run_to_the_end(pipeline):
+    steps = list(
+        pipeline.denoising_steps(
+            batch_size=2,
+            class_labels=[3, 7],
+            num_inference_steps=TRAIN_STEPS,
+            generator=torch.Generator().manual_seed(0),
+        )
+    )
+    assert len(steps) == TRAIN_STEPS and all(isinstance(s, DenoisingStep) for s in steps)
+    last = (steps[-1].prev_sample / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(last, sample(pipeline), atol=1e-6)
+
+
+def test_denoising_steps_are_a_consistent_chain(pipeline):
+    steps = list(pipeline.denoising_steps(batch_size=3, class_labels=1, num_inference_steps=5))
+    assert [s.step_index for s in steps] == list(range(5)) and {s.num_steps for s in steps} == {5}
+    assert [s.timestep for s in steps] == pipeline.scheduler.timesteps.tolist()
+    assert [s.prev_timestep for s in steps] == [s.timestep for s in steps[1:]] + [-1]
+    for current, following in zip(steps, steps[1:], strict=False):
+        assert torch.equal(current.prev_sample, following.sample)
+    for step in steps:
+        assert step.sample.shape == step.noise_pred.shape == step.pred_original_sample.shape == (3, 1, 8, 8)
+        assert step.pred_original_sample.abs().max() <= 1  # clipped x_0
+        assert torch.all(step.std >= 0)
+    assert torch.all(steps[-1].std == 0) and torch.equal(steps[-1].prev_sample, steps[-1].mean)  # no noise at the end
+    # the mean is the posterior mean at the predicted x_0, computed by the scheduler
+    step = steps[1]
+    expected = pipeline.scheduler.q_posterior_mean(
+        step.pred_original_sample, step.sample, step.timestep, step.prev_timestep
+    )
+    torch.testing.assert_close(step.mean, expected)
+
+
+def test_guidance_scale_one_is_the_conditional_model_and_zero_the_unconditional(pipeline):
+    x = torch.randn(2, 1, 8, 8)
+    labels = torch.tensor([3, 7])
+    conditional = pipeline.unet(x, 5, class_labels=labels).sample
+    unconditional = pipeline.unet(x, 5, class_labels=torch.full_like(labels, 10)).sample
+    torch.testing.assert_close(pipeline.predict(x, 5, labels, 1.0), conditional)
+    torch.testing.assert_close(pipeline.predict(x, 5, labels, 0.0), unconditional)
+    torch.testing.assert_close(pipeline.predict(x, 5, labels, 3.0), unconditional + 3 * (conditional - unconditional))
+
+
+def test_ddim_scheduler_swap_is_deterministic_at_eta_zero(pipeline):
+    ddim = DDPMHubPipeline(unet=pipeline.unet, scheduler=DDIMHubScheduler.from_config(pipeline.scheduler.config))
+    ddim.set_progress_bar_config(disable=True)
+    x_T = torch.randn(2, 1, 8, 8)
+    a = sample(ddim, 0, num_inference_steps=5, latents=x_T)
+    b = sample(ddim, 1, num_inference_steps=5, latents=x_T)
+    c = sample(ddim, 1, num_inference_steps=5, latents=x_T, eta=1.0)
+    np.testing.assert_array_equal(a, b)  # eta = 0: the seed only matters through x_T
+    assert np.abs(a - c).max() > 1e-4
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"class_labels": [1, 2, 3]}, "class_labels"),
+        ({"class_labels": 10}, r"\[0, 9\]"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_inference_steps": TRAIN_STEPS + 1}, "num_inference_steps"),
+        ({"output_type": "jpeg"}, "output_type"),
+        ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"latents": torch.zeros(2, 1, 4, 4)}, "latents"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(pipeline, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipeline(**{"batch_size": 2, "num_inference_steps": 2, **kwargs})
+
+
+def test_noising_steps_report_the_chain_and_the_closed_form(pipeline):
+    x_0 = torch.zeros(4000, 1, 2, 2) + 0.5  # many copies: the statistics of the two routes must agree
+    steps = list(pipeline.noising_steps(x_0, timesteps=[0, 9, 19], generator=torch.Generator().manual_seed(0)))
+    assert [s.timestep for s in steps] == [0, 9, 19]
+    for step in steps:
+        numbers = pipeline.scheduler.coefficients(step.timestep)
+        assert step.coefficients == numbers
+        for x_t in (step.sample, step.closed_form_sample):
+            assert abs(x_t.mean().item() - numbers["sqrt_alpha_bar_t"] * 0.5) < 0.02
+            assert abs(x_t.std().item() - numbers["sqrt_one_minus_alpha_bar_t"]) < 0.02
+    with pytest.raises(ValueError, match="timesteps"):
+        list(pipeline.noising_steps(x_0[:1], timesteps=[TRAIN_STEPS]))
+
+
+def test_noise_then_denoise_starts_from_the_noised_image(pipeline):
+    x_0 = torch.zeros(1, 1, 8, 8)
+    steps = list(
+        pipeline.noise_then_denoise_steps(
+            x_0,
+            start_timestep=9,
+            class_labels=2,
+            num_inference_steps=TRAIN_STEPS,
+            generator=torch.Generator().manual_seed(0),
+        )
+    )
+    assert [s.timestep for s in steps] == list(range(9, -1, -1))
+    noise = torch.randn(x_0.shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(steps[0].sample, pipeline.scheduler.add_noise(x_0, noise, torch.tensor([9])))
+    with pytest.raises(ValueError, match="start_timestep"):
+        next(pipeline.noise_then_denoise_steps(x_0, start_timestep=TRAIN_STEPS))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Saving and loading: three ways, from a folder and through a Hub server
+# ----------------------------------------------------------------------------------------------------------------
+
+# Run in a fresh interpreter in which `ddpm_hub` cannot be imported: what a stock diffusers user has.
+WITHOUT_DDPM_HUB = """
+import sys
+
+class _BlockDdpmHub:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ddpm_hub" or name.startswith("ddpm_hub."):
+            raise ImportError("ddpm_hub is not installed in this interpreter")
+
+sys.meta_path.insert(0, _BlockDdpmHub())
+"""
+
+SAMPLE_AND_SAVE = """
+import numpy as np, torch
+pipe.set_progress_bar_config(disable=True)
+images = pipe(batch_size=2, class_labels=[3, 7], num_inference_steps={steps},
+              generator=torch.Generator().manual_seed(0), output_type="np").images
+np.save({out!r}, images)
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(pipeline, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved") / "pipeline"
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def test_saved_folder_layout(saved):
+    index = json.loads((saved / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline_ddpm_hub", "DDPMHubPipeline"]
+    assert index["unet"] == ["unet_ddpm_hub", "DDPMHubUNet2DModel"]
+    assert index["scheduler"] == ["scheduling_ddpm_hub", "DDPMHubScheduler"]
+    for path in (
+        "pipeline_ddpm_hub.py",
+        "unet/unet_ddpm_hub.py",
+        "scheduler/scheduling_ddpm_hub.py",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    ):
+        assert (saved / path).is_file(), path
+    assert not list(saved.rglob("*.bin"))
+    # the code that travels with the weights must not need ddpm_hub
+    for code in saved.rglob("*.py"):
+        assert "ddpm_hub import" not in code.read_text() and "import ddpm_hub" not in code.read_text()
+
+
+def test_load_with_our_class_gives_the_same_images(pipeline, saved):
+    loaded = DDPMHubPipeline.from_pretrained(saved)
+    assert type(loaded.unet) is DDPMHubUNet2DModel and type(loaded.scheduler) is DDPMHubScheduler
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded), sample(pipeline))
+
+
+def _three_ways_code(source: str, revision: str | None, out_dir) -> str:
+    rev = f", revision={revision!r}" if revision else ""
+    way_1 = (
+        f"from ddpm_hub import DDPMHubPipeline\npipe = DDPMHubPipeline.from_pretrained({source!r}{rev})\n"
+        + SAMPLE_AND_SAVE.format(steps=TRAIN_STEPS, out=str(out_dir / "way1.npy"))
+    )
+    way_2 = (
+        WITHOUT_DDPM_HUB + f"from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained({source!r}{rev}, trust_remote_code=True)\n"
+        "assert type(pipe).__name__ == 'DDPMHubPipeline' and not any(m.startswith('ddpm_hub') for m in sys.modules)\n"
+        + SAMPLE_AND_SAVE.format(steps=TRAIN_STEPS, out=str(out_dir / "way2.npy"))
+    )
+    way_3 = (
+        f"import diffusers\nfrom ddpm_hub import DDPMHubPipeline, DDPMHubUNet2DModel\n"
+        f"unet = DDPMHubUNet2DModel.from_pretrained({source!r}, subfolder='unet'{rev})\n"
+        f"stock = diffusers.DDPMScheduler.from_pretrained({source!r}, subfolder='scheduler'{rev})\n"
+        "assert type(stock) is diffusers.DDPMScheduler\n"
+        "from ddpm_hub import DDPMHubScheduler\n"
+        "pipe = DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler.from_config(stock.config))\n"
+        + SAMPLE_AND_SAVE.format(steps=TRAIN_STEPS, out=str(out_dir / "way3.npy"))
+    )
+    return way_1, way_2, way_3
+
+
+def _check_three_ways(pipeline, source, revision, tmp_path, env=None):
+    expected = sample(pipeline)
+    for index, code in enumerate(_three_ways_code(source, revision, tmp_path), start=1):
+        run_python(textwrap.dedent(code), env, timeout=180)
+        np.testing.assert_array_equal(np.load(tmp_path / f"way{index}.npy"), expected, err_msg=f"way {index}")
+
+
+def test_load_three_ways_from_a_folder(pipeline, saved, tmp_path):
+    _check_three_ways(pipeline, str(saved), None, tmp_path, {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+
+
+def test_load_three_ways_through_a_hub_server(pipeline, saved, olah_hub, tmp_path):
+    sha = push_to_mirror(saved, olah_hub.mirror_dir, "ddpm-hub-tests/pipeline")
+    env = hub_env(olah_hub.endpoint, tmp_path / "hf_home")
+    _check_three_ways(pipeline, "ddpm-hub-tests/pipeline", sha, tmp_path, env)

@@ -1,0 +1,355 @@
+"""Tests of `DDIMHubScheduler`: parity with `diffusers.DDIMScheduler`, the DDIM paper's claims (eta = 1 is DDPM's
+ancestral step with sigma^2 = beta_tilde, eta = 0 is deterministic), the step's fields against float64 formulas,
+configs, and validation.
+
+The helpers shared with the DDPM tests (the pairwise grid, the float32 conditioning of a step) are imported from
+`test_scheduler_ddpm`, which pytest puts on the path (tests/ has no __init__.py, as for `olah_hub` in conftest).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+from test_scheduler_ddpm import ATOL, TRAINED_BETAS, pairwise_cases, schedule_perturbation
+
+from ddpm_hub.schedulers import DDIMHubScheduler, DDPMHubScheduler, DDPMHubSchedulerOutput
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread is much faster on a loaded 2-core machine (see test_scheduler_ddpm)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+T = 100
+SHAPE = (2, 3, 4, 4)
+
+# name -> (extra config, num_inference_steps). diffusers' DDIM goes from t to t - T // num_inference_steps, not to
+# the next entry of `timesteps`: the two agree only when the spacing is even (see `test_previous_timestep_...`).
+SPACINGS = {
+    "leading": ({"timestep_spacing": "leading"}, 10),
+    "leading_offset1": ({"timestep_spacing": "leading", "steps_offset": 1}, 10),
+    "leading_all_steps": ({"timestep_spacing": "leading"}, T),
+    "trailing": ({"timestep_spacing": "trailing"}, 10),
+}
+
+FACTORS = {
+    "beta_schedule": ["linear", "scaled_linear", "squaredcos_cap_v2", "trained_betas"],  # diffusers' DDIM: no sigmoid
+    "spacing": list(SPACINGS),
+    "prediction_type": ["epsilon", "sample", "v_prediction"],
+    "eta": [0.0, 1.0, 0.5],
+    "clip_sample": [True, False],
+    "thresholding": [False, True],
+    "set_alpha_to_one": [True, False],
+    "use_clipped_model_output": [False, True],
+}
+PARITY_CASES = pairwise_cases(FACTORS)
+# x_0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) at the cosine schedule's tail (alpha_bar_99 ~ 2e-7), unclipped
+AMPLIFIED_CASES = [
+    {
+        "beta_schedule": "squaredcos_cap_v2",
+        "spacing": "trailing",
+        "prediction_type": "epsilon",
+        "eta": eta,
+        "clip_sample": False,
+        "thresholding": False,
+        "set_alpha_to_one": True,
+        "use_clipped_model_output": False,
+    }
+    for eta in (0.0, 1.0)
+]
+
+
+def make_config(case: dict) -> tuple[dict, int]:
+    config = {
+        "num_train_timesteps": T,
+        "prediction_type": case["prediction_type"],
+        "clip_sample": case["clip_sample"],
+        "thresholding": case["thresholding"],
+        "set_alpha_to_one": case["set_alpha_to_one"],
+    }
+    if case["thresholding"]:  # with the default sample_max_value=1 dynamic thresholding is plain clipping
+        config.update(sample_max_value=2.0, dynamic_thresholding_ratio=0.9)
+    if case["beta_schedule"] == "trained_betas":
+        config["trained_betas"] = TRAINED_BETAS
+    else:
+        config["beta_schedule"] = case["beta_schedule"]
+    extra, num_inference_steps = SPACINGS[case["spacing"]]
+    return {**config, **extra}, num_inference_steps
+
+
+def compare_ddim_chains(ours, theirs, num_steps: int, native_schedules: bool, **step_kwargs) -> float:
+    """Both chains with the same model outputs and generator; errors relative to max(1, magnitude) of the step's
+    tensors, within ATOL (a shared schedule) or ATOL plus the accumulated `schedule_perturbation` (each implementation's
+    own float32 schedule: see test_scheduler_ddpm). Returns the largest error."""
+    generator = torch.Generator().manual_seed(0)
+    outputs = [torch.randn(SHAPE, generator=generator) for _ in range(num_steps)]
+    sample = torch.randn(SHAPE, generator=generator)
+    ours_sample, theirs_sample = sample.clone(), sample.clone()
+    ours_generator, theirs_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    budget = worst = 0.0
+    for t, out in zip(ours.timesteps, outputs, strict=True):
+        ours_step = ours.step(out, t, ours_sample, generator=ours_generator, **step_kwargs)
+        theirs_step = theirs.step(out, t, theirs_sample, generator=theirs_generator, **step_kwargs)
+        assert isinstance(ours_step, DDPMHubSchedulerOutput)
+        magnitude = max(
+            1.0,
+            theirs_sample.abs().max().item(),
+            theirs_step.pred_original_sample.abs().max().item(),
+            theirs_step.prev_sample.abs().max().item(),
+        )
+        if native_schedules:
+            budget += schedule_perturbation(ours, theirs, int(t), ours.previous_timestep(t))
+        for field in ("pred_original_sample", "prev_sample"):
+            got, expected = getattr(ours_step, field), getattr(theirs_step, field)
+            assert torch.isfinite(got).all() and torch.isfinite(expected).all()
+            error = (got - expected).abs().max().item() / magnitude
+            assert error <= ATOL + budget, f"t={int(t)}: {field} differs by {error:.2e} relative"
+            worst = max(worst, error)
+        ours_sample, theirs_sample = ours_step.prev_sample, theirs_step.prev_sample
+    assert torch.equal(torch.randn(3, generator=ours_generator), torch.randn(3, generator=theirs_generator))
+    assert budget < 5e-2
+    return worst
+
+
+def test_parity_grid_covers_every_value():
+    for name, values in FACTORS.items():
+        assert {case[name] for case in PARITY_CASES} == set(values)
+
+
+@pytest.mark.parametrize("case", PARITY_CASES + AMPLIFIED_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+def test_parity_with_diffusers_ddim(case):
+    config, num_steps = make_config(case)
+    ours, theirs = DDIMHubScheduler(**config), DDIMScheduler(**config)
+    ours.set_timesteps(num_steps)
+    theirs.set_timesteps(num_steps)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+    assert theirs.final_alpha_cumprod.item() == ours.alphas_cumprod_padded[0].item()  # alpha_bar after the last step
+
+    step_kwargs = {"eta": case["eta"], "use_clipped_model_output": case["use_clipped_model_output"]}
+    # (1) diffusers on our float32 schedule: only the step formulas differ
+    shared = DDIMScheduler(**config)
+    shared.alphas_cumprod = ours.alphas_cumprod.clone()
+    shared.final_alpha_cumprod = ours.alphas_cumprod_padded[0].clone()
+    shared.set_timesteps(num_steps)
+    compare_ddim_chains(ours, shared, num_steps, native_schedules=False, **step_kwargs)
+    # (2) each with its own schedule
+    compare_ddim_chains(ours, theirs, num_steps, native_schedules=True, **step_kwargs)
+
+
+def test_previous_timestep_follows_the_timesteps_where_diffusers_does_not():
+    """diffusers' DDIM steps from t to t - T // num_inference_steps; with uneven spacing (100 / 7 trailing, or
+    linspace) that is not the next timestep, so its chain visits alpha_bar values it never gave the model. Ours goes
+    to the next entry of `timesteps`, like diffusers' DDPMScheduler."""
+    ours = DDIMHubScheduler(num_train_timesteps=T, timestep_spacing="trailing")
+    ours.set_timesteps(7)
+    timesteps = ours.timesteps.tolist()
+    assert timesteps == [99, 85, 71, 56, 42, 28, 13]
+    assert [ours.previous_timestep(t) for t in timesteps] == timesteps[1:] + [-1]
+    theirs_previous = [t - T // 7 for t in timesteps]  # diffusers.DDIMScheduler.step's prev_timestep
+    assert theirs_previous[2] == 57 and 57 not in timesteps
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The DDIM paper's claims
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_eta_one_is_ddpm_with_posterior_variance(prediction_type, spacing):
+    """Song et al. 2021, Eq. 16: with sigma_t = sqrt(beta_tilde_t) (eta = 1) the DDIM step is DDPM's ancestral step
+    with sigma_t^2 = beta_tilde_t: sqrt(alpha_bar_prev) x_0 + sqrt(1 - alpha_bar_prev - beta_tilde) eps equals
+    mu_tilde(x_0, x_t) once x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, i.e. without clipping."""
+    config = {"num_train_timesteps": T, "prediction_type": prediction_type, "clip_sample": False}
+    ddim = DDIMHubScheduler(timestep_spacing=spacing, **config)
+    ddpm = DDPMHubScheduler(timestep_spacing=spacing, variance_type="fixed_small", **config)
+    ddim.set_timesteps(10)
+    ddpm.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    ddim_sample = ddpm_sample = torch.randn(SHAPE, generator=generator)
+    for t in ddim.timesteps:
+        out, z = torch.randn(SHAPE, generator=generator), torch.randn(SHAPE, generator=generator)
+        ddim_step = ddim.step(out, t, ddim_sample, eta=1.0, variance_noise=z)
+        ddpm_step = ddpm.step(out, t, ddpm_sample, variance_noise=z)
+        torch.testing.assert_close(ddim_step.pred_original_sample, ddpm_step.pred_original_sample)
+        torch.testing.assert_close(ddim_step.mean, ddpm_step.mean, atol=1e-5, rtol=1e-5)
+        # trailing's last step goes to alpha_bar = 1 from t = 9: beta_tilde = 0, which DDPM clamps to 1e-20
+        torch.testing.assert_close(ddim_step.std.reshape(()), ddpm_step.std.reshape(()), atol=1e-9, rtol=1e-5)
+        torch.testing.assert_close(ddim_step.prev_sample, ddpm_step.prev_sample, atol=1e-5, rtol=1e-5)
+        ddim_sample, ddpm_sample = ddim_step.prev_sample, ddpm_step.prev_sample
+
+
+def test_eta_zero_is_deterministic():
+    scheduler = DDIMHubScheduler(num_train_timesteps=T, clip_sample=False)
+    scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    outputs = [torch.randn(SHAPE, generator=generator) for _ in range(10)]
+    start = torch.randn(SHAPE, generator=generator)
+    results = []
+    for seed in (1, 2):
+        sample, generator = start, torch.Generator().manual_seed(seed)
+        for t, out in zip(scheduler.timesteps, outputs, strict=True):
+            step = scheduler.step(out, t, sample, eta=0.0, generator=generator)
+            assert step.std.abs().max() == 0
+            assert step.prev_sample.equal(step.mean)
+            sample = step.prev_sample
+        results.append(sample)
+    assert results[0].equal(results[1])
+    # while eta = 1 draws from the generator
+    first = scheduler.step(outputs[0], 90, start, eta=1.0, generator=torch.Generator().manual_seed(1)).prev_sample
+    second = scheduler.step(outputs[0], 90, start, eta=1.0, generator=torch.Generator().manual_seed(2)).prev_sample
+    assert not first.equal(second)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The step's fields against float64 formulas
+# ----------------------------------------------------------------------------------------------------------------
+
+T_TEACH = 1000
+ALPHA_BAR = np.cumprod(1 - np.linspace(1e-4, 0.02, T_TEACH))  # float64
+
+
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+@pytest.mark.parametrize("eta", [0.0, 0.3, 1.0])
+def test_step_fields(eta, set_alpha_to_one):
+    scheduler = DDIMHubScheduler(num_train_timesteps=T_TEACH, clip_sample=False, set_alpha_to_one=set_alpha_to_one)
+    scheduler.set_timesteps(10)  # leading: 900, 800, ..., 0
+    final_alpha_bar = 1.0 if set_alpha_to_one else ALPHA_BAR[0]
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(SHAPE, generator=generator)
+    for t in scheduler.timesteps.tolist():
+        eps, z = torch.randn(SHAPE, generator=generator), torch.randn(SHAPE, generator=generator)
+        out = scheduler.step(eps, t, sample, eta=eta, variance_noise=z)
+
+        prev_t = t - 100
+        alpha_bar_t = ALPHA_BAR[t]
+        alpha_bar_prev = ALPHA_BAR[prev_t] if prev_t >= 0 else final_alpha_bar
+        x_0 = (sample.double() - math.sqrt(1 - alpha_bar_t) * eps.double()) / math.sqrt(alpha_bar_t)
+        beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * (1 - alpha_bar_t / alpha_bar_prev)  # Eq. 16
+        std = eta * math.sqrt(beta_tilde)
+        mean = math.sqrt(alpha_bar_prev) * x_0 + math.sqrt(1 - alpha_bar_prev - std**2) * eps.double()  # Eq. 12
+
+        # the float32 schedule's rounding, divided by the differences the step is built from (test_scheduler_ddpm)
+        rtol = 4 * schedule_perturbation(scheduler, scheduler, t, scheduler.previous_timestep(t))
+        magnitude = max(1.0, x_0.abs().max().item())
+        torch.testing.assert_close(out.pred_original_sample.double(), x_0, atol=rtol * magnitude, rtol=0)
+        assert out.pred_epsilon.equal(eps)
+        torch.testing.assert_close(out.mean.double(), mean, atol=rtol * magnitude, rtol=0)
+        assert out.std.shape == (1, 1, 1, 1)
+        assert out.std.item() == pytest.approx(std, rel=rtol, abs=1e-12)
+        assert out.prev_sample.equal(out.mean + out.std * z if eta > 0 else out.mean)
+        sample = out.prev_sample
+    # the last step lands on sqrt(alpha_bar_after_last) x_0 + sqrt(1 - alpha_bar_after_last - sigma^2) eps: x_0 itself
+    # when set_alpha_to_one, else a sample that still carries alpha_bar_0's noise (diffusers' convention)
+    if set_alpha_to_one:
+        torch.testing.assert_close(out.prev_sample, out.pred_original_sample, atol=0, rtol=0)
+    else:
+        assert not out.prev_sample.equal(out.pred_original_sample)
+
+
+def test_use_clipped_model_output_recomputes_eps():
+    scheduler = DDIMHubScheduler(num_train_timesteps=T, clip_sample=True)
+    scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    sample, eps = torch.randn(SHAPE, generator=generator) * 3, torch.randn(SHAPE, generator=generator)
+    plain = scheduler.step(eps, 50, sample)
+    corrected = scheduler.step(eps, 50, sample, use_clipped_model_output=True)
+    assert plain.pred_original_sample.abs().max() <= 1
+    assert plain.pred_epsilon.equal(eps)
+    # eps consistent with the clipped x_0: x_t = sqrt(alpha_bar) x_0 + sqrt(1 - alpha_bar) eps holds again
+    alpha_bar = scheduler.alphas_cumprod[50]
+    reconstructed = alpha_bar.sqrt() * corrected.pred_original_sample + (1 - alpha_bar).sqrt() * corrected.pred_epsilon
+    torch.testing.assert_close(reconstructed, sample, atol=1e-5, rtol=1e-5)
+    assert not corrected.prev_sample.equal(plain.prev_sample)
+
+
+@pytest.mark.parametrize("thresholding", [False, True])
+def test_step_in_float64(thresholding):
+    scheduler = DDIMHubScheduler(
+        num_train_timesteps=T, clip_sample=False, thresholding=thresholding, sample_max_value=2.0
+    )
+    scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(SHAPE, generator=generator, dtype=torch.float64)
+    for t in scheduler.timesteps:
+        eps = 3 * torch.randn(SHAPE, generator=generator, dtype=torch.float64)
+        out = scheduler.step(eps, t, sample, eta=1.0, generator=generator)
+        for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
+            assert getattr(out, field).dtype == torch.float64, field
+        # x_0 in float64 from the (float32) alpha_bar, thresholding included
+        alpha_bar = scheduler.alphas_cumprod[int(t)].double()
+        x_0 = (sample - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+        if thresholding:
+            s = torch.quantile(x_0.reshape(SHAPE[0], -1).abs(), 0.995, dim=1).clamp(1, 2).reshape(-1, 1, 1, 1)
+            x_0 = torch.maximum(torch.minimum(x_0, s), -s) / s
+        torch.testing.assert_close(out.pred_original_sample, x_0, atol=1e-12, rtol=1e-12)
+        sample = out.prev_sample
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configs and validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_from_ddpm_config_drops_variance_type():
+    ddpm = DDPMHubScheduler(
+        num_train_timesteps=T,
+        beta_schedule="cosine",
+        variance_type="learned_range",
+        prediction_type="v_prediction",
+        timestep_spacing="trailing",
+    )
+    ddim = DDIMHubScheduler.from_config(ddpm.config)
+    assert type(ddim) is DDIMHubScheduler
+    assert "variance_type" not in ddim.config
+    assert ddim.config.set_alpha_to_one is True  # DDIM's default: the key is not in a DDPM config
+    for key in ("num_train_timesteps", "beta_schedule", "prediction_type", "timestep_spacing", "clip_sample"):
+        assert ddim.config[key] == ddpm.config[key], key
+    assert torch.equal(ddim.alphas_cumprod, ddpm.alphas_cumprod)
+    ddim.set_timesteps(10)
+    ddpm.set_timesteps(10)
+    assert torch.equal(ddim.timesteps, ddpm.timesteps)
+    # and back: a DDIM config makes a DDPM scheduler with the default variance
+    assert DDPMHubScheduler.from_config(ddim.config).config.variance_type == "fixed_small"
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_diffusers_ddim_loads_our_config(beta_schedule):
+    ours = DDIMHubScheduler(num_train_timesteps=T, beta_schedule=beta_schedule, set_alpha_to_one=False, steps_offset=1)
+    theirs = DDIMScheduler.from_config(ours.config)
+    for key, value in dict(theirs.config).items():
+        if not key.startswith("_"):
+            assert value == ours.config[key], key
+    rtol = 2e-5 if beta_schedule == "squaredcos_cap_v2" else 1e-6  # see test_cosine_schedule_is_closer_to_float64...
+    torch.testing.assert_close(theirs.alphas_cumprod, ours.alphas_cumprod, rtol=rtol, atol=0)
+    ours.set_timesteps(10)
+    theirs.set_timesteps(10)
+    assert torch.equal(ours.timesteps, theirs.timesteps)
+
+
+def test_sigmoid_schedule_is_supported():
+    """diffusers' DDIMScheduler has no sigmoid schedule; ours shares DDPM's."""
+    with pytest.raises(NotImplementedError):
+        DDIMScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
+    ddim = DDIMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
+    assert torch.equal(
+        ddim.alphas_cumprod, DDPMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid").alphas_cumprod
+    )
+
+
+def test_invalid_step_arguments_are_rejected():
+    scheduler = DDIMHubScheduler(num_train_timesteps=T)
+    scheduler.set_timesteps(10)
+    sample = torch.randn(SHAPE)
+    with pytest.raises(ValueError, match=r"Invalid `eta`=-0\.1: allowed values are numbers >= 0"):
+        scheduler.step(sample, 90, sample, eta=-0.1)
+    with pytest.raises(ValueError, match="either `generator` or `variance_noise`"):
+        scheduler.step(sample, 90, sample, eta=1.0, generator=torch.Generator(), variance_noise=sample)
+    with pytest.raises(ValueError, match=r"`timestep`=95.*the timesteps set by `set_timesteps`"):
+        scheduler.step(sample, 95, sample)
