@@ -5,6 +5,19 @@ import shutil
 import pytest
 
 
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)
+
+
 @pytest.fixture(scope="session")
 def olah_hub(tmp_path_factory):
     """An olah server (tests/olah_hub.py) on 127.0.0.1 serving the git repos under ``mirror_dir/models`` as Hub models.
