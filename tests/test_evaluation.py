@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from types import SimpleNamespace
@@ -27,6 +28,15 @@ from ddpm_hub.evaluation import (
 QUICK_EPOCHS = 1  # enough for ~95% held-out accuracy; the full recipe is checked in the slow test
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # The judge is small: on a busy shared 2-core machine one thread beats two oversubscribed ones by far.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def judge_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("judge_cache")
@@ -34,7 +44,6 @@ def judge_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def judge(judge_cache):
-    # One thread: on a busy shared 2-core machine this is faster than two oversubscribed ones.
     return train_judge(seed=0, epochs=QUICK_EPOCHS, cache_dir=judge_cache, num_threads=1)
 
 
@@ -110,6 +119,17 @@ def test_judge_shapes_and_quick_training(judge):
         judge.features(torch.zeros(2, 1, 32, 32))
 
 
+def test_held_out_features_cache_follows_the_weights(judge):
+    first = evaluation._held_out_outputs(judge)
+    assert evaluation._held_out_outputs(judge)[0] is first[0]  # cached
+    biased = copy.deepcopy(judge)
+    with torch.no_grad():
+        biased.head.bias[3] += 100.0  # now everything looks like a 3
+    _, logits, labels = evaluation._held_out_outputs(biased)
+    assert (logits.argmax(1) == 3).all()
+    assert np.array_equal(labels, first[2])
+
+
 def test_judge_cache_loads_without_training(judge, judge_cache, monkeypatch):
     files = list(judge_cache.glob("digit_judge-*.safetensors"))
     assert len(files) == 1
@@ -141,7 +161,7 @@ def test_full_judge_reaches_97_percent(tmp_path):
     elapsed = time.perf_counter() - start
     print(f"full judge: held-out accuracy {full.held_out_accuracy:.2%}, trained in {elapsed:.0f} s")
     assert full.held_out_accuracy >= 0.97, full.held_out_accuracy
-    # ~30 s on 2 idle cores; the bound only catches gross regressions (shared CI machines are noisy).
+    # 1-2 min on 2 busy shared cores; the bound only catches gross regressions (shared machines are noisy).
     assert elapsed < 600, f"judge training took {elapsed:.0f} s"
 
 
@@ -151,17 +171,17 @@ def test_full_judge_reaches_97_percent(tmp_path):
 
 
 def test_evaluate_samples_real_digits_vs_noise(judge):
-    real, labels = _held_out_per_digit(50)
+    real, labels = _held_out_per_digit(30)
     good = evaluate_samples(judge, real, labels)
-    assert good["num_samples"] == 500 and good["samples_per_digit"] == {d: 50 for d in range(10)}
+    assert good["num_samples"] == 300 and good["samples_per_digit"] == {d: 30 for d in range(10)}
     assert set(good["per_digit_accuracy"]) == set(range(10))
     assert good["mean_accuracy"] > 0.85 and good["accuracy"] > 0.85
     assert good["judge_held_out_accuracy"] == pytest.approx(judge.held_out_accuracy)
-    assert np.asarray(good["confusion"]).sum() == 500
-    assert np.trace(np.asarray(good["confusion"])) == round(good["accuracy"] * 500)
+    assert np.asarray(good["confusion"]).sum() == 300
+    assert np.trace(np.asarray(good["confusion"])) == round(good["accuracy"] * 300)
     json.dumps(good)  # JSON-serialisable
 
-    noise = torch.rand(500, 1, 28, 28) * 2 - 1
+    noise = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
     bad = evaluate_samples(judge, noise, labels)
     assert bad["mean_accuracy"] < 0.3
     # Held-out digits are (a subset of) the reference set: their distance is at the real-data floor; noise is far.
@@ -171,7 +191,7 @@ def test_evaluate_samples_real_digits_vs_noise(judge):
     assert bad["frechet_distance_real"] == pytest.approx(good["frechet_distance_real"])  # same labels, same seed
 
     # Asking for the wrong digits: accuracy collapses, the distribution (all digits) stays close.
-    wrong = evaluate_samples(judge, real, (labels + 1) % 10)
+    wrong = evaluate_samples(judge, real[::3], (labels[::3] + 1) % 10)
     assert wrong["mean_accuracy"] < 0.15
     table = format_report(good)
     assert "mean accuracy" in table and "Fréchet" in table

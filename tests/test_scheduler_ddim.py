@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 from test_scheduler_ddpm import ATOL, TRAINED_BETAS, pairwise_cases, schedule_perturbation
 
 from ddpm_hub.schedulers import DDIMHubScheduler, DDPMHubScheduler, DDPMHubSchedulerOutput
@@ -49,7 +49,7 @@ FACTORS = {
     "use_clipped_model_output": [False, True],
 }
 PARITY_CASES = pairwise_cases(FACTORS)
-# x_0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar) at the cosine schedule's tail (alpha_bar_99 ~ 2e-7), unclipped
+# x_0 = (x_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar), unclipped, at the cosine schedule's tail (alpha_bar ~ 2e-7)
 AMPLIFIED_CASES = [
     {
         "beta_schedule": "squaredcos_cap_v2",
@@ -85,8 +85,8 @@ def make_config(case: dict) -> tuple[dict, int]:
 
 def compare_ddim_chains(ours, theirs, num_steps: int, native_schedules: bool, **step_kwargs) -> float:
     """Both chains with the same model outputs and generator; errors relative to max(1, magnitude) of the step's
-    tensors, within ATOL (a shared schedule) or ATOL plus the accumulated `schedule_perturbation` (each implementation's
-    own float32 schedule: see test_scheduler_ddpm). Returns the largest error."""
+    tensors, within ATOL (a shared schedule) or ATOL plus the accumulated `schedule_perturbation` (each
+    implementation's own float32 schedule: see test_scheduler_ddpm). Returns the largest error."""
     generator = torch.Generator().manual_seed(0)
     outputs = [torch.randn(SHAPE, generator=generator) for _ in range(num_steps)]
     sample = torch.randn(SHAPE, generator=generator)
@@ -149,10 +149,10 @@ def test_previous_timestep_follows_the_timesteps_where_diffusers_does_not():
     ours = DDIMHubScheduler(num_train_timesteps=T, timestep_spacing="trailing")
     ours.set_timesteps(7)
     timesteps = ours.timesteps.tolist()
-    assert timesteps == [99, 85, 71, 56, 42, 28, 13]
+    assert timesteps == [99, 85, 70, 56, 42, 28, 13]
     assert [ours.previous_timestep(t) for t in timesteps] == timesteps[1:] + [-1]
     theirs_previous = [t - T // 7 for t in timesteps]  # diffusers.DDIMScheduler.step's prev_timestep
-    assert theirs_previous[2] == 57 and 57 not in timesteps
+    assert theirs_previous[1] == 71 and 71 not in timesteps
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -297,7 +297,11 @@ def test_step_in_float64(thresholding):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_from_ddpm_config_drops_variance_type():
+def test_from_ddpm_config():
+    """A DDPM config makes a DDIM scheduler with the same schedule. DDIM has no `variance_type` parameter, so it is not
+    in a DDIM scheduler's own config; `from_config` keeps it only as a hidden entry, as diffusers does for every
+    compatible class (diffusers.DDIMScheduler.from_config(DDPMScheduler().config) does the same), so that converting
+    back to DDPM restores it. It changes nothing in DDIM's steps."""
     ddpm = DDPMHubScheduler(
         num_train_timesteps=T,
         beta_schedule="cosine",
@@ -307,16 +311,25 @@ def test_from_ddpm_config_drops_variance_type():
     )
     ddim = DDIMHubScheduler.from_config(ddpm.config)
     assert type(ddim) is DDIMHubScheduler
-    assert "variance_type" not in ddim.config
+    assert "variance_type" not in DDIMHubScheduler(num_train_timesteps=T).config
+    theirs = DDIMScheduler.from_config(DDPMScheduler(variance_type="learned_range").config)
+    assert ("variance_type" in ddim.config) == ("variance_type" in theirs.config)  # diffusers' hidden entries
+    assert DDPMHubScheduler.from_config(ddim.config).config.variance_type == "learned_range"
     assert ddim.config.set_alpha_to_one is True  # DDIM's default: the key is not in a DDPM config
     for key in ("num_train_timesteps", "beta_schedule", "prediction_type", "timestep_spacing", "clip_sample"):
         assert ddim.config[key] == ddpm.config[key], key
     assert torch.equal(ddim.alphas_cumprod, ddpm.alphas_cumprod)
-    ddim.set_timesteps(10)
-    ddpm.set_timesteps(10)
+
+    direct = DDIMHubScheduler(
+        num_train_timesteps=T, beta_schedule="cosine", prediction_type="v_prediction", timestep_spacing="trailing"
+    )
+    for scheduler in (ddim, direct, ddpm):
+        scheduler.set_timesteps(10)
     assert torch.equal(ddim.timesteps, ddpm.timesteps)
-    # and back: a DDIM config makes a DDPM scheduler with the default variance
-    assert DDPMHubScheduler.from_config(ddim.config).config.variance_type == "fixed_small"
+    sample, output = torch.randn(SHAPE), torch.randn(SHAPE)
+    assert ddim.step(output, 99, sample, eta=0.0).prev_sample.equal(
+        direct.step(output, 99, sample, eta=0.0).prev_sample
+    )
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])

@@ -12,6 +12,7 @@ sample grid; checkpoints and logs go to their own folders and are never part of 
 
 import argparse
 import json
+import logging
 import math
 import os
 import shutil
@@ -139,6 +140,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Images (N, C, H, W) in [-1, 1] and labels (N,) or None, from the chosen source."""
+    try:
+        return _load_training_data(args)
+    except ValueError as error:  # unreadable images, an empty folder, missing columns: the message says which
+        raise TrainingError(str(error)) from error
+
+
+def _load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
     if args.dataset == "mnist5k":
         if (args.resolution, args.channels) != (28, 1):
             raise TrainingError("mnist5k is 1 x 28 x 28: use --resolution 28 --channels 1")
@@ -210,6 +218,8 @@ def save_checkpoint(accelerator: Accelerator, args, global_step: int, progress: 
     accelerator.save_state(str(partial))
     if accelerator.is_main_process:
         (partial / "progress.json").write_text(json.dumps(progress))
+        if final.exists():  # the same step saved by an earlier, interrupted run: the new one replaces it
+            shutil.rmtree(final)
         os.replace(partial, final)  # atomic: the checkpoint appears complete or not at all
         for old in list_checkpoints(args.checkpoints_dir)[: -args.checkpoints_total_limit]:
             shutil.rmtree(old, ignore_errors=True)
@@ -274,7 +284,11 @@ def grid_image(images: torch.Tensor, columns: int = 8):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     accelerator = Accelerator(
+        # On a machine without GPUs, `accelerate launch --multi_gpu --num_processes N` starts N CPU processes; they
+        # only form one gloo process group (MULTI_CPU) when accelerate is told to use the CPU.
+        cpu=not torch.accelerator.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,
@@ -345,13 +359,20 @@ def main(argv=None) -> None:
     bucket_counts = torch.zeros(TIMESTEP_BUCKETS)
     bar = tqdm(total=args.max_train_steps, initial=global_step, disable=not accelerator.is_local_main_process)
     started_cpu, started_wall = time.process_time(), time.time()
-    epoch = global_step // steps_per_epoch
+    epoch = first_epoch = global_step // steps_per_epoch
+    first_loss = last_loss = None
     while global_step < args.max_train_steps:
         dataloader.set_epoch(epoch)
         skip = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
         batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
         unet.train()
         for micro_index, batch in enumerate(batches, start=skip):
+            if micro_index == skip and epoch == first_epoch:  # shows that each process gets its own shard of the data
+                checksum = batch["images"].double().sum().item()
+                logger.info(
+                    f"process {accelerator.process_index}: first batch checksum {checksum:.4f}",
+                    main_process_only=False,
+                )
             micro_step = epoch * len(dataloader) + micro_index
             rng = step_generator(args.seed, micro_step, accelerator.process_index)
             x_0 = batch["images"]  # (B, C, H, W)
@@ -393,7 +414,9 @@ def main(argv=None) -> None:
                 ema.step(unet.parameters())
             global_step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{mean_loss.item():.4f}")
+            last_loss = mean_loss.item()
+            first_loss = last_loss if first_loss is None else first_loss
+            bar.set_postfix(loss=f"{last_loss:.4f}")
             if global_step % args.logging_steps == 0:
                 logs = {"loss": mean_loss.item(), "lr": lr_scheduler.get_last_lr()[0], "epoch": epoch}
                 if ema is not None:
@@ -421,6 +444,10 @@ def main(argv=None) -> None:
                 break
         epoch += 1
     bar.close()
+    if first_loss is not None:
+        logger.info(
+            f"trained to step {global_step}: loss {first_loss:.4f} at the first step, {last_loss:.4f} at the last"
+        )
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -93,6 +93,8 @@ class DDIMHubScheduler(DDPMHubScheduler):
             raise ValueError("Pass either `generator` or `variance_noise` to `step`, not both.")
         t = int(timestep)
         prev_t = self.previous_timestep(t)
+        if model_output.shape[1] == 2 * sample.shape[1]:  # a learned-variance model: DDIM sets its own sigma_t
+            model_output = model_output[:, : sample.shape[1]]
         alpha_bar_prev = self._alpha_bar(prev_t, sample.shape).to(sample)
 
         # 1. predicted x_0 and eps from the model output, Eq. 9 of Song et al. 2021
