@@ -23,7 +23,9 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -600,34 +602,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples_per_digit", type=int, default=50)
     parser.add_argument("--guidance_scale", type=float, default=None, help="default: the pipeline's")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="default: the pipeline's")
+    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="ddim: DDIMHubScheduler")
+    parser.add_argument("--eta", type=float, default=0.0, help="DDIM's eta")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--json", dest="json_path", default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--json",
+        dest="json_path",
+        default=None,
+        help="also record the results in this JSON file, under a key naming the sampler and settings (other runs "
+        "already in the file are kept)",
+    )
     args = parser.parse_args(argv)
 
-    from ddpm_hub import DDPMHubPipeline
+    from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = DDPMHubPipeline.from_pretrained(args.model_dir).to(device)
+    if args.sampler == "ddim":
+        pipeline.scheduler = DDIMHubScheduler.from_config(pipeline.scheduler.config)
+    pipeline.set_progress_bar_config(disable=True)
+    call_defaults = inspect.signature(pipeline.__call__).parameters
+    guidance = args.guidance_scale if args.guidance_scale is not None else call_defaults["guidance_scale"].default
+    steps = args.num_inference_steps or call_defaults["num_inference_steps"].default
     judge = load_or_train_judge(verbose=True)
+    run_pipeline = functools.partial(pipeline, eta=args.eta) if args.sampler == "ddim" else pipeline
     result = evaluate_pipeline(
-        pipeline,
+        run_pipeline,
         samples_per_digit=args.samples_per_digit,
-        guidance_scale=args.guidance_scale,
-        num_inference_steps=args.num_inference_steps,
+        guidance_scale=guidance,
+        num_inference_steps=steps,
         seed=args.seed,
         batch_size=args.batch_size,
         judge=judge,
+        verbose=True,
     )
-    result["model"] = str(args.model_dir)
-    text = json.dumps(result, indent=2)
+    result.update(model=str(args.model_dir), sampler=args.sampler, eta=args.eta, command=" ".join(sys.argv))
     print(format_report(result))
     print()
-    print(text)
+    print(json.dumps(result, indent=2))
     if args.json_path:
-        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_path).write_text(text + "\n")
+        path = Path(args.json_path)
+        runs = json.loads(path.read_text()) if path.is_file() else {}
+        eta = f"-eta{args.eta:g}" if args.sampler == "ddim" else ""
+        runs[f"{args.sampler}{eta}-{steps}steps-w{guidance:g}"] = result
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(runs, indent=2) + "\n")
     return 0
 
 

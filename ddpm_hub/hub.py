@@ -303,10 +303,19 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> P
         repo_id=repo_id or f"ddpm-hub/{path.resolve().name}",
         sample_image=SAMPLE_FILE if (path / SAMPLE_FILE).is_file() else None,
         training=read_json(TRAINING_FILE),
-        evaluation=read_json(EVALUATION_FILE),
+        evaluation=_card_evaluation(read_json(EVALUATION_FILE)),
     )
     card.save(path / "README.md")
     return path / "README.md"
+
+
+def _card_evaluation(runs: dict | None) -> dict | None:
+    """The headline numbers of each evaluation run in ``evaluation.json``; the full file ships beside the card."""
+    if runs is None:
+        return None
+    keep = ("mean_accuracy", "frechet_distance", "frechet_distance_real", "judge_held_out_accuracy", "num_samples",
+            "generation_seconds", "command")  # fmt: skip
+    return {name: {key: run[key] for key in keep if key in run} for name, run in runs.items()}
 
 
 # --------------------------------------------------------------------------------------------------------------------
