@@ -1,12 +1,25 @@
-"""ddpm-hub: a readable DDPM / DDIM scheduler, U-Net and pipeline on diffusers' interfaces."""
+"""ddpm-hub: a readable DDPM / DDIM scheduler, U-Net and pipeline on diffusers' interfaces.
 
-from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-from .pipelines.pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
-from .schedulers.scheduling_ddim import DDIMHubScheduler
-from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
+The public names are imported on first use, so that `ddpm_hub.hub` and the `ddpm-hub-push` command start without
+loading torch and diffusers.
+"""
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "UNET_PRESETS": ".models.unet",
+    "DDPMHubUNet2DModel": ".models.unet",
+    "DDPMHubUNet2DOutput": ".models.unet",
+    "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
+    "DenoisingStep": ".pipelines.pipeline_ddpm",
+    "NoisingStep": ".pipelines.pipeline_ddpm",
+    "DDIMHubScheduler": ".schedulers.scheduling_ddim",
+    "DDPMHubScheduler": ".schedulers.scheduling_ddpm",
+    "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
+}
 __all__ = [
     "UNET_PRESETS",
     "DDIMHubScheduler",
@@ -18,3 +31,21 @@ __all__ = [
     "DenoisingStep",
     "NoisingStep",
 ]
+
+if TYPE_CHECKING:
+    from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
+    from .pipelines.pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
+    from .schedulers.scheduling_ddim import DDIMHubScheduler
+    from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -13,7 +13,7 @@ Every number comes from the `ddpm_hub` library (scheduler and pipeline); this fi
 Environment:
     DDPM_HUB_MODEL     a saved pipeline folder or a Hub repo id (default: `default_model/` next to this file)
     DDPM_HUB_REVISION  the Hub revision to load (default "main"); HF_ENDPOINT selects the Hub endpoint as usual
-    DDPM_HUB_THREADS   torch CPU threads (default: torch's choice)
+    DDPM_HUB_THREADS   torch CPU threads (default: torch's choice, one per core)
 
 Run: `python space/app.py` from the repository root (or `python app.py` inside a Space).
 """
@@ -32,6 +32,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("ddpm_hub") is None:  # not installed: use the package of the repository this file is in
     sys.path.insert(0, str(HERE.parent))
+# The Space shares its CPU cores with its own web server: OpenMP threads that sleep instead of spin-waiting keep a busy
+# machine from slowing the model down several times over (only effective when torch is not imported yet).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -57,8 +60,8 @@ MAX_COPIES = 8  # noise-then-denoise copies of one image
 MAX_SEED = 2**31 - 1
 STREAMED_FRAMES = 100  # at most this many frames of a chain are pushed to the browser (plus the final one)
 SCALE = 4  # display upscaling, nearest neighbour (28 px -> 112 px)
-GIF_SCALE = 3
-GIF_FRAMES = 120  # at most this many frames in an exported GIF (plus the final one)
+GIF_SCALE = 2
+GIF_FRAMES = 100  # at most this many frames in an exported GIF (plus the final one)
 GIF_FRAME_MS = 60
 GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
 EPS_RANGE = 3.0  # the predicted noise is shown with -3..3 mapped to black..white
@@ -72,8 +75,10 @@ SAMPLERS = {  # value -> (label, scheduler class, variance_type)
     "ddpm-fixed_small": ("DDPM · σ²ₜ = β̃ₜ", DDPMHubScheduler, "fixed_small"),
     "ddim": ("DDIM · σₜ = η√β̃ₜ", DDIMHubScheduler, None),
 }
+SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 WORK_DIR = Path(tempfile.mkdtemp(prefix="ddpm_hub_space_"))  # digit PNGs and GIF exports
+FONT = ImageFont.load_default(size=14)
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The model, loaded once
@@ -138,9 +143,11 @@ def to_u8(images: torch.Tensor, scale: float = 1.0) -> np.ndarray:
 
 
 def grid(images: np.ndarray, columns: int | None = None, scale: int = SCALE) -> np.ndarray:
-    """uint8 (B, H, W, C) -> one uint8 picture, `columns` wide (default: up to 4), gray gaps, upscaled by `scale`."""
+    """uint8 (B, H, W, C) -> one uint8 picture, `columns` wide (default: at most 4), gray gaps, upscaled by `scale`."""
     count, height, width, channels = images.shape
-    columns = columns or min(count, 4)
+    columns = columns or (
+        2 if count == 4 else math.ceil(count / math.ceil(count / 4))
+    )  # 8 -> 4x2, 4 -> 2x2, 16 -> 4x4
     rows = math.ceil(count / columns)
     out = np.full(
         (rows * height + (rows - 1) * GAP, columns * width + (columns - 1) * GAP, channels),
@@ -158,6 +165,23 @@ def grid(images: np.ndarray, columns: int | None = None, scale: int = SCALE) -> 
 def single(image: torch.Tensor) -> np.ndarray:
     """One (1, C, H, W) or (C, H, W) image in [-1, 1] -> an upscaled uint8 picture."""
     return grid(to_u8(image.reshape(-1, CHANNELS, RESOLUTION, RESOLUTION)[:1]))
+
+
+def strip_picture(rows: dict[str, np.ndarray], scale: int = 3) -> np.ndarray:
+    """Rows of uint8 (len(STRIP), H, W, C) images -> one labelled picture: a row per name, a column per t of STRIP."""
+    tile, gap, left, top = RESOLUTION * scale, 6, 64, 24
+    canvas = Image.new("L", (left + len(STRIP) * (tile + gap), top + len(rows) * (tile + gap)), 255)
+    draw = ImageDraw.Draw(canvas)
+    for column, t in enumerate(STRIP):
+        draw.text((left + column * (tile + gap) + tile // 2, top // 2), f"t = {t}", fill=40, font=FONT, anchor="mm")
+    for row, (name, images) in enumerate(rows.items()):
+        y = top + row * (tile + gap)
+        draw.text((left - 8, y + tile // 2), name, fill=40, font=FONT, anchor="rm")
+        for column in range(len(STRIP)):
+            canvas.paste(
+                Image.fromarray(grid(images[column : column + 1], scale=scale)), (left + column * (tile + gap), y)
+            )
+    return np.asarray(canvas)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -266,7 +290,7 @@ def fmt(value: float) -> str:
     if value == 0 or 1e-3 <= abs(value) < 1e4:
         return f"{value:.4g}"
     mantissa, exponent = f"{value:.3e}".split("e")
-    return rf"{mantissa}\times 10^{{{int(exponent)}}}"
+    return f"{mantissa}·10{str(int(exponent)).translate(SUPERSCRIPTS)}"
 
 
 def forward_formula(t: int) -> str:
@@ -306,11 +330,11 @@ def forward_stats(x0: torch.Tensor, step_by_step: torch.Tensor, closed: torch.Te
 def forward(image: Any, t: float = 250, seed: float = 0):
     """x_t of an image: t+1 single forward steps beside one closed-form jump, a strip over t, linear vs cosine.
 
-    Returns: x_0, x_t (single steps), x_t (closed form), statistics (Markdown), formula (Markdown), strip (gallery),
-    x_t with the linear schedule, x_t with the cosine schedule.
+    Returns: x_0, x_t (single steps), x_t (closed form), statistics (Markdown), formula (Markdown), the strip (one
+    picture: linear and cosine rows over t), x_t with the linear schedule, x_t with the cosine schedule.
     """
     if upload_path(image) is None:
-        return None, None, None, "Upload an image or pick a digit to start.", forward_formula(0), [], None, None
+        return None, None, None, "Upload an image or pick a digit to start.", forward_formula(0), None, None, None
     x0 = image_to_x0(image)  # (1, C, H, W)
     t = as_int(t, "t", 0, T - 1)
     seed = as_int(seed, "seed", 0, MAX_SEED)
@@ -323,15 +347,13 @@ def forward(image: Any, t: float = 250, seed: float = 0):
     x0s = x0.expand(len(times), -1, -1, -1)
     linear = to_u8(LINEAR.add_noise(x0s, noise, times))
     cosine = to_u8(COSINE.add_noise(x0s, noise, times))
-    strip = [(grid(linear[i : i + 1], scale=3), f"linear · t = {s}") for i, s in enumerate(STRIP)]
-    strip += [(grid(cosine[i : i + 1], scale=3), f"cosine · t = {s}") for i, s in enumerate(STRIP)]
     return (
         single(x0),
         single(at_t.sample),
         single(at_t.closed_form_sample),
         forward_stats(x0, at_t.sample, at_t.closed_form_sample, t),
         forward_formula(t),
-        strip,
+        strip_picture({"linear": linear[:-1], "cosine": cosine[:-1]}),
         grid(linear[-1:]),
         grid(cosine[-1:]),
     )
@@ -414,6 +436,7 @@ def step_info(chain: dict, index: int) -> str:
             "predictions. Drag the slider to go back through the chain, or export it as a GIF."
         )
     t, prev_t, std = chain["t"][index], chain["prev_t"][index], chain["std"][index]
+    target = f"t′ = {prev_t}" if prev_t >= 0 else "x₀"
     c = SCHEDULER.coefficients(t)
     beta = float(SCHEDULER.fixed_variance(t, "beta", prev_t))  # of this (possibly strided) step
     beta_tilde = float(SCHEDULER.posterior_variance(t, prev_t))
@@ -428,11 +451,12 @@ def step_info(chain: dict, index: int) -> str:
     else:
         formula = r"$$x_{t'} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z = \mu_\theta(x_t, t) + \sigma_t z$$"
     return (
-        f"**Step {index + 1} / {num_steps}** · t = {t} → t′ = {max(prev_t, 0) if prev_t >= 0 else 'x₀'} · "
-        f"$\\bar\\alpha_t$ = {fmt(c['alpha_bar_t'])} · $\\sqrt{{1-\\bar\\alpha_t}}$ = "
-        f"{c['sqrt_one_minus_alpha_bar_t']:.4f} · log SNR = {c['log_snr_t']:.2f} · "
-        f"β of this step = {fmt(beta)} · β̃ = {fmt(beta_tilde)} · "
-        f"**σₜ = {fmt(std)}** ($\\sigma_t^2 = {variance}$)\n\n{formula}"
+        f"**Step {index + 1} / {num_steps}** · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
+        "| $\\bar\\alpha_t$ | $\\sqrt{\\bar\\alpha_t}$ | $\\sqrt{1-\\bar\\alpha_t}$ | log SNR | β of this step "
+        "| β̃ of this step | σₜ |\n|--:|--:|--:|--:|--:|--:|--:|\n"
+        f"| {fmt(c['alpha_bar_t'])} | {c['sqrt_alpha_bar_t']:.4f} | {c['sqrt_one_minus_alpha_bar_t']:.4f} | "
+        f"{c['log_snr_t']:.2f} | {fmt(beta)} | {fmt(beta_tilde)} | **{fmt(std)}** ($\\sigma_t^2 = {variance}$) |"
+        f"\n\n{formula}"
     )
 
 
@@ -537,17 +561,21 @@ def gif_frame(chain: dict, index: int, font) -> Image.Image:
     return canvas
 
 
-def export_gif(chain: dict | None) -> str:
+def write_gif(chain: dict | None) -> str:
     """The last chain as an animated GIF (x_t beside the predicted x_0); the file name carries the settings."""
     if not num_frames(chain):
         raise gr.Error("Generate a chain first, then export it.")
-    font = ImageFont.load_default(size=13)
-    frames = [gif_frame(chain, index, font) for index in gif_frames(chain)]
+    frames = [gif_frame(chain, index, FONT) for index in gif_frames(chain)]
     folder = Path(tempfile.mkdtemp(dir=WORK_DIR))
     path = folder / gif_name(chain["settings"])
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_HOLD_MS]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return str(path)
+
+
+def export_gif(chain: dict | None):
+    """The last chain as an animated GIF file, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0_batch8.gif."""
+    return gr.update(value=write_gif(chain), visible=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -766,7 +794,8 @@ Song, Meng & Ermon 2021 (DDIM) · Ho & Salimans 2022 (classifier-free guidance).
 
 CSS = """
 .gradio-container { max-width: 1320px !important; margin: auto; }
-.pixelated img, .pixelated canvas { image-rendering: pixelated; image-rendering: crisp-edges; }
+.pixelated img, .pixelated canvas { image-rendering: pixelated; }
+.upload-box img { width: 100% !important; height: 100% !important; object-fit: contain; }
 .subtle, .subtle * { color: var(--body-text-color-subdued) !important; font-size: 0.92em; }
 .formula { min-height: 9em; }
 .step-info { min-height: 6.5em; }
@@ -809,7 +838,7 @@ def upload(label: str) -> gr.Image:
         image_mode=None,
         sources=["upload", "clipboard"],
         height=230,
-        elem_classes=["pixelated"],
+        elem_classes=["pixelated", "upload-box"],
         placeholder="Drop any image here",
     )
 
@@ -858,7 +887,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
             gr.Markdown(FORWARD_INTRO, latex_delimiters=LATEX)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=290):
-                    fw_image = upload("x₀: any image (uploads become 28×28 grayscale)")
+                    fw_image = upload("x₀ · any image")
                     with gr.Row():
                         fw_index = gr.Number(
                             value=300,
@@ -881,9 +910,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                         forward_formula(min(T - 1, T // 4)), latex_delimiters=LATEX, elem_classes=["formula"]
                     )
                     with gr.Row():
-                        fw_x0 = picture("x₀ (what the model sees)", height=230)
-                        fw_steps = picture("x_t: t+1 single steps of q(x_t | x_t−1)", height=230)
-                        fw_closed = picture("x_t: one jump with q(x_t | x₀)", height=230)
+                        fw_x0 = picture("x₀ · 28×28, in [−1, 1]", height=230)
+                        fw_steps = picture("x_t · step by step", height=230)
+                        fw_closed = picture("x_t · one jump", height=230)
                     fw_stats = gr.Markdown(latex_delimiters=LATEX)
             gr.Markdown(SCHEDULE_TEXT, latex_delimiters=LATEX)
             with gr.Row(equal_height=False):
@@ -892,16 +921,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     with gr.Row():
                         fw_linear = picture("linear, at t", height=170)
                         fw_cosine = picture("cosine, at t", height=170)
-            fw_strip = gr.Gallery(
-                label="x_t across t: linear (top) vs cosine (bottom), same noise",
-                columns=len(STRIP),
-                rows=2,
-                height="auto",
-                object_fit="contain",
-                allow_preview=False,
-                elem_classes=["pixelated"],
-                interactive=False,
-            )
+            fw_strip = picture("x_t across t · same noise, two schedules", height=260)
 
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("② Reverse generation", id="reverse"):
@@ -919,12 +939,12 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 gen_seed = seed_box(42)
                                 gen_batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Images", min_width=120)
                             with gr.Row():
-                                gen_run = gr.Button("▶ Generate", variant="primary")
-                                gen_stop = gr.Button("■ Stop", variant="stop")
+                                gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
+                                gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 gen_x = picture("x_t (the chain)")
-                                gen_eps = picture("predicted noise ε̂ (gray = 0, ±3 = black/white)")
+                                gen_eps = picture("predicted noise ε̂")
                                 gen_x0 = picture("predicted x̂₀")
                             gen_info = gr.Markdown(
                                 "Press **Generate** to watch the chain.",
@@ -938,9 +958,11 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 step=1,
                                 label="Scrub: stored step (all steps are kept)",
                             )
-                            with gr.Row(equal_height=True):
-                                gen_export = gr.Button("Export the chain as a GIF", size="sm", scale=1)
-                                gen_gif = gr.File(label="GIF", interactive=False, scale=2, height=70)
+                            with gr.Row(equal_height=False):
+                                gen_export = gr.Button(
+                                    "⤓ Export the chain as a GIF", size="sm", scale=1, min_width=160
+                                )
+                                gen_gif = gr.File(label="GIF", interactive=False, scale=3, visible=False)
                     gen_chain = gr.State(None, time_to_live=3600)
                     gr.Markdown(REVERSE_MATH, latex_delimiters=LATEX)
 
@@ -957,8 +979,8 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 cmp_seed = seed_box(7)
                                 cmp_batch = gr.Slider(1, MAX_BATCH, value=4, step=1, label="Images", min_width=120)
                             with gr.Row():
-                                cmp_run = gr.Button("▶ Run both", variant="primary")
-                                cmp_stop = gr.Button("■ Stop", variant="stop")
+                                cmp_run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
+                                cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 cmp_ddpm_x = picture("DDPM: x_t", height=220)
@@ -1006,14 +1028,14 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                         1, MAX_COPIES, value=4, step=1, label="Copies", min_width=120
                                     )
                             with gr.Row():
-                                nd_run = gr.Button("▶ Noise, then denoise", variant="primary")
-                                nd_stop = gr.Button("■ Stop", variant="stop")
+                                nd_run = gr.Button("▶ Noise, then denoise", variant="primary", scale=2, min_width=80)
+                                nd_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 nd_x0 = picture("x₀", height=220)
-                                nd_noised = picture("noised to t: q(x_t | x₀)", height=220)
+                                nd_noised = picture("noised to t", height=220)
                             with gr.Row():
-                                nd_x = picture("x_t: denoising → what comes back", height=220)
+                                nd_x = picture("x_t → what comes back", height=220)
                                 nd_x0_hat = picture("predicted x̂₀", height=220)
                             nd_info = gr.Markdown(latex_delimiters=LATEX)
                             gr.Examples(EXAMPLES, inputs=[nd_image], label="Examples", cache_examples=False)
