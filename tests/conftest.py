@@ -1,6 +1,11 @@
 """Shared pytest fixtures."""
 
+import os
 import shutil
+
+# The tests run tiny models: one thread each is fastest, and keeps parallel subprocesses (two training processes,
+# a Hub server, the Space) from fighting over the 2 cores a CI machine or a free Space has.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
