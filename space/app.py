@@ -24,8 +24,10 @@ import importlib.util
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +118,13 @@ LINEAR = DDPMHubScheduler.from_config(SCHEDULER.config, beta_schedule="linear")
 COSINE = DDPMHubScheduler.from_config(SCHEDULER.config, beta_schedule="squaredcos_cap_v2")
 STRIP = sorted({min(T - 1, round(t * T / 1000)) for t in STRIP_AT})
 DIGITS, DIGIT_LABELS = load_mnist5k("held_out")  # (N, 1, 28, 28) in [-1, 1], (N,)
-MODEL_NAME = MODEL_ID if not Path(MODEL_ID).is_dir() else Path(MODEL_ID).name
+MODEL_NAME = (
+    "ddpm-hub/ddpm-mnist-small, bundled"
+    if MODEL_ID == str(DEFAULT_MODEL)
+    else Path(MODEL_ID).name
+    if Path(MODEL_ID).is_dir()
+    else f"{MODEL_ID}@{REVISION}"
+)
 
 
 def make_pipeline(sampler: str) -> DDPMHubPipeline:
@@ -142,12 +150,15 @@ def to_u8(images: torch.Tensor, scale: float = 1.0) -> np.ndarray:
     return to_uint8(images if scale == 1.0 else images / scale)
 
 
+def grid_columns(count: int) -> int:
+    """Columns of a grid of `count` images, at most 4: 8 -> 4 x 2, 6 -> 3 x 2, 4 -> 2 x 2, 16 -> 4 x 4."""
+    return 2 if count == 4 else math.ceil(count / math.ceil(count / 4))
+
+
 def grid(images: np.ndarray, columns: int | None = None, scale: int = SCALE) -> np.ndarray:
     """uint8 (B, H, W, C) -> one uint8 picture, `columns` wide (default: at most 4), gray gaps, upscaled by `scale`."""
     count, height, width, channels = images.shape
-    columns = columns or (
-        2 if count == 4 else math.ceil(count / math.ceil(count / 4))
-    )  # 8 -> 4x2, 4 -> 2x2, 16 -> 4x4
+    columns = columns or grid_columns(count)
     rows = math.ceil(count / columns)
     out = np.full(
         (rows * height + (rows - 1) * GAP, columns * width + (columns - 1) * GAP, channels),
@@ -213,10 +224,11 @@ def image_to_x0(image: Any) -> torch.Tensor:
         raise gr.Error("Upload an image or pick a digit first.")
     try:
         x0 = preprocess_image(path, RESOLUTION, CHANNELS, invert="auto")
-    except ValueError as err:
-        raise gr.Error(f"This upload can't be used: {err}.") from None
-    except Exception as err:  # preprocess_image promises ValueError; anything else still must not become a traceback
-        raise gr.Error(f"This upload can't be used: {type(err).__name__}: {err}.") from None
+    except Exception as err:  # ValueError by contract; anything else must not become a traceback either
+        reason = str(err).replace(os.path.dirname(path) + os.sep, "")  # the file's name, not the server's folders
+        if not isinstance(err, ValueError):
+            reason = f"{type(err).__name__}: {reason}"
+        raise gr.Error(f"This upload can't be used: {reason}.") from None
     return x0.unsqueeze(0)
 
 
@@ -225,7 +237,7 @@ def digit_file(index: int) -> str:
     index = as_int(index, "digit index", 0, len(DIGITS) - 1)
     path = WORK_DIR / f"mnist_held_out_{index}.png"
     if not path.exists():
-        Image.fromarray(to_u8(DIGITS[index : index + 1])[0, :, :, 0], mode="L").save(path)
+        Image.fromarray(to_u8(DIGITS[index : index + 1])[0, :, :, 0]).save(path)  # 2-D uint8: mode "L"
     return str(path)
 
 
@@ -333,11 +345,11 @@ def forward(image: Any, t: float = 250, seed: float = 0):
     Returns: x_0, x_t (single steps), x_t (closed form), statistics (Markdown), formula (Markdown), the strip (one
     picture: linear and cosine rows over t), x_t with the linear schedule, x_t with the cosine schedule.
     """
-    if upload_path(image) is None:
-        return None, None, None, "Upload an image or pick a digit to start.", forward_formula(0), None, None, None
-    x0 = image_to_x0(image)  # (1, C, H, W)
     t = as_int(t, "t", 0, T - 1)
     seed = as_int(seed, "seed", 0, MAX_SEED)
+    if upload_path(image) is None:
+        return None, None, None, "Upload an image or pick a digit to start.", forward_formula(t), None, None, None
+    x0 = image_to_x0(image)  # (1, C, H, W)
 
     # One forward step at a time vs the closed form, both from the same seed (the library's noising chain).
     (at_t,) = PIPE.noising_steps(x0, timesteps=[t], generator=generator(seed))
@@ -390,6 +402,11 @@ def load_digit(index: float = 0):
     index = as_int(index, "digit index", 0, len(DIGITS) - 1)
     caption = f"Held-out MNIST digit #{index}: a **{int(DIGIT_LABELS[index])}**, never seen by the model in training."
     return digit_file(index), caption
+
+
+def no_caption(*_: Any) -> str:
+    """The caption of an image that is not a dataset digit (an upload or an example)."""
+    return ""
 
 
 def random_digit() -> int:
@@ -485,7 +502,8 @@ def generate(
 ):
     """Runs the reverse chain and streams it: every k-th step (at most ~100 frames), then the final x_0.
 
-    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the scrub slider, the stored chain.
+    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the frame's index (for the scrub
+    slider), the stored chain.
     """
     settings = chain_settings(digit, guidance, sampler, eta, steps, seed, batch)
     pipeline = make_pipeline(settings["sampler"])
@@ -505,12 +523,12 @@ def generate(
             record(chain, step)
             if step.step_index % every == 0:
                 index = step.step_index
-                yield (*chain_frame(chain, index), gr.update(maximum=max(index, 1), value=index), chain)
+                yield (*chain_frame(chain, index), index, chain)
     except ValueError as err:
         raise gr.Error(str(err)) from None
     finish(chain, step)
     last = num_frames(chain) - 1
-    yield (*chain_frame(chain, last), gr.update(maximum=last, value=last), chain)
+    yield (*chain_frame(chain, last), last, chain)
 
 
 def scrub(index: float, chain: dict | None):
@@ -524,14 +542,15 @@ def number_name(value: float) -> str:
     return text if "." in text or "e" in text else f"{text}.0"
 
 
-def gif_name(settings: dict) -> str:
+def gif_name(settings: dict, stopped_at: int | None = None) -> str:
     """The GIF's file name, with the seed and settings, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0.gif."""
     digit = "uncond" if settings["label"] is None else f"digit{settings['label']}"
     sampler = settings["sampler"] if settings["sampler"] != "ddim" else f"ddim-eta{number_name(settings['eta'])}"
     batch = "" if settings["batch"] == 1 else f"_batch{settings['batch']}"
+    stopped = "" if stopped_at is None else f"_stopped-at-step{stopped_at}"
     return (
         f"ddpm_{digit}_seed{settings['seed']}_{sampler}_{settings['steps']}steps_w{number_name(settings['guidance'])}"
-        f"{batch}.gif"
+        f"{batch}{stopped}.gif"
     )
 
 
@@ -544,21 +563,30 @@ def gif_frames(chain: dict) -> list[int]:
 
 
 def gif_frame(chain: dict, index: int, font) -> Image.Image:
-    """x_t beside the predicted x_0, with a caption line."""
+    """x_t beside the predicted x_0, under a caption line with the step and t."""
     prediction = min(index, len(chain["x0"]) - 1)
     x = grid(chain["x"][index], scale=GIF_SCALE)
     x0 = grid(chain["x0"][prediction], scale=GIF_SCALE)
-    height, width = x.shape[:2]
-    canvas = Image.new("L", (2 * width + 12, height + 24), 16)
-    canvas.paste(Image.fromarray(x), (0, 24))
-    canvas.paste(Image.fromarray(x0), (width + 12, 24))
-    draw = ImageDraw.Draw(canvas)
     if index < len(chain["t"]):
-        caption = f"step {index + 1}/{len(chain['t'])}   t = {chain['t'][index]}      left: x_t   right: predicted x_0"
+        caption = f"step {index + 1}/{len(chain['t'])}  t = {chain['t'][index]}  ·  x_t | predicted x_0"
     else:
-        caption = f"x_0 after {len(chain['t'])} steps"
-    draw.text((4, 4), caption, fill=235, font=font)
+        caption = f"x_0 after {len(chain['t'])} steps  ·  x_0 | last predicted x_0"
+    height, width = x.shape[:2]
+    canvas_width = max(2 * width + 12, 330)  # room for the caption when the grid is small
+    canvas = Image.new("L", (canvas_width, height + 24), 16)
+    left = (canvas_width - 2 * width - 12) // 2
+    canvas.paste(Image.fromarray(x), (left, 24))
+    canvas.paste(Image.fromarray(x0), (left + width + 12, 24))
+    ImageDraw.Draw(canvas).text((4, 4), caption, fill=235, font=font)
     return canvas
+
+
+def purge_exports(max_age_s: float = 3600) -> None:
+    """Deletes exported GIFs older than an hour (Gradio serves its own copies; these are the originals)."""
+    now = time.time()
+    for folder in WORK_DIR.glob("gif_*"):
+        if now - folder.stat().st_mtime > max_age_s:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_gif(chain: dict | None) -> str:
@@ -566,16 +594,25 @@ def write_gif(chain: dict | None) -> str:
     if not num_frames(chain):
         raise gr.Error("Generate a chain first, then export it.")
     frames = [gif_frame(chain, index, FONT) for index in gif_frames(chain)]
-    folder = Path(tempfile.mkdtemp(dir=WORK_DIR))
-    path = folder / gif_name(chain["settings"])
+    purge_exports()
+    folder = Path(tempfile.mkdtemp(prefix="gif_", dir=WORK_DIR))
+    path = folder / gif_name(chain["settings"], None if chain["done"] else len(chain["t"]))
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_HOLD_MS]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return str(path)
 
 
-def export_gif(chain: dict | None):
+def export_gif(chain: dict | None) -> str:
     """The last chain as an animated GIF file, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0_batch8.gif."""
-    return gr.update(value=write_gif(chain), visible=True)
+    return write_gif(chain)
+
+
+def scrub_range(steps: float):
+    """Before a chain starts: the scrub slider spans its frames (x_T ... x_0)."""
+    try:
+        return gr.update(minimum=0, maximum=as_int(steps, "number of steps", 1, T), value=0)
+    except gr.Error:
+        return gr.update()  # generate reports the bad value
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -710,7 +747,7 @@ SCHEDULE_NAME = {"linear": "linear", "squaredcos_cap_v2": "cosine"}.get(
     SCHEDULER.config.beta_schedule, SCHEDULER.config.beta_schedule
 )
 HEADER = f"""
-# 🌫️ ddpm-hub · watch a diffusion model work
+# 🌀 ddpm-hub · watch a diffusion model work
 A **denoising diffusion model** (DDPM, Ho et al. 2020) learns to undo noise. **Forward**: an image dissolves into
 Gaussian noise, one small step at a time. **Reverse**: a small U-Net predicts the noise in a noisy image; removing a
 little of it at a time turns pure noise into a handwritten digit.
@@ -732,11 +769,11 @@ statistics agree. Counting follows diffusers: t = 0 is the first noising step.
 
 SCHEDULE_TEXT = """
 ### The schedules: linear vs cosine
-$\\bar\\alpha_t$ is how much of the image is left (squared); $\\mathrm{SNR}(t) = \\bar\\alpha_t / (1-\\bar\\alpha_t)$
+$\\sqrt{\\bar\\alpha_t}$ is how much of the image is left, $\\mathrm{SNR}(t) = \\bar\\alpha_t / (1-\\bar\\alpha_t)$
 the signal-to-noise ratio. The **linear** schedule (Ho et al.) has destroyed the image long before t = T; the
-**cosine** schedule (Nichol & Dhariwal 2021,
-$\\bar\\alpha_t = \\cos^2\\big(\\tfrac{t/T + s}{1 + s}\\cdot\\tfrac{\\pi}{2}\\big)$) spends more steps at useful noise
-levels. Same image, **same noise**, only the schedule differs.
+**cosine** schedule (Nichol & Dhariwal 2021: $\\bar\\alpha_t = f(t)/f(0)$ with
+$f(t) = \\cos^2\\big(\\tfrac{t/T + s}{1 + s}\\cdot\\tfrac{\\pi}{2}\\big)$, s = 0.008) spends more steps at useful
+noise levels. Same image, **same noise**, only the schedule differs.
 """
 
 REVERSE_INTRO = """
@@ -755,7 +792,7 @@ REVERSE_MATH = """
    $$\\tilde\\mu_t = \\frac{\\sqrt{\\bar\\alpha_{t-1}}\\,\\beta_t}{1-\\bar\\alpha_t}\\,x_0
    + \\frac{\\sqrt{\\alpha_t}\\,(1-\\bar\\alpha_{t-1})}{1-\\bar\\alpha_t}\\,x_t, \\qquad
    \\tilde\\beta_t = \\frac{1-\\bar\\alpha_{t-1}}{1-\\bar\\alpha_t}\\,\\beta_t$$
-   which is the model's mean written with the noise:
+   With $\\hat x_0$ from step 1 this is the model's mean, written with the noise:
    $$\\mu_\\theta(x_t, t) = \\frac{1}{\\sqrt{\\alpha_t}}\\Big(x_t - \\frac{\\beta_t}{\\sqrt{1-\\bar\\alpha_t}}\\,
    \\hat\\epsilon\\Big)$$
 3. **Add fresh noise**: $x_{t-1} = \\mu_\\theta + \\sigma_t z$ with $z \\sim \\mathcal N(0, I)$ (none at the last
@@ -830,7 +867,7 @@ def picture(label: str, height: int = 250, **kwargs) -> gr.Image:
     )
 
 
-def upload(label: str) -> gr.Image:
+def upload(label: str, elem_id: str) -> gr.Image:
     """An image input; its events run with preprocess=False so that every file reaches `preprocess_image`."""
     return gr.Image(
         label=label,
@@ -840,6 +877,7 @@ def upload(label: str) -> gr.Image:
         height=230,
         elem_classes=["pixelated", "upload-box"],
         placeholder="Drop any image here",
+        elem_id=elem_id,
     )
 
 
@@ -887,9 +925,10 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
             gr.Markdown(FORWARD_INTRO, latex_delimiters=LATEX)
             with gr.Row(equal_height=False):
                 with gr.Column(scale=1, min_width=290):
-                    fw_image = upload("x₀ · any image")
+                    fw_image = upload("x₀ · any image", "fw-image")
                     with gr.Row():
                         fw_index = gr.Number(
+                            elem_id="fw-index",
                             value=300,
                             label="Held-out digit #",
                             precision=0,
@@ -900,28 +939,40 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                         with gr.Column(min_width=110):
                             fw_load = gr.Button("Load digit", size="sm")
                             fw_random = gr.Button("🎲 Random digit", size="sm")
-                    fw_caption = gr.Markdown(elem_classes=["subtle"])
-                    gr.Examples(EXAMPLES, inputs=[fw_image], label="Examples", cache_examples=False)
+                    fw_caption = gr.Markdown(elem_classes=["subtle"], elem_id="fw-caption", label="caption")
+                    gr.Examples(
+                        EXAMPLES,
+                        inputs=[fw_image],
+                        outputs=[fw_caption],
+                        fn=no_caption,
+                        run_on_click=True,
+                        cache_examples=False,
+                        label="Examples",
+                        api_visibility="private",
+                    )
                 with gr.Column(scale=3):
                     with gr.Row():
                         fw_t = gr.Slider(0, T - 1, value=min(T - 1, T // 4), step=1, label="t", scale=4)
                         fw_seed = seed_box()
                     fw_formula = gr.Markdown(
-                        forward_formula(min(T - 1, T // 4)), latex_delimiters=LATEX, elem_classes=["formula"]
+                        forward_formula(min(T - 1, T // 4)),
+                        latex_delimiters=LATEX,
+                        elem_classes=["formula"],
+                        label="formula",
                     )
                     with gr.Row():
-                        fw_x0 = picture("x₀ · 28×28, in [−1, 1]", height=230)
-                        fw_steps = picture("x_t · step by step", height=230)
-                        fw_closed = picture("x_t · one jump", height=230)
-                    fw_stats = gr.Markdown(latex_delimiters=LATEX)
+                        fw_x0 = picture(f"x₀ · {RESOLUTION}×{RESOLUTION}, in [−1, 1]", height=230, elem_id="fw-x0")
+                        fw_steps = picture("x_t · step by step", height=230, elem_id="fw-steps")
+                        fw_closed = picture("x_t · one jump", height=230, elem_id="fw-closed")
+                    fw_stats = gr.Markdown(latex_delimiters=LATEX, elem_id="fw-stats", label="statistics")
             gr.Markdown(SCHEDULE_TEXT, latex_delimiters=LATEX)
             with gr.Row(equal_height=False):
                 fw_plot = gr.Plot(label="Schedules (cursor at t)", scale=3, show_label=False)
                 with gr.Column(scale=1, min_width=220):
                     with gr.Row():
-                        fw_linear = picture("linear, at t", height=170)
-                        fw_cosine = picture("cosine, at t", height=170)
-            fw_strip = picture("x_t across t · same noise, two schedules", height=260)
+                        fw_linear = picture("linear, at t", height=170, elem_id="fw-linear")
+                        fw_cosine = picture("cosine, at t", height=170, elem_id="fw-cosine")
+            fw_strip = picture("x_t across t · same noise, two schedules", height=260, elem_id="fw-strip")
 
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("② Reverse generation", id="reverse"):
@@ -934,7 +985,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             gen_guidance = guidance_slider()
                             gen_sampler = sampler_picker()
                             gen_eta = eta_slider()
-                            gen_steps = gr.Slider(1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain")
+                            gen_steps = gr.Slider(
+                                1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain", elem_id="gen-steps"
+                            )
                             with gr.Row():
                                 gen_seed = seed_box(42)
                                 gen_batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Images", min_width=120)
@@ -943,13 +996,15 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
-                                gen_x = picture("x_t (the chain)")
-                                gen_eps = picture("predicted noise ε̂")
-                                gen_x0 = picture("predicted x̂₀")
+                                gen_x = picture("x_t (the chain)", elem_id="gen-x")
+                                gen_eps = picture("predicted noise ε̂", elem_id="gen-eps")
+                                gen_x0 = picture("predicted x̂₀", elem_id="gen-x0")
                             gen_info = gr.Markdown(
                                 "Press **Generate** to watch the chain.",
                                 latex_delimiters=LATEX,
                                 elem_classes=["step-info"],
+                                elem_id="gen-info",
+                                label="step info",
                             )
                             gen_scrub = gr.Slider(
                                 0,
@@ -962,7 +1017,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 gen_export = gr.Button(
                                     "⤓ Export the chain as a GIF", size="sm", scale=1, min_width=160
                                 )
-                                gen_gif = gr.File(label="GIF", interactive=False, scale=3, visible=False)
+                                gen_gif = gr.File(
+                                    label="GIF", interactive=False, scale=3, visible=False, elem_id="gen-gif"
+                                )
                     gen_chain = gr.State(None, time_to_live=3600)
                     gr.Markdown(REVERSE_MATH, latex_delimiters=LATEX)
 
@@ -983,18 +1040,18 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
-                                cmp_ddpm_x = picture("DDPM: x_t", height=220)
-                                cmp_ddpm_x0 = picture("DDPM: predicted x̂₀", height=220)
+                                cmp_ddpm_x = picture("DDPM: x_t", height=220, elem_id="cmp-ddpm-x")
+                                cmp_ddpm_x0 = picture("DDPM: predicted x̂₀", height=220, elem_id="cmp-ddpm-x0")
                             with gr.Row():
-                                cmp_ddim_x = picture("DDIM: x_t", height=220)
-                                cmp_ddim_x0 = picture("DDIM: predicted x̂₀", height=220)
-                            cmp_info = gr.Markdown()
+                                cmp_ddim_x = picture("DDIM: x_t", height=220, elem_id="cmp-ddim-x")
+                                cmp_ddim_x0 = picture("DDIM: predicted x̂₀", height=220, elem_id="cmp-ddim-x0")
+                            cmp_info = gr.Markdown(elem_id="cmp-info", label="progress")
 
                 with gr.Tab("Noise, then denoise", id="denoise"):
                     gr.Markdown(DENOISE_INTRO, latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=300):
-                            nd_image = upload("A real image x₀")
+                            nd_image = upload("A real image x₀", "nd-image")
                             with gr.Row():
                                 nd_index = gr.Number(
                                     value=700,
@@ -1007,7 +1064,17 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 with gr.Column(min_width=110):
                                     nd_load = gr.Button("Load digit", size="sm")
                                     nd_random = gr.Button("🎲 Random digit", size="sm")
-                            nd_caption = gr.Markdown(elem_classes=["subtle"])
+                            nd_caption = gr.Markdown(elem_classes=["subtle"], label="caption")
+                            gr.Examples(
+                                EXAMPLES,
+                                inputs=[nd_image],
+                                outputs=[nd_caption],
+                                fn=no_caption,
+                                run_on_click=True,
+                                cache_examples=False,
+                                label="Examples",
+                                api_visibility="private",
+                            )
                             nd_t = gr.Slider(0, T - 1, value=min(T - 1, T // 2), step=1, label="Noise to t")
                             nd_digit = digit_picker(UNCONDITIONAL)
                             nd_guidance = guidance_slider()
@@ -1032,19 +1099,19 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 nd_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
-                                nd_x0 = picture("x₀", height=220)
-                                nd_noised = picture("noised to t", height=220)
+                                nd_x0 = picture("x₀", height=220, elem_id="nd-x0")
+                                nd_noised = picture("noised to t", height=220, elem_id="nd-noised")
                             with gr.Row():
-                                nd_x = picture("x_t → what comes back", height=220)
-                                nd_x0_hat = picture("predicted x̂₀", height=220)
-                            nd_info = gr.Markdown(latex_delimiters=LATEX)
-                            gr.Examples(EXAMPLES, inputs=[nd_image], label="Examples", cache_examples=False)
+                                nd_x = picture("x_t → what comes back", height=220, elem_id="nd-x")
+                                nd_x0_hat = picture("predicted x̂₀", height=220, elem_id="nd-x0-hat")
+                            nd_info = gr.Markdown(latex_delimiters=LATEX, elem_id="nd-info", label="progress")
     gr.Markdown(FOOTER)
 
     # -----------------------------------------------------------------------------------------------------------------
     # Events
     # -----------------------------------------------------------------------------------------------------------------
     light = {"concurrency_limit": 4, "show_progress": "hidden"}
+    live = {**light, "trigger_mode": "always_last"}  # while dragging a slider: finish the last value, skip the rest
     chains = {"concurrency_id": "chain", "concurrency_limit": 1, "show_progress": "minimal"}
 
     gr.on(
@@ -1054,15 +1121,15 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         [fw_x0, fw_steps, fw_closed, fw_stats, fw_formula, fw_strip, fw_linear, fw_cosine],
         api_name="forward",
         preprocess=False,  # the upload goes to preprocess_image as a file: every bad file becomes a readable gr.Error
-        **light,
+        **live,
     )
-    fw_t.change(schedules_plot, [fw_t], [fw_plot], api_name="schedules", **light)
+    fw_t.change(schedules_plot, [fw_t], [fw_plot], api_name="schedules", **live)
     fw_load.click(load_digit, [fw_index], [fw_image, fw_caption], api_name="load_digit", **light)
     fw_random.click(random_digit, None, [fw_index], api_name="random_digit", **light).then(
         load_digit, [fw_index], [fw_image, fw_caption], api_visibility="private", **light
     )
 
-    gen_event = gen_run.click(
+    gen_event = gen_run.click(scrub_range, [gen_steps], [gen_scrub], api_visibility="private", queue=False).then(
         generate,
         [gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps, gen_seed, gen_batch],
         [gen_x, gen_eps, gen_x0, gen_info, gen_scrub, gen_chain],
@@ -1070,8 +1137,10 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         **chains,
     )
     gen_stop.click(None, None, None, cancels=[gen_event], api_visibility="private")
-    gen_scrub.input(scrub, [gen_scrub, gen_chain], [gen_x, gen_eps, gen_x0, gen_info], api_name="scrub", **light)
-    gen_export.click(export_gif, [gen_chain], [gen_gif], api_name="export_gif", **light)
+    gen_scrub.input(scrub, [gen_scrub, gen_chain], [gen_x, gen_eps, gen_x0, gen_info], api_name="scrub", **live)
+    gen_export.click(export_gif, [gen_chain], [gen_gif], api_name="export_gif", **light).then(
+        lambda: gr.update(visible=True), None, [gen_gif], api_visibility="private", queue=False
+    )
 
     cmp_event = cmp_run.click(
         compare,
@@ -1095,6 +1164,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
     nd_random.click(random_digit, None, [nd_index], api_visibility="private", **light).then(
         load_digit, [nd_index], [nd_image, nd_caption], api_visibility="private", **light
     )
+
+    for image, caption in ((fw_image, fw_caption), (nd_image, nd_caption)):
+        gr.on([image.upload, image.clear], no_caption, None, [caption], api_visibility="private", queue=False)
 
     # On page load: a digit in each image input (the forward view then computes itself) and the schedules.
     demo.load(load_digit, [fw_index], [fw_image, fw_caption], api_visibility="private", **light)

@@ -1,0 +1,433 @@
+"""The DDPM pipeline: class-conditional sampling with classifier-free guidance, and the chain step by step.
+
+The step-by-step view is a library feature: `denoising_steps` is a generator that yields one `DenoisingStep` per
+reverse step, `noising_steps` does the same for the forward chain of a given image, and
+`noise_then_denoise_steps` noises an image to t and brings it back. `__call__` simply runs `denoising_steps` to the
+end. All the diffusion math is the scheduler's; this file only orders the calls.
+
+This file imports nothing from `ddpm_hub`: it is copied verbatim into saved pipelines so that stock diffusers can
+load them with `DiffusionPipeline.from_pretrained(repo_id, trust_remote_code=True)`.
+"""
+
+import importlib
+import inspect
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+
+# How a saved folder names the component code it carries (diffusers' custom-component layout:
+# model_index.json lists [module file, class] and the file sits in the component's folder).
+PIPELINE_FILE = "pipeline_ddpm_hub"
+COMPONENT_FILES = {"unet": "unet_ddpm_hub", "scheduler": "scheduling_ddpm_hub"}
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+@dataclass
+class DenoisingStep:
+    """One reverse step x_t -> x_{t-1}. Image tensors are (B, C, H, W) on the pipeline's device.
+
+    Args:
+        step_index: 0 for the first step (t = the largest timestep).
+        num_steps: how many steps the chain has.
+        timestep: t.
+        prev_timestep: the timestep the step goes to (-1 after the last step).
+        sample: x_t.
+        noise_pred: eps_theta(x_t, t), after classifier-free guidance.
+        pred_original_sample: the x_0 predicted from x_t and eps_theta (clipped as the scheduler is configured).
+        mean: the mean of p_theta(x_{t-1} | x_t).
+        std: sigma_t, (1, 1, 1, 1) or (B, C, H, W) for learned variances.
+        prev_sample: x_{t-1}, the next step's `sample`.
+    """
+
+    step_index: int
+    num_steps: int
+    timestep: int
+    prev_timestep: int
+    sample: torch.Tensor
+    noise_pred: torch.Tensor
+    pred_original_sample: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    prev_sample: torch.Tensor
+
+
+@dataclass
+class NoisingStep:
+    """The forward chain at timestep t. Image tensors are (B, C, H, W).
+
+    Args:
+        timestep: t.
+        sample: x_t reached by t + 1 single steps of q(x_t | x_{t-1}) from x_0.
+        closed_form_sample: x_t drawn in one go from q(x_t | x_0), with its own noise.
+        coefficients: the schedule's numbers at t (beta_t, alpha_bar_t, sqrt_alpha_bar_t, ...), from the scheduler.
+    """
+
+    timestep: int
+    sample: torch.Tensor
+    closed_form_sample: torch.Tensor
+    coefficients: dict
+
+
+class DDPMHubPipeline(DiffusionPipeline):
+    """Class-conditional DDPM / DDIM sampling with classifier-free guidance.
+
+    Args:
+        unet: predicts the noise (or x_0, or v) from (x_t, t, class label); `DDPMHubUNet2DModel`.
+        scheduler: `DDPMHubScheduler` (ancestral DDPM) or `DDIMHubScheduler` (DDIM with eta).
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet, scheduler):
+        super().__init__()
+        if not hasattr(scheduler, "classifier_free_guidance"):
+            raise ValueError(
+                f"`scheduler` must be a DDPMHubScheduler or DDIMHubScheduler, got {type(scheduler).__name__}; convert "
+                "a diffusers scheduler with `DDPMHubScheduler.from_config(scheduler.config)`."
+            )
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.unet_autocast_dtype: torch.dtype | None = None  # opt-in, see `enable_bf16_autocast`
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Inputs
+    # ------------------------------------------------------------------------------------------------------------
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of real classes the U-Net is conditioned on, or None for an unconditional model."""
+        return self.unet.config.num_class_embeds
+
+    def _class_labels(self, class_labels, batch_size: int) -> torch.Tensor | None:
+        """Normalizes `class_labels` (None, an int, a list, or a (B,) tensor) to a (B,) long tensor or None."""
+        if class_labels is None:
+            return None
+        if self.num_classes is None:
+            raise ValueError(
+                "`class_labels` were given, but this model is unconditional (unet num_class_embeds=None)."
+            )
+        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
+        if labels.numel() == 1:
+            labels = labels.expand(batch_size)
+        if labels.numel() != batch_size:
+            raise ValueError(f"Got {labels.numel()} `class_labels` for batch_size={batch_size}.")
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"`class_labels` must be in [0, {self.num_classes - 1}], got {labels.tolist()}.")
+        return labels.to(self.device)
+
+    def _initial_noise(self, batch_size, generator, latents):
+        """x_T ~ N(0, I), (B, C, H, W), or the given `latents`."""
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        if latents is not None:
+            if tuple(latents.shape) != shape:
+                raise ValueError(f"`latents` must have shape {shape}, got {tuple(latents.shape)}.")
+            return latents.to(self.device, self.unet.dtype)
+        noise = torch.randn(shape, generator=generator, device=generator.device if generator else "cpu")
+        return (noise * self.scheduler.init_noise_sigma).to(self.device, self.unet.dtype)
+
+    def _check_call(self, batch_size, guidance_scale, num_inference_steps, eta, output_type=None):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
+        if guidance_scale < 0:
+            raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale!r}.")
+        if eta < 0:
+            raise ValueError(f"`eta` must be >= 0, got {eta!r}.")
+        if output_type is not None and output_type not in OUTPUT_TYPES:
+            raise ValueError(f"Invalid `output_type`={output_type!r}: allowed values are {', '.join(OUTPUT_TYPES)}.")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The model call, with classifier-free guidance
+    # ------------------------------------------------------------------------------------------------------------
+
+    def enable_bf16_autocast(self, enabled: bool = True) -> None:
+        """Opt-in: run the U-Net under bfloat16 autocast; x_t, the guidance and the scheduler's math stay float32.
+
+        Convolutions and matmuls then run in bfloat16, which is faster on CPUs with AVX512-BF16 or AMX (and on
+        GPUs) for large enough batches, and changes samples slightly. `benchmarks/bench_sampling.py` measures both
+        the speed and the judge's scores with and without it.
+        """
+        self.unet_autocast_dtype = torch.bfloat16 if enabled else None
+
+    def _unet(self, sample: torch.Tensor, timestep, class_labels) -> torch.Tensor:
+        """The U-Net's raw output at (x_t, t, labels), (B, C_out, H, W) in x_t's dtype."""
+        if self.unet_autocast_dtype is None:
+            return self.unet(sample, timestep, class_labels=class_labels).sample
+        with torch.autocast(sample.device.type, dtype=self.unet_autocast_dtype):
+            output = self.unet(sample, timestep, class_labels=class_labels).sample
+        return output.to(sample.dtype)
+
+    def predict(self, sample: torch.Tensor, timestep, class_labels, guidance_scale: float) -> torch.Tensor:
+        """The U-Net's output at (x_t, t), guided towards `class_labels` when 1 != guidance_scale.
+
+        Args:
+            sample: x_t, (B, C, H, W).
+            timestep: t.
+            class_labels: (B,) long, or None (unconditional: the null class of a conditional model).
+            guidance_scale: w of classifier-free guidance (Ho & Salimans 2022): 0 = unconditional, 1 = conditional.
+
+        Returns:
+            (B, C_out, H, W).
+        """
+        if class_labels is None or guidance_scale == 1:
+            return self._unet(sample, timestep, class_labels)
+        null_labels = torch.full_like(class_labels, self.num_classes)
+        if guidance_scale == 0:
+            return self._unet(sample, timestep, null_labels)
+        both = self._unet(
+            torch.cat([sample, sample]), timestep, torch.cat([class_labels, null_labels])
+        )  # (2B, C_out, H, W): conditional, then unconditional
+        conditional, unconditional = both.chunk(2)
+        channels = sample.shape[1]  # learned variances ride along in extra channels: guide only the prediction
+        guided = self.scheduler.classifier_free_guidance(
+            conditional[:, :channels], unconditional[:, :channels], guidance_scale
+        )
+        return torch.cat([guided, conditional[:, channels:]], dim=1)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The chains, step by step
+    # ------------------------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def denoising_steps(
+        self,
+        batch_size: int = 1,
+        class_labels=None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+        timesteps: list[int] | None = None,
+    ) -> Iterator[DenoisingStep]:
+        """Runs the reverse chain x_T -> x_0 and yields a `DenoisingStep` after every step.
+
+        Args:
+            batch_size: B, how many images.
+            class_labels: the digit(s) to generate: an int, B ints, a (B,) tensor, or None (unconditional).
+            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling.
+            num_inference_steps: how many reverse steps (ignored when `timesteps` is given).
+            generator: seeds x_T and the noise of every step.
+            eta: DDIM's eta (0 = deterministic); used only by schedulers whose `step` takes it.
+            latents: x_T, (B, C, H, W), instead of drawing it.
+            timesteps: explicit descending timesteps to run (e.g. from t down to 0), instead of
+                `num_inference_steps`.
+        """
+        self._check_call(batch_size, guidance_scale, num_inference_steps, eta)
+        labels = self._class_labels(class_labels, batch_size)
+        if timesteps is not None:
+            self.scheduler.set_timesteps(timesteps=timesteps, device=self.device)
+        else:
+            self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        sample = self._initial_noise(batch_size, generator, latents)  # (B, C, H, W)
+        step_kwargs = {"generator": generator}
+        if "eta" in inspect.signature(self.scheduler.step).parameters:
+            step_kwargs["eta"] = eta
+
+        steps = self.scheduler.timesteps.tolist()  # python ints: no host sync per step
+        for index, t in enumerate(self.progress_bar(steps)):
+            model_output = self.predict(sample, t, labels, guidance_scale)
+            out = self.scheduler.step(model_output, t, sample, **step_kwargs)
+            yield DenoisingStep(
+                step_index=index,
+                num_steps=len(steps),
+                timestep=t,
+                prev_timestep=steps[index + 1] if index + 1 < len(steps) else -1,
+                sample=sample,
+                noise_pred=out.pred_epsilon,
+                pred_original_sample=out.pred_original_sample,
+                mean=out.mean,
+                std=out.std,
+                prev_sample=out.prev_sample,
+            )
+            sample = out.prev_sample
+
+    @torch.inference_mode()
+    def noising_steps(
+        self,
+        images: torch.Tensor,
+        timesteps: list[int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[NoisingStep]:
+        """Runs the forward chain x_0 -> x_T one step of q(x_t | x_{t-1}) at a time.
+
+        Yields a `NoisingStep` at each of `timesteps` (default: every training step), each beside a closed-form
+        draw from q(x_t | x_0), so the two can be compared.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W).
+            timesteps: ascending timesteps to report (the chain still takes every single step in between).
+            generator: seeds the noise of both chains.
+        """
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        report = list(range(num_train_timesteps)) if timesteps is None else sorted({int(t) for t in timesteps})
+        if not report or report[0] < 0 or report[-1] >= num_train_timesteps:
+            raise ValueError(f"`timesteps` must lie in [0, {num_train_timesteps - 1}], got {timesteps}.")
+        images = images.to(self.device, torch.float32)
+        sample = images
+        wanted = set(report)
+        for t in range(report[-1] + 1):
+            noise = torch.randn(images.shape, generator=generator, device=images.device)
+            sample = self.scheduler.q_step(sample, t, noise)
+            if t in wanted:
+                closed_noise = torch.randn(images.shape, generator=generator, device=images.device)
+                yield NoisingStep(
+                    timestep=t,
+                    sample=sample,
+                    closed_form_sample=self.scheduler.add_noise(images, closed_noise, torch.tensor([t])),
+                    coefficients=self.scheduler.coefficients(t),
+                )
+
+    def noise_then_denoise_steps(
+        self,
+        images: torch.Tensor,
+        start_timestep: int,
+        class_labels=None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+    ) -> Iterator[DenoisingStep]:
+        """Noises real images to `start_timestep` with q(x_t | x_0), then runs the reverse chain from there.
+
+        The chain visits the inference timesteps (from `num_inference_steps`) that are <= start_timestep, and the
+        images are noised to the first of them. The first step's `sample` is the noised image.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W).
+            start_timestep: how far to noise, in [0, num_train_timesteps).
+            class_labels, guidance_scale, num_inference_steps, generator, eta: as in `denoising_steps`.
+        """
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if not 0 <= start_timestep < num_train_timesteps:
+            raise ValueError(f"`start_timestep` must be in [0, {num_train_timesteps - 1}], got {start_timestep}.")
+        self.scheduler.set_timesteps(num_inference_steps)
+        timesteps = [t for t in self.scheduler.timesteps.tolist() if t <= start_timestep] or [start_timestep]
+        images = images.to(self.device, torch.float32)
+        noise = torch.randn(images.shape, generator=generator, device=images.device)
+        noised = self.scheduler.add_noise(images, noise, torch.tensor([timesteps[0]]))
+        yield from self.denoising_steps(
+            batch_size=images.shape[0],
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            eta=eta,
+            latents=noised,
+            timesteps=timesteps,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Sampling in one call
+    # ------------------------------------------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        batch_size: int = 1,
+        class_labels=None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        """Generates images: runs `denoising_steps` to the end.
+
+        Args:
+            batch_size: B, how many images.
+            class_labels: the digit(s): an int, B ints, a (B,) tensor, or None (unconditional).
+            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling.
+            num_inference_steps: reverse steps (1000 for full DDPM; e.g. 50 with `DDIMHubScheduler`).
+            generator: a `torch.Generator` for reproducible samples.
+            eta: DDIM's eta, for `DDIMHubScheduler`.
+            latents: x_T, (B, C, H, W), instead of drawing it.
+            output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]) or "pt" ((B, C, H, W)
+                floats in [0, 1]).
+            return_dict: return an `ImagePipelineOutput`; if False, a tuple `(images,)`.
+        """
+        self._check_call(batch_size, guidance_scale, num_inference_steps, eta, output_type)
+        sample = latents
+        for step in self.denoising_steps(
+            batch_size, class_labels, guidance_scale, num_inference_steps, generator, eta, latents
+        ):
+            sample = step.prev_sample
+        images = (sample.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]
+        if output_type == "np":
+            images = _numpy_images(images)
+        elif output_type == "pil":
+            images = self.numpy_to_pil(_numpy_images(images))
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Saving and loading: one folder that loads with ddpm_hub installed and with stock diffusers alone
+    # ------------------------------------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs):
+        """Saves weights (safetensors) and configs, plus the component code, so the folder loads three ways.
+
+        `model_index.json` names each component by the code file that travels with it
+        (`["unet_ddpm_hub", "DDPMHubUNet2DModel"]` with `unet/unet_ddpm_hub.py`): diffusers' custom-component
+        layout, which stock diffusers loads from a folder or a Hub repo with `trust_remote_code=True`. A pip package
+        name there would fail to load from a repo id.
+        """
+        if kwargs.pop("push_to_hub", False):
+            raise ValueError("Save first, then publish the folder with `ddpm_hub.hub.push_to_hub`.")
+        kwargs.setdefault("safe_serialization", True)
+        super().save_pretrained(save_directory, **kwargs)
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as f:
+            index = json.load(f)
+        for name, module_file in COMPONENT_FILES.items():
+            component_class = type(getattr(self, name))
+            if component_class.__module__.split(".")[0] == "diffusers":
+                continue  # a stock diffusers component loads by name
+            shutil.copyfile(
+                inspect.getsourcefile(component_class), os.path.join(save_directory, name, f"{module_file}.py")
+            )
+            index[name] = [module_file, component_class.__name__]
+        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{PIPELINE_FILE}.py"))
+        index["_class_name"] = [PIPELINE_FILE, type(self).__name__]
+        with open(index_path, "w", encoding="utf-8") as f:
+            json.dump(index, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
+        """Loads a saved folder or Hub repo with the installed `ddpm_hub` classes (no remote code is run).
+
+        Accepts diffusers' loading arguments (`revision`, `cache_dir`, `token`, `torch_dtype`, ...). Components
+        passed as `unet=` / `scheduler=` are used as given.
+        """
+        library = importlib.import_module("ddpm_hub")  # installed package; the folder's code copies stay unused
+        hub_kwargs = {
+            key: kwargs[key]
+            for key in ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
+            if key in kwargs
+        }
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        unet = kwargs.pop("unet", None) or library.DDPMHubUNet2DModel.from_pretrained(
+            pretrained_model_name_or_path, subfolder="unet", torch_dtype=torch_dtype, **hub_kwargs
+        )
+        scheduler = kwargs.pop("scheduler", None)
+        if scheduler is None:
+            config = library.DDPMHubScheduler.load_config(
+                pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs
+            )
+            scheduler_class = getattr(library, config.get("_class_name", ""), library.DDPMHubScheduler)
+            scheduler = scheduler_class.from_config(config)
+        pipeline = cls(unet=unet, scheduler=scheduler)
+        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipeline
+
+
+def _numpy_images(images: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) in [0, 1] -> (B, H, W, C) numpy."""
+    return images.cpu().permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,655 @@
+"""The DDPM scheduler: every formula of the DDPM notes, computed here and nowhere else.
+
+Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"; the notes use the same symbols):
+
+    beta_t                 variance of the noise added by one forward step
+    alpha_t = 1 - beta_t
+    alpha_bar_t = prod_{s<=t} alpha_s
+    q(x_t | x_{t-1})   = N(sqrt(alpha_t) x_{t-1}, beta_t I)                          one forward step (Eq. 2)
+    q(x_t | x_0)       = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                closed form (Eq. 4)
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t(x_t, x_0), beta_tilde_t I)                   true posterior (Eq. 6-7)
+    x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                       x_0 from noise (Eq. 15)
+    mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t)       learned mean (Eq. 11)
+    w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))                          ELBO weight (Eq. 12)
+
+Timesteps are 0-based as in diffusers: t = 0 is the first noising step and alpha_bar_{-1} := 1.
+
+The config uses the same keys as `diffusers.DDPMScheduler`, so configs move between the two both ways. This file
+imports nothing from `ddpm_hub`: it is copied verbatim into saved pipelines and loaded there as remote code.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+@dataclass
+class DDPMHubSchedulerOutput(BaseOutput):
+    """Output of one reverse step x_t -> x_{t-1}. Every tensor is (B, C, H, W).
+
+    Args:
+        prev_sample: x_{t-1}, a sample of p_theta(x_{t-1} | x_t).
+        pred_original_sample: x_0 as predicted at this step (after clipping or thresholding).
+        pred_epsilon: the noise eps as predicted at this step (from the model output, before any clipping of x_0).
+        mean: the mean of p_theta(x_{t-1} | x_t), i.e. mu_tilde_t(x_t, x_0) evaluated at the predicted x_0.
+        std: the standard deviation sigma_t of the noise added at this step (0 at the last step).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+    pred_epsilon: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def _extract(arr: torch.Tensor, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Gathers `arr[t]` and reshapes it to broadcast against a tensor of `shape`.
+
+    Args:
+        arr: (N,) schedule values.
+        t: an int, a 0-d tensor, or (B,) integer indices into `arr`.
+        shape: the shape (B, C, H, W) of the tensor the result multiplies.
+
+    Returns:
+        (B, 1, 1, 1), or (1, 1, 1, 1) for a scalar `t`.
+    """
+    if not torch.is_tensor(t):
+        t = torch.tensor(t, dtype=torch.long)
+    values = arr[t.to(arr.device).long()].reshape(-1)  # (B,) or (1,)
+    return values.reshape(values.shape[0], *([1] * (len(shape) - 1)))
+
+
+def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021, Eq. 17): alpha_bar(t) = cos^2((t/T + s)/(1 + s) pi/2)."""
+
+    def alpha_bar(time: float) -> float:
+        return math.cos((time + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    steps = np.arange(num_train_timesteps, dtype=np.float64)
+    betas = [1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps) for i in steps]
+    return np.minimum(np.array(betas, dtype=np.float64), max_beta)
+
+
+def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    """Shifts and scales sqrt(alpha_bar) so that alpha_bar_{T-1} = 0 (Lin et al. 2023, Algorithm 1)."""
+    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - betas))
+    first, last = sqrt_alpha_bar[0], sqrt_alpha_bar[-1]
+    sqrt_alpha_bar = (sqrt_alpha_bar - last) * first / (first - last)
+    alpha_bar = sqrt_alpha_bar**2
+    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alphas
+
+
+def _invalid(key: str, value, allowed: str) -> ValueError:
+    return ValueError(f"Invalid `{key}`={value!r}: allowed values are {allowed}.")
+
+
+class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
+    """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2), with each formula of the method exposed by name.
+
+    Args:
+        num_train_timesteps: T, the number of forward (noising) steps the model was trained with.
+        beta_start: beta_0 of the `linear`, `scaled_linear` and `sigmoid` schedules.
+        beta_end: beta_{T-1} of the `linear`, `scaled_linear` and `sigmoid` schedules.
+        beta_schedule: how beta_t grows: `linear` (Ho et al.), `scaled_linear` (linear in sqrt(beta), latent
+            diffusion), `squaredcos_cap_v2` (the cosine schedule of Nichol & Dhariwal; `cosine` is accepted as its
+            name), `sigmoid` (GeoDiff).
+        trained_betas: explicit betas (length `num_train_timesteps`), overriding `beta_schedule`.
+        variance_type: sigma_t^2 of p(x_{t-1} | x_t): `fixed_small` = beta_tilde_t (the posterior variance),
+            `fixed_large` = beta_t; the `_log` variants compute the same through the log (`fixed_large_log` is
+            GLIDE's "max_log"); `learned` = the model outputs log sigma_t^2; `learned_range` = the model outputs v
+            and log sigma_t^2 = v' log beta_t + (1 - v') log beta_tilde_t with v' = (v + 1) / 2 (Nichol & Dhariwal).
+        clip_sample: clip the predicted x_0 to [-clip_sample_range, clip_sample_range].
+        prediction_type: what the model predicts: `epsilon` (the noise), `sample` (x_0), or `v_prediction`
+            (v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, Salimans & Ho 2022).
+        thresholding: dynamic thresholding of the predicted x_0 (Saharia et al. 2022); overrides `clip_sample`.
+        dynamic_thresholding_ratio: the percentile of |x_0| used as the threshold.
+        clip_sample_range: the bound of `clip_sample`.
+        sample_max_value: the largest threshold dynamic thresholding may use.
+        timestep_spacing: how inference timesteps are picked from the T training steps: `leading`, `trailing`,
+            `linspace` (Table 2 of Lin et al. 2023).
+        steps_offset: added to every inference timestep with `leading` spacing.
+        rescale_betas_zero_snr: rescale the betas so the last step has zero SNR (Lin et al. 2023).
+    """
+
+    _compatibles = ["DDPMScheduler", "DDIMScheduler"]
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"] = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        variance_type: Literal[
+            "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"
+        ] = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+    ):
+        self._validate_config()
+        self._build_schedule()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Set-up: validation and the schedules
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _validate_config(self) -> None:
+        """Rejects every config value this scheduler would not handle, naming the key and the allowed values."""
+        config = self.config
+        if not isinstance(config.num_train_timesteps, int) or config.num_train_timesteps < 1:
+            raise _invalid("num_train_timesteps", config.num_train_timesteps, "integers >= 1")
+        schedule = BETA_SCHEDULE_ALIASES.get(config.beta_schedule, config.beta_schedule)
+        if config.trained_betas is None:
+            if schedule not in BETA_SCHEDULES:
+                raise _invalid("beta_schedule", config.beta_schedule, ", ".join(BETA_SCHEDULES + ("cosine",)))
+            if schedule != "squaredcos_cap_v2" and not 0 < config.beta_start <= config.beta_end < 1:
+                raise ValueError(
+                    f"Invalid `beta_start`={config.beta_start!r}, `beta_end`={config.beta_end!r}: "
+                    "allowed values satisfy 0 < beta_start <= beta_end < 1."
+                )
+        else:
+            betas = np.asarray(config.trained_betas, dtype=np.float64)
+            if betas.shape != (config.num_train_timesteps,) or not np.all((betas > 0) & (betas < 1)):
+                raise _invalid(
+                    "trained_betas",
+                    f"<{betas.size} values>",
+                    f"{config.num_train_timesteps} values (num_train_timesteps) strictly between 0 and 1",
+                )
+        if schedule != config.beta_schedule:  # store the canonical name so diffusers can read our config
+            self.register_to_config(beta_schedule=schedule)
+        allowed = {
+            "variance_type": VARIANCE_TYPES,
+            "prediction_type": PREDICTION_TYPES,
+            "timestep_spacing": TIMESTEP_SPACINGS,
+        }
+        for key, values in allowed.items():
+            if key in config and config[key] not in values:
+                raise _invalid(key, config[key], ", ".join(values))
+        if config.clip_sample_range <= 0:
+            raise _invalid("clip_sample_range", config.clip_sample_range, "numbers > 0")
+        if not 0 < config.dynamic_thresholding_ratio <= 1:
+            raise _invalid("dynamic_thresholding_ratio", config.dynamic_thresholding_ratio, "numbers in (0, 1]")
+        if config.sample_max_value <= 0:
+            raise _invalid("sample_max_value", config.sample_max_value, "numbers > 0")
+        if not isinstance(config.steps_offset, int) or not 0 <= config.steps_offset < config.num_train_timesteps:
+            raise _invalid("steps_offset", config.steps_offset, f"integers in [0, {config.num_train_timesteps})")
+
+    def _build_schedule(self, alpha_bar_0_after_last_step: bool = False) -> None:
+        """Computes beta_t, alpha_t, alpha_bar_t in float64 and stores them as float32 tensors of shape (T,).
+
+        alpha_bar_{-1}, the value used after the last step, is 1 (DDPM), or alpha_bar_0 when
+        `alpha_bar_0_after_last_step` (DDIM's `set_alpha_to_one=False`). It is stored as entry 0 of
+        `alphas_cumprod_padded`, shape (T + 1,), so that `alphas_cumprod_padded[t + 1]` is alpha_bar_t for every t in
+        [-1, T - 1] without a branch.
+        """
+        config = self.config
+        steps = config.num_train_timesteps
+        if config.trained_betas is not None:
+            betas = np.asarray(config.trained_betas, dtype=np.float64)
+        elif config.beta_schedule == "linear":
+            betas = np.linspace(config.beta_start, config.beta_end, steps, dtype=np.float64)
+        elif config.beta_schedule == "scaled_linear":
+            betas = np.linspace(config.beta_start**0.5, config.beta_end**0.5, steps, dtype=np.float64) ** 2
+        elif config.beta_schedule == "squaredcos_cap_v2":
+            betas = _betas_for_alpha_bar(steps)
+        else:  # "sigmoid", validated above
+            betas = 1 / (1 + np.exp(-np.linspace(-6, 6, steps))) * (config.beta_end - config.beta_start)
+            betas = betas + config.beta_start
+        if config.rescale_betas_zero_snr:
+            betas = _rescale_zero_terminal_snr(betas)
+
+        alphas = 1.0 - betas
+        alphas_cumprod = np.cumprod(alphas)
+        if config.rescale_betas_zero_snr:
+            alphas_cumprod[-1] = 2**-24  # zero terminal SNR, kept finite so that x_0 = x_t / sqrt(alpha_bar) exists
+        first = alphas_cumprod[0] if alpha_bar_0_after_last_step else 1.0
+        self.betas = torch.from_numpy(betas).float()
+        self.alphas = torch.from_numpy(alphas).float()
+        self.alphas_cumprod = torch.from_numpy(alphas_cumprod).float()
+        self.alphas_cumprod_padded = torch.from_numpy(np.concatenate([[first], alphas_cumprod])).float()
+        self.one = torch.tensor(1.0)
+
+        self.init_noise_sigma = 1.0  # standard deviation of x_T ~ N(0, I)
+        self.custom_timesteps = False
+        self.num_inference_steps = None
+        self.timesteps = torch.from_numpy(np.arange(0, steps)[::-1].copy())
+        self._previous = None  # maps an inference timestep to the one after it; None means t - 1
+
+    def _alpha_bar(self, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """alpha_bar_t for t in [-1, T - 1] (alpha_bar_{-1} = 1), shaped to broadcast against `shape`."""
+        t = t if torch.is_tensor(t) else torch.tensor(t)
+        return _extract(self.alphas_cumprod_padded, t + 1, shape)
+
+    def _step_coefficients(self, t, prev_t, shape):
+        """alpha_bar_t, alpha_bar_{prev}, and the alpha and beta of the (possibly strided) step prev -> t.
+
+        With fewer inference steps than training steps, one reverse step jumps from t to prev_t < t - 1; the step
+        then behaves like a single forward step with alpha = alpha_bar_t / alpha_bar_prev (Nichol & Dhariwal, Sec. 4).
+        """
+        alpha_bar_t = self._alpha_bar(t, shape)
+        alpha_bar_prev = self._alpha_bar(prev_t, shape)
+        alpha_t = alpha_bar_t / alpha_bar_prev
+        return alpha_bar_t, alpha_bar_prev, alpha_t, 1 - alpha_t
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The forward process q
+    # ------------------------------------------------------------------------------------------------------------
+
+    def q_step(self, x_prev: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One forward step, a sample of q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I).
+
+        Args:
+            x_prev: x_{t-1}, (B, C, H, W).
+            t: the step's index, an int or (B,).
+            noise: eps ~ N(0, I), (B, C, H, W).
+
+        Returns:
+            x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, (B, C, H, W).
+        """
+        beta_t = _extract(self.betas, t, x_prev.shape).to(x_prev)
+        return (1 - beta_t).sqrt() * x_prev + beta_t.sqrt() * noise
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The closed form, a sample of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
+
+        Two Gaussian steps merge into one, so t steps of `q_step` collapse into a single draw (Eq. 4).
+
+        Args:
+            original_samples: x_0, (B, C, H, W).
+            noise: eps ~ N(0, I), (B, C, H, W).
+            timesteps: t, an int or (B,).
+
+        Returns:
+            x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, (B, C, H, W).
+        """
+        alpha_bar_t = _extract(self.alphas_cumprod, timesteps, original_samples.shape).to(original_samples)
+        return alpha_bar_t.sqrt() * original_samples + (1 - alpha_bar_t).sqrt() * noise
+
+    q_sample = add_noise
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, (B, C, H, W)."""
+        alpha_bar_t = _extract(self.alphas_cumprod, timesteps, sample.shape).to(sample)
+        return alpha_bar_t.sqrt() * noise - (1 - alpha_bar_t).sqrt() * sample
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The true posterior q(x_{t-1} | x_t, x_0) and what the model predicts
+    # ------------------------------------------------------------------------------------------------------------
+
+    def q_posterior_mean(self, x_0, x_t, t, prev_t=None) -> torch.Tensor:
+        """Mean mu_tilde_t of the true posterior q(x_{t-1} | x_t, x_0) (Eq. 7), (B, C, H, W).
+
+        mu_tilde_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+                   + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+
+        `prev_t` (default t - 1) is the step the reverse chain goes to; it is earlier than t - 1 with strided steps.
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = (
+            c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape)
+        )
+        x_0_coefficient = alpha_bar_prev.sqrt() * beta_t / (1 - alpha_bar_t)
+        x_t_coefficient = alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
+        return x_0_coefficient * x_0 + x_t_coefficient * x_t
+
+    def posterior_variance(self, t, prev_t=None) -> torch.Tensor:
+        """Variance beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t of q(x_{t-1} | x_t, x_0) (Eq. 7).
+
+        Returns (B,) for (B,) timesteps, or a 0-d tensor for a scalar t.
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        alpha_bar_t, alpha_bar_prev, _, beta_t = self._step_coefficients(t, prev_t, (1,))
+        variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta_t
+        return variance.reshape(-1) if torch.is_tensor(t) and t.ndim > 0 else variance.reshape(())
+
+    def fixed_variance(self, t, kind: Literal["beta", "beta_tilde"] = "beta_tilde", prev_t=None) -> torch.Tensor:
+        """The two fixed choices of sigma_t^2 in p_theta(x_{t-1} | x_t) (Sec. 3.2): beta_t, or beta_tilde_t.
+
+        beta_t is optimal when x_0 ~ N(0, I); beta_tilde_t when x_0 is one fixed point. Both give similar samples.
+        """
+        if kind == "beta_tilde":
+            return self.posterior_variance(t, prev_t)
+        if kind == "beta":
+            prev_t = t - 1 if prev_t is None else prev_t
+            beta_t = self._step_coefficients(t, prev_t, (1,))[3]
+            return beta_t.reshape(-1) if torch.is_tensor(t) and t.ndim > 0 else beta_t.reshape(())
+        raise _invalid("kind", kind, "'beta', 'beta_tilde'")
+
+    def predict_x0_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """x_0 estimated from the (predicted) noise, the closed form solved for x_0 (Eq. 15), (B, C, H, W).
+
+        x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+        """
+        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
+        return (x_t - (1 - alpha_bar_t).sqrt() * noise) / alpha_bar_t.sqrt()
+
+    def predict_noise_from_x0(self, x_t: torch.Tensor, t, x_0: torch.Tensor) -> torch.Tensor:
+        """The noise implied by x_t and an x_0: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
+        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
+        return (x_t - alpha_bar_t.sqrt() * x_0) / (1 - alpha_bar_t).sqrt()
+
+    def learned_mean(self, x_t: torch.Tensor, t, noise: torch.Tensor, prev_t=None) -> torch.Tensor:
+        """mu_theta(x_t, t), the mean of p_theta(x_{t-1} | x_t) from the predicted noise (Eq. 11), (B, C, H, W).
+
+        mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t)
+
+        Equal to `q_posterior_mean` at x_0 = `predict_x0_from_noise` (without clipping).
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        alpha_bar_t, _, alpha_t, beta_t = (c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape))
+        return (x_t - beta_t / (1 - alpha_bar_t).sqrt() * noise) / alpha_t.sqrt()
+
+    def split_model_output(self, model_output: torch.Tensor, sample: torch.Tensor, t):
+        """Turns the model's raw output into (x_0, eps) according to `prediction_type`.
+
+        Args:
+            model_output: (B, C, H, W): eps, x_0 or v.
+            sample: x_t, (B, C, H, W).
+            t: int or (B,).
+
+        Returns:
+            (pred_x0, pred_eps), each (B, C, H, W), not clipped.
+        """
+        alpha_bar_t = self._alpha_bar(t, sample.shape).to(sample)
+        if self.config.prediction_type == "epsilon":
+            pred_x0 = (sample - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
+            return pred_x0, model_output
+        if self.config.prediction_type == "sample":
+            return model_output, (sample - alpha_bar_t.sqrt() * model_output) / (1 - alpha_bar_t).sqrt()
+        # v_prediction: x_0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(a) v + sqrt(1 - a) x_t, with a = alpha_bar_t
+        pred_x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
+        pred_eps = alpha_bar_t.sqrt() * model_output + (1 - alpha_bar_t).sqrt() * sample
+        return pred_x0, pred_eps
+
+    def training_target(self, x_0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the model learns to output for x_t = add_noise(x_0, noise, t): eps, x_0 or v, (B, C, H, W)."""
+        if self.config.prediction_type == "epsilon":
+            return noise
+        if self.config.prediction_type == "sample":
+            return x_0
+        return self.get_velocity(x_0, noise, timesteps)
+
+    def clip_or_threshold(self, pred_x0: torch.Tensor) -> torch.Tensor:
+        """Keeps the predicted x_0 in the data range: dynamic thresholding (Saharia et al. 2022) or clipping."""
+        if self.config.thresholding:
+            return self._threshold_sample(pred_x0)
+        if self.config.clip_sample:
+            return pred_x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        return pred_x0
+
+    def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
+        """Clamps each sample to [-s, s] and divides by s, s = a high percentile of |x_0| (at least 1). (B, C, H, W)"""
+        dtype, shape = sample.dtype, sample.shape
+        flat = sample.reshape(shape[0], -1)
+        if dtype not in (torch.float32, torch.float64):
+            flat = flat.float()  # quantile needs float32/64; float64 stays float64
+        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
+        s = s.clamp(min=1, max=self.config.sample_max_value).unsqueeze(1)  # (B, 1)
+        return (flat.clamp(-s, s) / s).reshape(shape).to(dtype)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Signal-to-noise ratio, the ELBO weight, the score
+    # ------------------------------------------------------------------------------------------------------------
+
+    def snr(self, t) -> torch.Tensor:
+        """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) of q(x_t | x_0) (Kingma et al. 2021). Same shape as t."""
+        t = t if torch.is_tensor(t) else torch.tensor(t)
+        alpha_bar_t = self.alphas_cumprod[t.long()]
+        return alpha_bar_t / (1 - alpha_bar_t)
+
+    def loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+        """w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight that turns L_simple into the ELBO.
+
+        The ELBO's denoising term for step t is w(t) ||eps - eps_theta(x_t, t)||^2 (Eq. 12); L_simple sets
+        w(t) = 1. With sigma_t^2 = beta_tilde_t, w is infinite at t = 0 (beta_tilde_0 = 0); there, as in
+        improved-diffusion, beta_tilde_1 stands in. Same shape as t.
+        """
+        t = (t if torch.is_tensor(t) else torch.tensor(t)).long()
+        beta_t = self.betas[t]
+        alpha_t = self.alphas[t]
+        alpha_bar_t = self.alphas_cumprod[t]
+        if variance == "beta":
+            sigma2 = beta_t
+        elif variance == "beta_tilde":
+            steps = torch.arange(len(self.betas))
+            beta_tilde = self.posterior_variance(steps)
+            if len(beta_tilde) > 1:
+                beta_tilde[0] = beta_tilde[1]
+            sigma2 = beta_tilde[t]
+        else:
+            raise _invalid("variance", variance, "'beta', 'beta_tilde'")
+        return beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t))
+
+    def min_snr_loss_weight(self, t, gamma: float = 5.0) -> torch.Tensor:
+        """Min-SNR-gamma weight (Hang et al. 2023): min(SNR(t), gamma) / SNR(t), written for this scheduler's
+        `prediction_type` (the x_0 error weighted by min(SNR, gamma), expressed in the eps, x_0 or v error).
+
+        Same shape as t.
+        """
+        snr = self.snr(t)
+        clipped = torch.clamp(snr, max=gamma)
+        if self.config.prediction_type == "epsilon":
+            return clipped / snr
+        if self.config.prediction_type == "v_prediction":
+            return clipped / (snr + 1)
+        return clipped
+
+    def score_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """The score grad_x log q(x_t) ~= -eps_theta / sqrt(1 - alpha_bar_t), (B, C, H, W).
+
+        This is the link to Langevin dynamics and score matching (Song & Ermon 2019): predicting the noise is
+        predicting the score, scaled.
+        """
+        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
+        return -noise / (1 - alpha_bar_t).sqrt()
+
+    def classifier_free_guidance(
+        self, conditional: torch.Tensor, unconditional: torch.Tensor, guidance_scale: float
+    ) -> torch.Tensor:
+        """Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps_uncond + w (eps_cond - eps_uncond).
+
+        w = 1 is the conditional model, w = 0 the unconditional one, w > 1 pushes samples towards the class.
+        Inputs and output are (B, C, H, W) predictions of the same kind (eps, x_0 or v).
+        """
+        return unconditional + guidance_scale * (conditional - unconditional)
+
+    def coefficients(self, t: int) -> dict[str, float]:
+        """The schedule's numbers at one timestep t, as python floats, for showing the formulas with live values.
+
+        Keys: beta_t, alpha_t, alpha_bar_t, sqrt_alpha_t, sqrt_beta_t, sqrt_alpha_bar_t, sqrt_one_minus_alpha_bar_t,
+        beta_tilde_t, snr_t, log_snr_t, loss_weight_t.
+        """
+        t = int(t)
+        if not 0 <= t < self.config.num_train_timesteps:
+            raise _invalid("t", t, f"integers in [0, {self.config.num_train_timesteps})")
+        beta = float(self.betas[t])
+        alpha_bar = float(self.alphas_cumprod[t])
+        snr = float(self.snr(t))
+        return {
+            "beta_t": beta,
+            "alpha_t": 1 - beta,
+            "alpha_bar_t": alpha_bar,
+            "sqrt_alpha_t": math.sqrt(1 - beta),
+            "sqrt_beta_t": math.sqrt(beta),
+            "sqrt_alpha_bar_t": math.sqrt(alpha_bar),
+            "sqrt_one_minus_alpha_bar_t": math.sqrt(1 - alpha_bar),
+            "beta_tilde_t": float(self.posterior_variance(t)),
+            "snr_t": snr,
+            "log_snr_t": math.log(snr) if snr > 0 else float("-inf"),
+            "loss_weight_t": float(self.loss_weight(t)),
+        }
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The diffusers scheduler contract: set_timesteps, step, scale_model_input
+    # ------------------------------------------------------------------------------------------------------------
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
+        """DDPM does not scale its input; kept for interchangeability with other schedulers."""
+        return sample
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """Picks the timesteps of the reverse chain, as `diffusers.DDPMScheduler` does.
+
+        Args:
+            num_inference_steps: how many reverse steps to take (1 to `num_train_timesteps`).
+            device: where to put `self.timesteps`.
+            timesteps: explicit, strictly descending timesteps in [0, num_train_timesteps) instead.
+        """
+        steps = self.config.num_train_timesteps
+        if (num_inference_steps is None) == (timesteps is None):
+            raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to `set_timesteps`.")
+        if timesteps is not None:
+            timesteps = np.asarray(list(timesteps), dtype=np.int64)
+            if timesteps.ndim != 1 or len(timesteps) == 0 or np.any(np.diff(timesteps) >= 0):
+                raise _invalid("timesteps", timesteps.tolist(), "a non-empty, strictly descending list")
+            if timesteps[0] >= steps or timesteps[-1] < 0:
+                raise _invalid("timesteps", timesteps.tolist(), f"integers in [0, {steps}) (num_train_timesteps)")
+            self.custom_timesteps = True
+            self.num_inference_steps = len(timesteps)
+        else:
+            if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= steps:
+                raise _invalid(
+                    "num_inference_steps", num_inference_steps, f"integers in [1, {steps}] (num_train_timesteps)"
+                )
+            self.custom_timesteps = False
+            self.num_inference_steps = num_inference_steps
+            spacing = self.config.timestep_spacing
+            if spacing == "linspace":
+                timesteps = np.linspace(0, steps - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+            elif spacing == "leading":
+                step_ratio = steps // num_inference_steps
+                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
+                timesteps += self.config.steps_offset
+                if timesteps[0] >= steps:
+                    raise ValueError(
+                        f"Invalid `steps_offset`={self.config.steps_offset} for num_inference_steps="
+                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
+                        f"({steps})."
+                    )
+            else:  # "trailing"
+                step_ratio = steps / num_inference_steps
+                timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
+        self.timesteps = torch.from_numpy(timesteps).to(device)
+        following = np.append(timesteps[1:], -1)
+        self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
+
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
+        """The timestep the reverse chain goes to from `timestep`: the next inference timestep, or -1 at the end."""
+        timestep = int(timestep)
+        if self._previous is None:
+            return timestep - 1
+        if timestep not in self._previous:
+            raise _invalid("timestep", timestep, f"the timesteps set by `set_timesteps` ({self.timesteps.tolist()})")
+        return self._previous[timestep]
+
+    def _split_learned_variance(self, model_output: torch.Tensor, sample: torch.Tensor):
+        """For learned variances the model outputs 2C channels: the prediction, then the variance values."""
+        if self.config.variance_type in ("learned", "learned_range"):
+            if model_output.shape[1] != 2 * sample.shape[1]:
+                raise ValueError(
+                    f"variance_type={self.config.variance_type!r} needs a model output with 2 x {sample.shape[1]} "
+                    f"channels (prediction, then variance), got {model_output.shape[1]}."
+                )
+            return torch.split(model_output, sample.shape[1], dim=1)
+        return model_output, None
+
+    def step_std(self, t, prev_t, predicted_variance: torch.Tensor | None = None, shape=(1,)) -> torch.Tensor:
+        """sigma_t, the standard deviation of p_theta(x_{t-1} | x_t) for this scheduler's `variance_type`.
+
+        Returns a tensor that broadcasts against `shape` (or against `predicted_variance` when learned).
+        """
+        variance_type = self.config.variance_type
+        beta_tilde = self.posterior_variance(t, prev_t).clamp(min=1e-20)
+        beta = self.fixed_variance(t, "beta", prev_t)
+        if variance_type in ("fixed_small", "fixed_small_log"):
+            log_variance = beta_tilde.log()
+        elif variance_type in ("fixed_large", "fixed_large_log"):
+            log_variance = beta.log()
+        elif variance_type == "learned":  # the model outputs log sigma_t^2 (improved-diffusion's LEARNED)
+            return torch.exp(0.5 * predicted_variance)
+        else:  # "learned_range": interpolate between the two fixed choices in log space (Nichol & Dhariwal, Eq. 15)
+            fraction = (predicted_variance + 1) / 2
+            log_variance = fraction * beta.log().to(fraction) + (1 - fraction) * beta_tilde.log().to(fraction)
+            return torch.exp(0.5 * log_variance)
+        return torch.exp(0.5 * log_variance).reshape(-1, *([1] * (len(shape) - 1)))
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> DDPMHubSchedulerOutput | tuple:
+        """One reverse step: a sample of p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I) (Algorithm 2).
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W) (2C channels for learned variances).
+            timestep: t, one of `self.timesteps`.
+            sample: x_t, (B, C, H, W).
+            generator: the random generator for the noise z ~ N(0, I).
+            variance_noise: z itself, instead of drawing it with `generator`.
+            return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order
+                (prev_sample, pred_original_sample, pred_epsilon, mean, std).
+        """
+        t = int(timestep)
+        prev_t = self.previous_timestep(t)
+        model_output, predicted_variance = self._split_learned_variance(model_output, sample)
+
+        # 1. predicted x_0 and eps from the model output, Eq. 15 of Ho et al. 2020
+        pred_x0, pred_eps = self.split_model_output(model_output, sample, t)
+
+        # 2. keep x_0 in the data range (clip or dynamic thresholding)
+        clipped_x0 = self.clip_or_threshold(pred_x0)
+
+        # 3. mean of p_theta(x_{t-1} | x_t): the posterior mean mu_tilde at the predicted x_0, Eq. 7 of Ho et al.
+        mean = self.q_posterior_mean(clipped_x0, sample, t, prev_t)
+
+        # 4. sigma_t from the variance choice; no noise at the last step (Algorithm 2: z = 0 if t = 1)
+        std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
+        if t > 0:
+            if variance_noise is None:
+                variance_noise = torch.randn(
+                    model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+                )
+            prev_sample = mean + std * variance_noise
+        else:
+            std = torch.zeros_like(std)
+            prev_sample = mean
+
+        if not return_dict:
+            return prev_sample, clipped_x0, pred_eps, mean, std
+        return DDPMHubSchedulerOutput(
+            prev_sample=prev_sample, pred_original_sample=clipped_x0, pred_epsilon=pred_eps, mean=mean, std=std
+        )
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps

@@ -1,0 +1,455 @@
+"""The Gradio Space (space/app.py): its step functions called directly, then the launched app through gradio_client.
+
+The app is imported with DDPM_HUB_MODEL pointing at a tiny randomly initialised pipeline (T = 50), so every chain
+runs in well under a second.
+"""
+
+import importlib.util
+import math
+import os
+import re
+import socket
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+gr = pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
+pytest.importorskip("matplotlib", reason="the Space needs matplotlib (pip install -e .[space])")
+
+from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel  # noqa: E402
+
+# gradio's queue uses pandas in ways pandas 3 deprecates; not this package's concern.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:'future.no_silent_downcasting' is deprecated", "ignore:The copy keyword is deprecated"
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACE = ROOT / "space"
+T = 50  # num_train_timesteps of the test model
+
+
+def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T) -> Path:
+    torch.manual_seed(0)
+    unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])
+    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=num_train_timesteps)).save_pretrained(
+        folder
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """space/app.py imported as a module, with the tiny model (the env var is read at import time)."""
+    model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DDPM_HUB_MODEL", str(model))
+        patch.setenv("DDPM_HUB_THREADS", "1")
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        spec = importlib.util.spec_from_file_location("ddpm_hub_space_app", SPACE / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def digit(app):
+    """A held-out digit as the image file the UI would hand over."""
+    path, caption = app.load_digit(300)
+    assert "300" in caption and Path(path).is_file()
+    return path
+
+
+def picture_ok(picture, height=None, width=None):
+    assert isinstance(picture, np.ndarray) and picture.dtype == np.uint8 and picture.ndim == 2
+    if height is not None:
+        assert picture.shape == (height, width)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Forward noising
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_model_comes_from_the_env_var(app):
+    assert app.T == T
+    assert Path(app.MODEL_ID).name.startswith("tiny_pipeline") and app.NUM_CLASSES == 10
+    assert app.STRIP[0] == 0 and app.STRIP[-1] == T - 1 and app.STRIP == sorted(set(app.STRIP))
+
+
+def test_forward_outputs(app, digit):
+    t = 20
+    x0, steps, closed, stats, formula, strip, linear, cosine = app.forward(digit, t, 0)
+    size = 28 * app.SCALE
+    for picture in (x0, steps, closed, linear, cosine):
+        picture_ok(picture, size, size)
+    assert strip.dtype == np.uint8 and strip.shape[1] > strip.shape[0] > 2 * 28 * 3  # two rows of the strip
+    coefficients = app.SCHEDULER.coefficients(t)
+    assert f"{coefficients['sqrt_alpha_bar_t']:.4f}" in formula
+    assert f"{coefficients['sqrt_one_minus_alpha_bar_t']:.4f}" in formula
+    # The statistics table: both samples' numbers are close to what q(x_t | x_0) predicts.
+    numbers = [float(n) for n in re.findall(r"\|\s*(-?\d+\.\d{4})\s*(?=\|)", stats)]
+    assert len(numbers) == 4, stats  # single steps (mean, noise std), closed form (mean, noise std)
+    predicted_std = coefficients["sqrt_one_minus_alpha_bar_t"]
+    assert all(abs(std - predicted_std) < 0.1 for std in numbers[1::2])
+    # The same seed gives the same pictures; another seed gives other noise.
+    again = app.forward(digit, t, 0)
+    assert np.array_equal(again[1], steps) and np.array_equal(again[2], closed)
+    assert not np.array_equal(app.forward(digit, t, 1)[2], closed)
+
+
+def test_forward_without_an_image_is_blank_with_a_hint(app):
+    outputs = app.forward(None, 10, 0)
+    assert outputs[0] is None and "Upload an image" in outputs[3]
+
+
+def test_schedules_plot_has_three_panels_and_a_cursor(app):
+    figure = app.schedules_plot(30)
+    assert len(figure.axes) == 3
+    assert all(any(line.get_xdata()[0] == 30 for line in ax.get_lines()) for ax in figure.axes)
+    with pytest.raises(gr.Error):
+        app.schedules_plot(T)
+
+
+def test_dataset_digits(app):
+    index = app.random_digit()
+    assert 0 <= index < len(app.DIGITS)
+    path, caption = app.load_digit(index)
+    assert f"a **{int(app.DIGIT_LABELS[index])}**" in caption
+    with Image.open(path) as image:
+        assert image.size == (28, 28) and image.mode == "L"
+    with pytest.raises(gr.Error, match="digit index"):
+        app.load_digit(len(app.DIGITS))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Uploads of every kind: converted, or refused with a readable gr.Error
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that claims width x height pixels (a decompression bomb, without the bytes)."""
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+def make_upload(kind: str, folder: Path) -> Path:
+    path = folder / {"animated": "upload.gif", "jpeg": "upload.jpg", "text": "upload.txt", "svg": "upload.svg"}.get(
+        kind, "upload.png"
+    )
+    if kind == "rgba":
+        Image.new("RGBA", (40, 30), (255, 255, 255, 128)).save(path)
+    elif kind == "palette":
+        image = Image.new("P", (20, 20), 1)
+        image.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+        image.save(path, transparency=0)
+    elif kind == "16-bit":
+        Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(path)
+    elif kind == "grayscale":
+        Image.new("L", (50, 50), 200).save(path)
+    elif kind == "1x1":
+        Image.new("L", (1, 1), 255).save(path)
+    elif kind == "animated":
+        frames = [Image.new("L", (32, 32), value) for value in (30, 220)]
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    elif kind == "jpeg":
+        Image.new("RGB", (1200, 900), (200, 120, 40)).save(path, quality=85)
+    elif kind == "huge":
+        png_header_only(path, 9000, 9000)  # over ddpm_hub.data.MAX_IMAGE_PIXELS
+    elif kind == "bomb":
+        png_header_only(path, 20000, 20000)  # over Pillow's own limit too
+    elif kind in ("text", "fake-png"):
+        path.write_text("hello, I am not an image")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        Image.new("L", (50, 50), 7).save(path)
+        path.write_bytes(path.read_bytes()[:60])
+    elif kind == "svg":
+        path.write_text(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"><rect width="9" height="9"/></svg>'
+        )
+    elif kind == "missing":
+        pass
+    else:
+        raise AssertionError(kind)
+    return path
+
+
+CONVERTED = ["rgba", "palette", "16-bit", "grayscale", "1x1", "animated", "jpeg"]
+REFUSED = ["huge", "bomb", "text", "fake-png", "empty", "truncated", "svg", "missing"]
+
+
+@pytest.mark.parametrize("kind", CONVERTED)
+def test_uploads_that_are_converted(app, kind, tmp_path):
+    path = make_upload(kind, tmp_path)
+    x0 = app.image_to_x0(str(path))
+    assert x0.shape == (1, 1, 28, 28) and -1 <= x0.min() <= x0.max() <= 1
+    picture_ok(app.forward(str(path), 10, 0)[2], 28 * app.SCALE, 28 * app.SCALE)
+    payload = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}  # preprocess=False
+    assert torch.equal(app.image_to_x0(payload), x0)
+
+
+@pytest.mark.parametrize("kind", REFUSED)
+def test_uploads_that_are_refused_with_a_message(app, kind, tmp_path):
+    path = make_upload(kind, tmp_path)
+    for call in (
+        lambda: app.forward(str(path), 10, 0),
+        lambda: next(app.noise_denoise(str(path), 10, "any", 1.0, "ddim", 0.0, 5, 0, 1)),
+    ):
+        with pytest.raises(gr.Error) as error:
+            call()
+        message = error.value.message
+        assert message.startswith("This upload can't be used: ") and len(message) > 40, message
+        assert str(tmp_path) not in message  # the file's name, never the server's folders
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Reverse generation: streaming, storing, scrubbing, GIF export
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
+    monkeypatch.setattr(app, "STREAMED_FRAMES", 10)
+    steps, batch = T, 3
+    started = time.perf_counter()
+    stream = app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch)
+    first = next(stream)
+    assert time.perf_counter() - started < 1.0  # the first frame comes after one step
+    frames = [first, *stream]
+    every = app.stream_every(steps)
+    assert every == 5 and len(frames) == math.ceil(steps / every) + 1  # every 5th step, then the final x_0
+
+    chain = frames[-1][-1]
+    assert chain["done"] and len(chain["x"]) == steps + 1 and len(chain["eps"]) == len(chain["x0"]) == steps
+    assert chain["t"] == sorted(chain["t"], reverse=True) and chain["t"][-1] == 0 and chain["prev_t"][-1] == -1
+    assert all(a.dtype == np.uint8 and a.shape == (batch, 28, 28, 1) for a in chain["x"] + chain["eps"] + chain["x0"])
+    assert chain["std"][-1] == 0 and all(s > 0 for s in chain["std"][:-1])
+
+    x, eps, x0, info, slider, state = frames[1]
+    assert state is chain and slider == every and "Step 6 / 50" in info and "σₜ" in info
+    for picture in (x, eps, x0):
+        picture_ok(picture)
+        assert picture.shape == frames[-1][0].shape
+    x, eps, x0, info, slider, _ = frames[-1]
+    assert slider == steps and info.startswith("**Done")
+
+
+def test_scrub_shows_stored_frames(app):
+    *_, last = app.generate("any", 1.0, "ddim", 0.5, 10, 3, 2)
+    chain = last[-1]
+    x, eps, x0, info = app.scrub(4, chain)
+    assert np.array_equal(x, app.grid(chain["x"][4])) and np.array_equal(x0, app.grid(chain["x0"][4]))
+    assert "Step 5 / 10" in info and "\\eta = 0.5" in info
+    assert app.scrub(999, chain)[3].startswith("**Done")  # clamped to the last frame
+    with pytest.raises(gr.Error, match="Generate a chain first"):
+        app.scrub(0, None)
+
+
+def test_gif_export_name_and_frames(app, monkeypatch):
+    *_, last = app.generate("3", 2.0, "ddpm-fixed_small", 0.0, T, 42, 2)
+    chain = last[-1]
+    path = Path(app.write_gif(chain))
+    assert path.name == "ddpm_digit3_seed42_ddpm-fixed_small_50steps_w2.0_batch2.gif"
+    with Image.open(path) as gif:
+        assert gif.n_frames == T + 1  # every stored frame (x_T ... x_0): fewer than GIF_FRAMES
+        assert gif.size == (max(2 * (2 * 28 + app.GAP) * app.GIF_SCALE + 12, 330), 28 * app.GIF_SCALE + 24)
+    monkeypatch.setattr(app, "GIF_FRAMES", 10)
+    selected = app.gif_frames(chain)
+    assert selected[0] == 0 and selected[-1] == T and len(selected) == 11
+    with Image.open(app.write_gif(chain)) as gif:
+        assert gif.n_frames == len(selected)
+    assert app.scrub_range(20) == {"__type__": "update", "minimum": 0, "maximum": 20, "value": 0}
+    *_, last = app.generate("any", 0.5, "ddim", 0.25, 5, 7, 1)
+    assert Path(app.write_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
+    with pytest.raises(gr.Error, match="Generate a chain first"):
+        app.write_gif(None)
+
+
+def test_old_gif_exports_are_purged(app):
+    *_, last = app.generate("2", 1.0, "ddim", 0.0, 3, 0, 1)
+    old, new = Path(app.write_gif(last[-1])), Path(app.write_gif(last[-1]))
+    hours_ago = time.time() - 7200
+    os.utime(old.parent, (hours_ago, hours_ago))
+    app.purge_exports()
+    assert not old.exists() and new.exists()
+
+
+def test_a_stopped_chain_can_be_scrubbed_and_exported(app):
+    stream = app.generate("1", 1.0, "ddpm-fixed_large", 0.0, 40, 0, 1)
+    for _ in range(3):
+        *_, chain = next(stream)
+    stream.close()  # what the Stop button does to the running generator
+    assert not chain["done"] and len(chain["x"]) == 3
+    assert "Step 3 / 40" in app.scrub(10, chain)[3]  # clamped to the last stored step
+    path = Path(app.write_gif(chain))
+    assert path.name == "ddpm_digit1_seed0_ddpm-fixed_large_40steps_w1.0_stopped-at-step3.gif"
+    with Image.open(path) as gif:
+        assert gif.n_frames == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("3", 2.0, "ddpm-fixed_small", 0.0, T + 1, 0, 1), "number of steps"),
+        (("3", 2.0, "ddpm-fixed_small", 0.0, 10, 0, 17), "batch size"),
+        (("3", 2.0, "euler", 0.0, 10, 0, 1), "Unknown sampler"),
+        (("10", 2.0, "ddpm-fixed_small", 0.0, 10, 0, 1), "digit"),
+        (("3", -1.0, "ddpm-fixed_small", 0.0, 10, 0, 1), "guidance"),
+        (("3", 2.0, "ddim", 1.5, 10, 0, 1), "eta"),
+        (("3", 2.0, "ddpm-fixed_small", 0.0, 10, -1, 1), "seed"),
+        (("3", 2.0, "ddpm-fixed_small", 0.0, 2.5, 0, 1), "whole number"),
+    ],
+)
+def test_generate_refuses_bad_settings(app, args, message):
+    with pytest.raises(gr.Error, match=message):
+        next(app.generate(*args))
+
+
+def test_compare_starts_both_samplers_from_the_same_x_T(app):
+    frames = list(app.compare("5", 2.0, 20, 5, 0.0, 7, 4))
+    assert len(frames) == 20 + 1  # every DDPM step (20 <= STREAMED_FRAMES), then the final pair
+    ddpm_x, ddpm_x0, ddim_x, ddim_x0, info = frames[0]
+    assert np.array_equal(ddpm_x, ddim_x)  # the same x_T
+    for picture in frames[-1][:4]:
+        picture_ok(picture, 2 * 28 * app.SCALE + app.GAP * app.SCALE, 2 * 28 * app.SCALE + app.GAP * app.SCALE)
+    assert "DDPM** step 20 / 20" in frames[-1][-1] and "DDIM** step 5 / 5" in frames[-1][-1]
+
+
+def test_noise_then_denoise(app, digit):
+    frames = list(app.noise_denoise(digit, 30, "3", 2.0, "ddpm-fixed_small", 0.0, T, 0, 3))
+    x0, noised, x, x0_hat, info = frames[-1]
+    assert len(frames) == 31 + 1  # the timesteps 30..0, then the final x_0
+    picture_ok(x0, 28 * app.SCALE, 28 * app.SCALE)
+    assert noised.shape == x.shape == x0_hat.shape and noised.shape[1] == 3 * 28 * app.SCALE + 2 * app.GAP * app.SCALE
+    assert all(np.array_equal(frame[1], noised) for frame in frames)  # the noised input stays on show
+    assert "Noised to t = 30" in info and "31 reverse steps" in info
+    few = list(app.noise_denoise(digit, 30, "any", 1.0, "ddim", 0.0, 5, 0, 1))
+    assert len(few) == 4 + 1  # DDIM with 5 of T = 50 steps has t = 40, 30, 20, 10, 0: from 30 on, four
+    with pytest.raises(gr.Error, match="copies|batch"):
+        next(app.noise_denoise(digit, 30, "3", 2.0, "ddim", 0.0, 10, 0, app.MAX_COPIES + 1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Files of the Space
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_space_readme_and_requirements():
+    readme = (SPACE / "README.md").read_text(encoding="utf-8")
+    header = readme.split("---")[1]
+    for line in ("sdk: gradio", f"sdk_version: {gr.__version__}", "app_file: app.py", "- ddpm-hub/ddpm-mnist-small"):
+        assert line in header, line
+    for key in ("title:", "emoji:", "colorFrom:", "colorTo:", "license:"):
+        assert key in header, key
+    requirements = (SPACE / "requirements.txt").read_text(encoding="utf-8")
+    for package in ("torch", "diffusers", "gradio", "matplotlib", "mlxtend"):
+        assert re.search(rf"^{package}\b", requirements, re.M), package
+    assert "download.pytorch.org/whl/cpu" in requirements
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The launched app, through gradio_client
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(app, tmp_path_factory):
+    gradio_client = pytest.importorskip("gradio_client")
+    port = free_port()
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS
+    )
+    try:
+        yield gradio_client.Client(
+            f"http://127.0.0.1:{port}/",
+            verbose=False,
+            download_files=str(tmp_path_factory.mktemp("client_downloads")),
+            analytics_enabled=False,
+        )
+    finally:
+        app.demo.close()
+
+
+ENDPOINTS = {
+    "/forward",
+    "/schedules",
+    "/load_digit",
+    "/random_digit",
+    "/generate",
+    "/scrub",
+    "/export_gif",
+    "/compare",
+    "/noise_denoise",
+}
+
+
+def test_api_lists_every_endpoint(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ENDPOINTS
+
+
+def test_api_forward_tab(client, tmp_path):
+    from gradio_client import handle_file
+
+    index = client.predict(api_name="/random_digit")
+    assert 0 <= index < 1000
+    path, caption = client.predict(300, api_name="/load_digit")
+    assert "**3**" in caption
+    outputs = client.predict(handle_file(path), 20, 0, api_name="/forward")
+    x0, steps, closed, stats, formula, strip, linear, cosine = outputs
+    for picture in (x0, steps, closed, strip, linear, cosine):
+        with Image.open(picture) as image:
+            assert image.format == "PNG"
+    assert "predicted" in stats and "x_t" in formula
+    plot = client.predict(20, api_name="/schedules")
+    assert plot is not None
+    for kind in ("bomb", "fake-png"):
+        with pytest.raises(Exception, match="This upload can't be used"):
+            client.predict(handle_file(str(make_upload(kind, tmp_path))), 20, 0, api_name="/forward")
+
+
+def test_api_generate_scrub_export(app, client):
+    job = client.submit("7", 2.0, "ddpm-fixed_large", 0.0, 12, 5, 2, api_name="/generate")
+    final = job.result()
+    assert len(job.outputs()) == 12 + 1
+    x, eps, x0, info, slider = final
+    assert info.startswith("**Done") and slider == 12  # the scrub slider, moved to the last frame
+    with Image.open(x) as image:
+        assert image.size == ((2 * 28 + app.GAP) * app.SCALE, 28 * app.SCALE)
+    scrubbed = client.predict(3, api_name="/scrub")
+    assert "Step 4 / 12" in scrubbed[3]
+    gif = client.predict(api_name="/export_gif")
+    assert Path(gif).name == "ddpm_digit7_seed5_ddpm-fixed_large_12steps_w2.0_batch2.gif"
+    with Image.open(gif) as image:
+        assert image.n_frames == 13
+
+
+def test_api_compare_and_noise_denoise(client):
+    from gradio_client import handle_file
+
+    final = client.predict("any", 1.0, 10, 4, 0.0, 1, 1, api_name="/compare")
+    assert "DDIM** step 4 / 4" in final[-1]
+    path, _ = client.predict(700, api_name="/load_digit")
+    job = client.submit(handle_file(path), 25, "7", 2.0, "ddim", 0.3, 4, 0, 2, api_name="/noise_denoise")
+    x0, noised, x, x0_hat, info = job.result()
+    assert "Noised to t = 24" in info and len(job.outputs()) == 3 + 1  # 4 steps of 50: t = 36, 24, 12, 0
+    with pytest.raises(Exception, match="number of steps|maximum"):
+        client.predict(handle_file(path), 25, "7", 2.0, "ddim", 0.3, 10_000, 0, 2, api_name="/noise_denoise")

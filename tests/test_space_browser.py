@@ -1,0 +1,158 @@
+"""The Space in a real browser: headless Chromium (Debian's /usr/bin/chromium) driven by Playwright.
+
+`python space/app.py` runs in a subprocess from the repository root with a tiny model (T = 50); the test loads a
+digit in the forward tab, generates a short chain in the reverse tab, exports it as a GIF, and checks that the
+pictures appear. Screenshots go to the test's tmp_path, and also to $DDPM_HUB_SCREENSHOT_DIR when it is set (a folder;
+"1" means tests/artifacts/).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+START_TIMEOUT_S = 60
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def space_url(tmp_path_factory):
+    """`python space/app.py` from the repository root, with a tiny model; yields its URL."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium not found at /usr/bin/chromium: apt-get install chromium")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
+    pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
+    folder = tmp_path_factory.mktemp("space_browser")
+    torch.manual_seed(0)
+    DDPMHubPipeline(
+        unet=DDPMHubUNet2DModel(**UNET_PRESETS["tiny"]), scheduler=DDPMHubScheduler(num_train_timesteps=50)
+    ).save_pretrained(folder / "model")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DDPM_HUB_MODEL": str(folder / "model"),
+        "DDPM_HUB_THREADS": "1",
+        "GRADIO_SERVER_NAME": "127.0.0.1",
+        "GRADIO_SERVER_PORT": str(port),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    log_path = folder / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "space/app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"space/app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"space/app.py did not answer within {START_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    wanted = os.environ.get("DDPM_HUB_SCREENSHOT_DIR", "")
+    if wanted:
+        folder = ROOT / "tests" / "artifacts" if wanted.lower() in ("1", "true", "yes") else Path(wanted)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, folder / name)
+    return path
+
+
+def wait_for_picture(page, elem_id: str, timeout_ms: int = 20_000) -> None:
+    """Waits until the picture of component `elem_id` is loaded: a decoded image with pixels."""
+    page.wait_for_function(
+        """id => {
+            const img = document.querySelector(`#${id} img`);
+            return img !== null && img.complete && img.naturalWidth > 0;
+        }""",
+        arg=elem_id,
+        timeout=timeout_ms,
+    )
+
+
+def test_both_tabs_in_a_browser(space_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page_errors = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(space_url)
+
+            # Forward tab: a digit is loaded on start; load another one by its number and see its pictures.
+            expect(page.locator("#fw-closed img")).to_be_visible(timeout=30_000)
+            page.locator("#fw-index input").fill("123")
+            page.get_by_role("button", name="Load digit").first.click()
+            expect(page.locator("#fw-caption")).to_contain_text("#123", timeout=20_000)
+            expect(page.locator("#fw-stats")).to_contain_text("one jump with the closed form", timeout=20_000)
+            for elem_id in ("fw-x0", "fw-steps", "fw-closed", "fw-strip", "fw-linear", "fw-cosine"):
+                wait_for_picture(page, elem_id)
+                expect(page.locator(f"#{elem_id} img")).to_be_visible()
+            save_screenshot(page, tmp_path, "space_forward.png")
+
+            # Reverse tab: a short chain streams, ends, and exports as a GIF.
+            page.get_by_role("tab", name="② Reverse generation").click()
+            steps = page.locator("#gen-steps input[type=number]")
+            steps.fill("20")
+            steps.press("Enter")
+            page.get_by_role("button", name="▶ Generate").click()
+            expect(page.locator("#gen-info")).to_contain_text("after 20 steps", timeout=60_000)
+            for elem_id in ("gen-x", "gen-eps", "gen-x0"):
+                wait_for_picture(page, elem_id)
+                expect(page.locator(f"#{elem_id} img")).to_be_visible()
+            page.get_by_role("button", name="Export the chain as a GIF").click()
+            expect(page.locator("#gen-gif")).to_contain_text(
+                "ddpm_digit3_seed42_ddpm-fixed_small_20steps", timeout=20_000
+            )
+            save_screenshot(page, tmp_path, "space_reverse.png")
+            assert not page_errors, page_errors
+        finally:
+            browser.close()
