@@ -47,7 +47,13 @@ GOAL_ACCURACY = 0.97
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[10, 20, 40, 80], help="training CPU-minutes")
-    parser.add_argument("--recipes", nargs="+", choices=["ours", "stock"], default=["ours", "stock"])
+    parser.add_argument(
+        "--recipes",
+        nargs="+",
+        choices=["ours", "ours_bf16", "stock"],
+        default=["ours", "stock"],
+        help="ours_bf16: our recipe under bf16 autocast (train.py --mixed_precision bf16)",
+    )
     parser.add_argument("--mode", choices=["single", "separate"], default="single")
     parser.add_argument("--samples_per_digit", type=int, default=100)
     parser.add_argument("--inference_steps", type=int, default=50, help="DDIM steps when sampling for the judge")
@@ -84,8 +90,8 @@ class StockClassConditionalSampler:
 
 
 def make_recipe(name: str, total_steps: int, args):
-    if name == "ours":
-        return common.OurRecipe(total_steps=total_steps, seed=args.seed)
+    if name.startswith("ours"):
+        return common.OurRecipe(total_steps=total_steps, seed=args.seed, autocast_bf16=name == "ours_bf16")
     return common.StockRecipe(total_steps=total_steps, seed=args.seed, batch_size=args.stock_batch_size)
 
 
@@ -105,11 +111,11 @@ def evaluate(name: str, recipe, args, judge) -> dict[str, dict[str, Any]]:
     """contestant name -> judge scores of the recipe's EMA weights."""
     unet = recipe.ema_unet()
     out = {}
-    if name == "ours":
+    if name.startswith("ours"):
         for scale in args.guidance_scales:
             pipe = DDPMHubPipeline(unet=unet, scheduler=DDIMHubScheduler.from_config(recipe.scheduler.config))
             pipe.set_progress_bar_config(disable=True)
-            out[f"ours_w{scale:g}"] = evaluate_pipeline(
+            out[f"{name}_w{scale:g}"] = evaluate_pipeline(
                 pipe,
                 samples_per_digit=args.samples_per_digit,
                 guidance_scale=scale,

@@ -485,8 +485,9 @@ def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress
         os.path.join(args.output_dir, "samples.png")
     )
     training = {
-        "command": "accelerate launch training/train.py " + " ".join(_explicit_args(args)),
+        "command": _launcher() + " training/train.py " + " ".join(_explicit_args(args)),
         "processes": accelerator.num_processes,
+        "torch_threads": torch.get_num_threads(),
         "mixed_precision": accelerator.mixed_precision,
         "steps": progress["global_step"],
         "cpu_minutes": round(progress["cpu_seconds"] / 60, 1),
@@ -506,6 +507,13 @@ def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress
             logger.info(f"pushed to {url}")
     except (HubPushError, ValueError) as error:
         raise TrainingError(f"training finished, but publishing failed: {error}") from error
+
+
+def _launcher() -> str:
+    """How this process was started, for the record: accelerate's launcher sets ACCELERATE_* variables."""
+    if any(name.startswith("ACCELERATE_") for name in os.environ):
+        return "accelerate launch"
+    return "python"
 
 
 def _explicit_args(args) -> list[str]:
