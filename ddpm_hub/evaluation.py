@@ -638,7 +638,12 @@ def main(argv: list[str] | None = None) -> int:
         judge=judge,
         verbose=True,
     )
-    result.update(model=str(args.model_dir), sampler=args.sampler, eta=args.eta, command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]))
+    result.update(
+        model=str(args.model_dir),
+        sampler=args.sampler,
+        eta=args.eta,
+        command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
     print(format_report(result))
     print()
     print(json.dumps(result, indent=2))
