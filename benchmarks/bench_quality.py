@@ -239,6 +239,51 @@ def verdict(curve: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def summary(result: dict[str, Any]) -> list[list]:
+    """The rows this run adds to the summary table of RESULTS.md: accuracy and Fréchet distance per budget, and
+    the first budget at which each contestant reaches the goal accuracy."""
+    curve = result["curves"]
+    if "stock" not in curve:
+        return []
+    rows = []
+    stock = {p["budget_cpu_minutes"]: p for p in curve["stock"]}
+    for name in [n for n in curve if n != "stock"]:
+        for p in curve[name]:
+            s = stock.get(p["budget_cpu_minutes"])
+            if s is None:
+                continue
+            ahead = p["mean_accuracy"] > s["mean_accuracy"] and p["frechet_distance"] < s["frechet_distance"]
+            rows.append(
+                common.summary_row(
+                    f"judge accuracy / Fréchet after {p['budget_cpu_minutes']:g} training CPU-minutes ({name})",
+                    f"{p['mean_accuracy']:.1%} / {p['frechet_distance']:.2f}",
+                    f"{s['mean_accuracy']:.1%} / {s['frechet_distance']:.2f}",
+                    p["mean_accuracy"] / s["mean_accuracy"] if s["mean_accuracy"] else None,
+                    "ahead on both",
+                    ahead,
+                )
+            )
+
+    def first(points):
+        hits = [p["budget_cpu_minutes"] for p in points if p["mean_accuracy"] >= GOAL_ACCURACY]
+        return f"{min(hits):g}" if hits else "not reached"
+
+    for name in [n for n in curve if n != "stock"]:
+        ours_hit, stock_hit = first(curve[name]), first(curve["stock"])
+        met = ours_hit != "not reached" and (stock_hit == "not reached" or float(ours_hit) < float(stock_hit))
+        rows.append(
+            common.summary_row(
+                f"CPU-minutes to {GOAL_ACCURACY:.0%} judge accuracy, budgets {result['settings']['budgets']} ({name})",
+                ours_hit,
+                stock_hit,
+                None,
+                "fewer than stock",
+                met,
+            )
+        )
+    return rows
+
+
 def plot(curve: dict[str, list[dict]], path) -> None:
     import matplotlib
 
@@ -344,6 +389,7 @@ def main(argv=None) -> int:
         plot(curve, result["plot"])
         result["plot"] = os.path.relpath(result["plot"], common.REPO_ROOT)
         result["markdown"] = markdown(args, result)
+        result["summary"] = summary(result)
         path = common.save_result(args.name, result)
         print(f"saved {path}, {result['plot']} and {common.RESULTS_DIR / 'RESULTS.md'}")
     return 0

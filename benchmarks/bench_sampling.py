@@ -335,10 +335,11 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
         f"U-Net pass per step like `DDPMPipeline`). Milliseconds ({args.clock} clock): fastest of {args.repeats} "
         "interleaved repeats "
         "(median in brackets). Speed-up = stock_eager time / this time. Goal: >= 1.5x at every batch size; >= 50% of "
-        "the matmul peak at batch 64.",
+        "the matmul peak at batch 64. Others' cores: the most CPU cores other processes kept busy during one of the "
+        "timings used (0 = a quiet machine; 2 cores here).",
         "",
     ]
-    header = ["batch", "contestant", "ms / step", "speed-up vs stock", "% of fp32 matmul peak"]
+    header = ["batch", "contestant", "ms / step", "speed-up vs stock", "% of fp32 matmul peak", "others' cores"]
     rows = []
     for batch, row in result["per_step"].items():
         for name, entry in row.items():
@@ -350,6 +351,7 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
                     f"{s['min'] * 1e3:.2f} ({s['median'] * 1e3:.2f})",
                     f"{entry['speedup_vs_stock']:.2f}x ({entry['speedup_vs_stock_median']:.2f}x)",
                     f"{entry['peak_fraction']:.0%}",
+                    f"{max(entry['other_processes_cores']):.2f}",
                 ]
             )
     lines += common.markdown_table(header, rows)
@@ -370,9 +372,12 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
                         name,
                         f"{s['min']:.2f} ({s['median']:.2f})",
                         f"{entry['speedup_vs_stock']:.2f}x ({entry['speedup_vs_stock_median']:.2f}x)",
+                        f"{max(entry['other_processes_cores']):.2f}",
                     ]
                 )
-        lines += common.markdown_table(["batch", "contestant", "seconds / chain", "speed-up vs stock"], rows)
+        lines += common.markdown_table(
+            ["batch", "contestant", "seconds / chain", "speed-up vs stock", "others' cores"], rows
+        )
     if result.get("quality"):
         q = result["quality"]
         lines += [
@@ -401,6 +406,85 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
         ]
     lines += ["", "Goals:"] + [f"- {line}" for line in result["verdict"]]
     return lines
+
+
+def summary(args, result: dict[str, Any]) -> list[list]:
+    """The rows this run adds to the summary table of RESULTS.md."""
+    threads = f"{result['threads']} thread{'s' if result['threads'] > 1 else ''}"
+    rows = []
+    for batch, row in result["per_step"].items():
+        stock = row["stock_eager"]["seconds_per_step"]["min"] * 1e3
+        ours_names = [n for n in row if n.startswith("ours")]
+        for name in ours_names:
+            if name != "ours_eager" and row[name]["speedup_vs_stock"] < max(
+                row[n]["speedup_vs_stock"] for n in ours_names if n != "ours_eager"
+            ):
+                continue  # eager, and the best opt-in only
+            speedup = row[name]["speedup_vs_stock"]
+            label = "float32, as shipped" if name == "ours_eager" else f"best opt-in: {name[5:]}"
+            rows.append(
+                common.summary_row(
+                    f"sampling, ms per DDPM step, batch {batch}, {threads} (ours {label})",
+                    f"{row[name]['seconds_per_step']['min'] * 1e3:.2f}",
+                    f"{stock:.2f}",
+                    speedup,
+                    f">= {GOAL_SPEEDUP}x",
+                    speedup >= GOAL_SPEEDUP,
+                )
+            )
+        if "stock_bf16" in row and "ours_bf16" in row:
+            ours, stock_bf16 = (row[n]["seconds_per_step"]["min"] for n in ("ours_bf16", "stock_bf16"))
+            rows.append(
+                common.summary_row(
+                    f"sampling, ms per DDPM step, batch {batch}, {threads} (bf16 autocast on both sides)",
+                    f"{ours * 1e3:.2f}",
+                    f"{stock_bf16 * 1e3:.2f}",
+                    stock_bf16 / ours,
+                    "",
+                    None,
+                )
+            )
+    for batch, row in result.get("full_chain", {}).items():
+        for name in [n for n in row if n.startswith("ours")]:
+            rows.append(
+                common.summary_row(
+                    f"sampling, s per {args.chain_steps}-step chain, batch {batch}, {threads} ({name})",
+                    f"{row[name]['seconds']['min']:.2f}",
+                    f"{row['stock_eager']['seconds']['min']:.2f}",
+                    row[name]["speedup_vs_stock"],
+                    "",
+                    None,
+                )
+            )
+    if "64" in result["per_step"]:
+        row = result["per_step"]["64"]
+        for name in [n for n in row if n in ("ours_eager", "ours_bf16")]:
+            fraction = row[name]["peak_fraction"]
+            rows.append(
+                common.summary_row(
+                    f"share of the float32 matmul peak ({result['matmul_peak_gflops']:.0f} GFLOP/s), batch 64, "
+                    f"{threads} ({name})",
+                    f"{fraction:.0%}",
+                    f"{row['stock_eager']['peak_fraction']:.0%}",
+                    None,
+                    f"> {GOAL_PEAK_FRACTION:.0%}",
+                    fraction > GOAL_PEAK_FRACTION,
+                )
+            )
+    if result.get("quality"):
+        q = result["quality"]
+        rows.append(
+            common.summary_row(
+                f"opt-in bf16 vs float32: judge accuracy / Fréchet, {q['settings']['samples_per_digit']} per digit "
+                "(ours bf16 | ours float32)",
+                f"{q['bf16']['mean_accuracy']:.1%} / {q['bf16']['frechet_distance']:.2f}",
+                f"{q['eager']['mean_accuracy']:.1%} / {q['eager']['frechet_distance']:.2f} (ours float32)",
+                None,
+                "same quality",
+                None,
+            )
+        )
+    return rows
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
@@ -470,6 +554,7 @@ def main(argv=None) -> int:
     )
     print("\n".join(result["verdict"]))
     result["markdown"] = markdown(args, result)
+    result["summary"] = summary(args, result)
     if not args.no_save:
         path = common.save_result(args.name or f"sampling_threads{threads}", result)
         print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")

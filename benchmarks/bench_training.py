@@ -175,6 +175,32 @@ def main(argv=None) -> int:
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
     result["markdown"] = markdown(args, result)
+    result["summary"] = [
+        common.summary_row(
+            f"training images/s, batch {args.batch_size}, {args.device}, {threads} thread{'s' if threads > 1 else ''} "
+            f"({name}{', opt-in' if name.endswith('bf16') else ''} vs the stock example's step)",
+            f"{entry['images_per_second']:.1f}",
+            f"{result_rows['stock']['images_per_second']:.1f}",
+            entry["speedup_vs_stock"],
+            f">= {GOAL_SPEEDUP}x",
+            entry["speedup_vs_stock"] >= GOAL_SPEEDUP,
+        )
+        for name, entry in result_rows.items()
+        if name.startswith("ours")
+    ]
+    if "ours_bf16" in result_rows and "stock_bf16" in result_rows:
+        ours, stock = (result_rows[n]["images_per_second"] for n in ("ours_bf16", "stock_bf16"))
+        result["summary"].append(
+            common.summary_row(
+                f"training images/s, batch {args.batch_size}, {args.device}, {threads} thread"
+                f"{'s' if threads > 1 else ''} (bf16 autocast on both sides)",
+                f"{ours:.1f}",
+                f"{stock:.1f}",
+                ours / stock,
+                "",
+                None,
+            )
+        )
     if not args.no_save:
         path = common.save_result(args.name or f"training_{args.device.split(':')[0]}_threads{threads}", result)
         print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
@@ -197,10 +223,11 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
                 f"{entry['seconds_per_step']['min'] * 1e3:.1f}",
                 f"{entry['speedup_vs_stock']:.2f}x ({entry['speedup_vs_stock_median']:.2f}x)",
                 f"{entry['cpu_seconds_per_image'] * 1e3:.2f}",
+                f"{max(entry['other_processes_cores']):.2f}",
             ]
         )
     lines += common.markdown_table(
-        ["contestant", "images / s", "ms / step", "speed-up vs stock", "CPU-ms / image"], rows
+        ["contestant", "images / s", "ms / step", "speed-up vs stock", "CPU-ms / image", "others' cores"], rows
     )
     lines += ["", "Goals:"] + [f"- {line}" for line in result["verdict"]]
     return lines

@@ -539,10 +539,14 @@ def write_results_md() -> Path:
         "printed with it. Ratios are ours over stock (> 1 = ours is better). Do not edit by hand.",
         "",
     ]
-    for path in sorted(RESULTS_DIR.glob("*.json")):
-        result = json.loads(path.read_text())
-        if "markdown" not in result:
-            continue
+    results = [(path, json.loads(path.read_text())) for path in sorted(RESULTS_DIR.glob("*.json"))]
+    results = [(path, result) for path, result in results if "markdown" in result]
+    summary = [row + [f"`{result.get('command', '?')}`"] for _, result in results for row in result.get("summary", [])]
+    if summary:
+        sections += ["## Summary", ""]
+        sections += _table(["measurement", "ours", "stock", "ours / stock", "goal", "met", "command"], summary)
+        sections += [""]
+    for path, result in results:
         machine = result.get("machine", {})
         sections += [f"## {result.get('title', path.stem)}", ""]
         sections += [f"Command: `{result.get('command', '?')}`", ""]
@@ -562,3 +566,15 @@ def write_results_md() -> Path:
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return _table(header, rows)
+
+
+def summary_row(measurement: str, ours: str, stock: str, ratio: float | None, goal: str, met: bool | None) -> list:
+    """One row of the summary table at the top of RESULTS.md (the command is added there)."""
+    return [
+        measurement,
+        ours,
+        stock,
+        "" if ratio is None else f"{ratio:.2f}x",
+        goal,
+        "" if met is None else ("yes" if met else "**no**"),
+    ]

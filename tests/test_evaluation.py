@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import ddpm_hub
 import ddpm_hub.evaluation as evaluation
 from ddpm_hub.data import load_mnist5k
 from ddpm_hub.evaluation import (
@@ -266,29 +265,22 @@ def test_evaluate_pipeline_passes_generation_settings(judge):
     assert result["num_samples"] == 50
 
 
-def test_cli_prints_table_and_writes_json(judge, tmp_path, monkeypatch, capsys):
-    class FakeDDPMHubPipeline(HeldOutDigitsPipeline):
-        loaded_from = None
+def test_cli_prints_table_and_records_each_run(judge, tmp_path, monkeypatch, capsys):
+    from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
 
-        @classmethod
-        def from_pretrained(cls, path):
-            pipe = cls()
-            pipe.loaded_from = path
-            return pipe
-
-        def to(self, device):
-            return self
-
-    # DDPMHubPipeline is written in parallel; the CLI imports it from the package at run time.
-    monkeypatch.setattr(ddpm_hub, "DDPMHubPipeline", FakeDDPMHubPipeline, raising=False)
+    model_dir = tmp_path / "model"
+    unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])  # untrained: the judge's scores are chance, the plumbing is real
+    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=10)).save_pretrained(model_dir)
     monkeypatch.setattr(evaluation, "load_or_train_judge", lambda **kwargs: judge)
     out = tmp_path / "res" / "eval.json"
-    code = evaluation.main(
-        ["some/model", "--samples_per_digit", "3", "--num_inference_steps", "5", "--json", str(out)]
-    )
-    assert code == 0
+    common = [str(model_dir), "--samples_per_digit", "2", "--num_inference_steps", "2", "--json", str(out)]
+    assert evaluation.main(common) == 0
+    assert evaluation.main([*common, "--sampler", "ddim", "--guidance_scale", "1"]) == 0
     printed = capsys.readouterr().out
     assert "mean accuracy" in printed and "Fréchet distance" in printed
-    saved = json.loads(out.read_text())
-    assert saved["model"] == "some/model" and saved["num_samples"] == 30 and saved["num_inference_steps"] == 5
+    runs = json.loads(out.read_text())
+    assert set(runs) == {"ddpm-2steps-w2", "ddim-eta0-2steps-w1"}  # the second run is added, the first kept
+    saved = runs["ddpm-2steps-w2"]
+    assert saved["model"] == str(model_dir) and saved["num_samples"] == 20 and saved["num_inference_steps"] == 2
+    assert saved["guidance_scale"] == 2.0 and saved["command"].startswith("python -m ddpm_hub.evaluation ")
     assert set(saved["per_digit_accuracy"]) == {str(d) for d in range(10)}
