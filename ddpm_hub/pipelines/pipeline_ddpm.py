@@ -409,6 +409,7 @@ class DDPMHubPipeline(DiffusionPipeline):
             index[name] = [module_file, component_class.__name__]
         shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{PIPELINE_FILE}.py"))
         index["_class_name"] = [PIPELINE_FILE, type(self).__name__]
+        index.pop("_name_or_path", None)  # where this copy was loaded from is no part of the saved pipeline
         with open(index_path, "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2, sort_keys=True)
             f.write("\n")

@@ -46,6 +46,12 @@ class DDPMHubUNet2DOutput(BaseOutput):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _is_compiling() -> bool:
+    """True while torch.compile traces the model (``torch.compiler.is_compiling``; always False on torch < 2.3)."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling is not None and is_compiling())
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Set all parameters of ``module`` to zero and return it.
 
@@ -537,8 +543,9 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
         if labels.shape != (batch,):
             raise ValueError(f"class_labels must have shape ({batch},) to match the batch; got {tuple(labels.shape)}.")
         # The one host sync of the forward pass (free on CPU): an out-of-range index would otherwise be an opaque
-        # IndexError on CPU, or a device-side assert that kills the CUDA context.
-        if bool(((labels < 0) | (labels > num_classes)).any()):
+        # IndexError on CPU, or a device-side assert that kills the CUDA context. Skipped inside torch.compile,
+        # where it would split the graph in two (the pipeline has validated its labels already).
+        if not _is_compiling() and bool(((labels < 0) | (labels > num_classes)).any()):
             raise ValueError(
                 f"class_labels must be in [0, num_class_embeds={num_classes}] ({num_classes} = null class); "
                 f"got min {int(labels.min())}, max {int(labels.max())}."
