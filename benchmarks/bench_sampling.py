@@ -520,7 +520,7 @@ def main(argv=None) -> int:
     common.print_match_report(match)
     flops = {"ours": match["mflops_per_image"]["ours"] * 1e6, "stock": match["mflops_per_image"]["stock"] * 1e6}
 
-    peak_start = common.matmul_peak_gflops(device=args.device)
+    peak_start = common.matmul_peak_gflops(device=args.device, quiet_threshold=quiet(args)[0])
     print(f"float32 matmul peak (2048^3, {threads} threads): {peak_start:.1f} GFLOP/s")
     variants = list(dict.fromkeys(args.variants + args.chain_variants))
     entrants = contestants(args, base_unet, variants)
@@ -536,7 +536,7 @@ def main(argv=None) -> int:
     result["per_step"] = per_step(args, per_step_entrants, flops, peak_start)
     if args.chain_steps:
         result["full_chain"] = full_chain(args, entrants)
-    peak_end = common.matmul_peak_gflops(device=args.device)
+    peak_end = common.matmul_peak_gflops(device=args.device, quiet_threshold=quiet(args)[0])
     result["matmul_peak_gflops"] = max(peak_start, peak_end)
     result["matmul_peak_gflops_start_end"] = [peak_start, peak_end]
     if peak_end > peak_start:  # recompute the peak shares against the better of the two peak measurements

@@ -274,10 +274,16 @@ def time_interleaved(
 
 
 def matmul_peak_gflops(
-    n: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    n: int = 2048,
+    repeats: int = 10,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    quiet_threshold: float | None = None,
+    quiet_timeout: float = 60.0,
 ) -> float:
     """The best GFLOP/s of an (n x n) @ (n x n) matmul with the current thread count: this CPU's practical peak
-    (on a GPU: with torch's default float32 matmul precision, i.e. no TF32 unless enabled)."""
+    (on a GPU: with torch's default float32 matmul precision, i.e. no TF32 unless enabled). With
+    ``quiet_threshold``, each repeat first waits for other processes to use fewer cores than that."""
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     out = torch.empty(n, n, dtype=dtype, device=device)
 
@@ -289,6 +295,8 @@ def matmul_peak_gflops(
     sync()
     best = math.inf
     for _ in range(repeats):
+        if quiet_threshold is not None:
+            wait_for_quiet(quiet_threshold, quiet_timeout)
         start = time.perf_counter()
         torch.mm(a, b, out=out)
         sync()
