@@ -1,13 +1,13 @@
 """Quality per CPU-minute: our training recipe vs stock diffusers' example recipe, judged by the digit judge.
 
-    python benchmarks/bench_quality.py --budgets 10 20 40 80                        # the full curve (hours)
+    python benchmarks/bench_quality.py --budgets 10 20 40 80 --jobs 2               # the full curve (hours)
     python benchmarks/bench_quality.py --budgets 2 4 --samples_per_digit 20         # a short version (minutes)
     python benchmarks/bench_quality.py --budgets 10 20 40 80 --mode separate        # one run per budget
 
 Both recipes train on the same data (the mnist5k "train" split, 4,000 digits, batches drawn the same way) for a
 budget of training CPU time: `time.process_time()` summed over the optimisation steps only (all threads of the
 process count; calibration, sampling and judging are not counted). At each budget the EMA weights are sampled
-(`--samples_per_digit` per digit, DDIM `--inference_steps` steps, eta 0, the same seeds on both sides) and scored
+(`--samples_per_digit` per digit, `--sampler` with `--inference_steps` steps, the same seeds on both sides) and scored
 by the judge of `ddpm_hub.evaluation`: class-conditional accuracy (mean over digits) and the Fréchet distance of
 the judge's features to the held-out digits.
 
@@ -16,18 +16,23 @@ the judge's features to the held-out digits.
     stock  `common.StockRecipe` (diffusers' train_unconditional.py defaults: lr 1e-4, batch 16, EMA 0.9999) on the
            matched `UNet2DModel` made class-conditional with `num_class_embeds=10`, trained with the true labels
            (no label dropout, so no classifier-free guidance): the example trains unconditional models, which have
-           no per-digit accuracy. Sampled with stock `DDIMScheduler` in DDIMPipeline's loop, labels passed.
+           no per-digit accuracy. Sampled with stock `DDPMScheduler` / `DDIMScheduler` in the stock pipelines'
+           loop, labels passed.
 
 `--mode single` (default): one run per recipe, its learning-rate schedule planned for the largest budget (the step
 count comes from a short calibration), evaluated as it passes each budget: a learning curve. `--mode separate`:
 a fresh run per budget, each with its schedule planned to end at that budget (costs the sum of the budgets).
-Warm-up is the recipe's (200 / 500 steps), cut to 5% of the planned steps for short runs.
+Warm-up is the recipe's (200 / 500 steps), cut to 5% of the planned steps for short runs. `--jobs 2` trains the
+two recipes side by side in two processes (one thread each unless `--threads`): CPU time is counted per process, so
+the budgets mean the same, and the curve takes half the wall-clock time on a 2-core machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -35,9 +40,9 @@ from typing import Any
 
 import common  # benchmarks/common.py: the script's folder is on sys.path
 import torch
-from diffusers import DDIMScheduler, ImagePipelineOutput
+from diffusers import DDIMScheduler, DDPMScheduler, ImagePipelineOutput
 
-from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
+from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline, DDPMHubScheduler
 from ddpm_hub.data import load_mnist5k
 from ddpm_hub.evaluation import evaluate_pipeline, load_or_train_judge
 
@@ -56,11 +61,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--mode", choices=["single", "separate"], default="single")
     parser.add_argument("--samples_per_digit", type=int, default=100)
-    parser.add_argument("--inference_steps", type=int, default=50, help="DDIM steps when sampling for the judge")
+    parser.add_argument(
+        "--sampler",
+        choices=["ddpm", "ddim"],
+        default="ddpm",
+        help="sampler for the judge, the same on both sides (ddpm: ancestral, strided to --inference_steps)",
+    )
+    parser.add_argument("--inference_steps", type=int, default=100, help="sampling steps for the judge")
     parser.add_argument("--guidance_scales", type=float, nargs="+", default=[1.0, 2.0], help="for ours")
     parser.add_argument("--stock_batch_size", type=int, default=None, help="default: the example's 16")
     parser.add_argument("--calibration_steps", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per process (default: torch's; 1 with --jobs > 1)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="recipes trained at once, one process each (CPU time counts per process)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="quality", help="results file name")
     parser.add_argument("--no_save", action="store_true", help="print only")
@@ -70,10 +86,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class StockClassConditionalSampler:
-    """`DDIMPipeline`'s loop with class labels passed to the `UNet2DModel` (stock diffusers ships no
-    class-conditional DDPM pipeline). Called like a pipeline by `ddpm_hub.evaluation.evaluate_pipeline`."""
+    """`DDPMPipeline`'s / `DDIMPipeline`'s loop with class labels passed to the `UNet2DModel` (stock diffusers ships
+    no class-conditional DDPM pipeline). Called like a pipeline by `ddpm_hub.evaluation.evaluate_pipeline`."""
 
-    def __init__(self, unet, scheduler: DDIMScheduler):
+    def __init__(self, unet, scheduler: DDPMScheduler | DDIMScheduler):
         self.unet, self.scheduler = unet, scheduler
 
     @torch.no_grad()
@@ -85,7 +101,8 @@ class StockClassConditionalSampler:
         self.scheduler.set_timesteps(num_inference_steps)
         for t in self.scheduler.timesteps:
             noise_pred = self.unet(image, t, class_labels=class_labels).sample
-            image = self.scheduler.step(noise_pred, t, image, eta=0.0, generator=generator).prev_sample
+            extra = {"eta": 0.0} if isinstance(self.scheduler, DDIMScheduler) else {}
+            image = self.scheduler.step(noise_pred, t, image, generator=generator, **extra).prev_sample
         return ImagePipelineOutput(images=(image / 2 + 0.5).clamp(0, 1))
 
 
@@ -113,7 +130,8 @@ def evaluate(name: str, recipe, args, judge) -> dict[str, dict[str, Any]]:
     out = {}
     if name.startswith("ours"):
         for scale in args.guidance_scales:
-            pipe = DDPMHubPipeline(unet=unet, scheduler=DDIMHubScheduler.from_config(recipe.scheduler.config))
+            scheduler_class = DDIMHubScheduler if args.sampler == "ddim" else DDPMHubScheduler
+            pipe = DDPMHubPipeline(unet=unet, scheduler=scheduler_class.from_config(recipe.scheduler.config))
             pipe.set_progress_bar_config(disable=True)
             out[f"{name}_w{scale:g}"] = evaluate_pipeline(
                 pipe,
@@ -124,7 +142,8 @@ def evaluate(name: str, recipe, args, judge) -> dict[str, dict[str, Any]]:
                 judge=judge,
             )
     else:
-        sampler = StockClassConditionalSampler(unet, DDIMScheduler.from_config(recipe.scheduler.config))
+        scheduler_class = DDIMScheduler if args.sampler == "ddim" else DDPMScheduler
+        sampler = StockClassConditionalSampler(unet, scheduler_class.from_config(recipe.scheduler.config))
         out["stock"] = evaluate_pipeline(
             sampler,
             samples_per_digit=args.samples_per_digit,
@@ -310,11 +329,17 @@ def plot(curve: dict[str, list[dict]], path) -> None:
     plt.close(fig)
 
 
+def sampler_words(args) -> str:
+    if getattr(args, "sampler", "ddim") == "ddim":
+        return f"DDIM {args.inference_steps} steps, eta 0"
+    return f"ancestral DDPM, {args.inference_steps} strided steps"
+
+
 def markdown(args, result: dict[str, Any]) -> list[str]:
     lines = [
         f"Training budget in CPU-minutes (`time.process_time()` of the optimisation steps, {result['threads']} "
-        f"threads), mode `{args.mode}`; judged on {args.samples_per_digit} samples per digit (DDIM "
-        f"{args.inference_steps} steps, eta 0, same seeds). `ours_wG` = our recipe sampled with guidance scale G; "
+        f"threads), mode `{args.mode}`; judged on {args.samples_per_digit} samples per digit "
+        f"({sampler_words(args)}, same seeds on both sides). `ours_wG` = our recipe sampled with guidance scale G; "
         "`stock` = the example's recipe on the matched `UNet2DModel(num_class_embeds=10)` (no guidance possible). "
         "Fréchet distance: lower is better; real training digits score the value in the last column at this sample "
         "size.",
@@ -344,8 +369,23 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def run_recipe(name: str, args, images=None, labels=None, judge=None) -> tuple[float, list[dict]]:
+    """Calibrates and trains one recipe: (CPU-seconds per step, evaluated points). Runs in a worker process with
+    ``--jobs`` > 1, where the data and the (cached) judge are loaded again."""
+    if images is None:
+        common.set_threads(args.threads)
+        images, labels = load_mnist5k("train")
+        judge = load_or_train_judge()
+    cpu_per_step = calibrate(name, args, images, labels)
+    if args.mode == "single":
+        return cpu_per_step, train_run(name, args.budgets, cpu_per_step, args, images, labels, judge)
+    return cpu_per_step, [train_run(name, [b], cpu_per_step, args, images, labels, judge)[0] for b in args.budgets]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.jobs > 1 and args.threads is None:
+        args.threads = 1
     threads = common.set_threads(args.threads)
     machine = common.machine_info()
     print(
@@ -358,15 +398,15 @@ def main(argv=None) -> int:
     judge = load_or_train_judge(verbose=True)
     print(f"judge held-out accuracy: {judge.held_out_accuracy:.1%}")
 
-    calibration = {name: calibrate(name, args, images, labels) for name in args.recipes}
-    runs: dict[str, list[dict]] = {}
-    for name in args.recipes:
-        if args.mode == "single":
-            runs[name] = train_run(name, args.budgets, calibration[name], args, images, labels, judge)
-        else:
-            runs[name] = [
-                train_run(name, [budget], calibration[name], args, images, labels, judge)[0] for budget in args.budgets
-            ]
+    if args.jobs > 1:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+            futures = {name: pool.submit(run_recipe, name, args) for name in args.recipes}
+            calibration_and_runs = {name: future.result() for name, future in futures.items()}
+    else:
+        calibration_and_runs = {name: run_recipe(name, args, images, labels, judge) for name in args.recipes}
+    calibration = {name: c for name, (c, _) in calibration_and_runs.items()}
+    runs = {name: r for name, (_, r) in calibration_and_runs.items()}
     curve = curves(runs)
     result: dict[str, Any] = {
         "title": f"Quality per training CPU-minute (budgets {', '.join(f'{b:g}' for b in args.budgets)})",

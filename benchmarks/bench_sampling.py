@@ -85,7 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="also score eager vs bf16 samples of --model_dir with the digit judge (0: skip)",
     )
     parser.add_argument("--quality_guidance_scale", type=float, default=2.0)
-    parser.add_argument("--quality_inference_steps", type=int, default=50, help="DDIM steps for the quality check")
+    parser.add_argument("--quality_sampler", choices=["ddpm", "ddim"], default="ddpm")
+    parser.add_argument("--quality_inference_steps", type=int, default=100, help="steps for the quality check")
+    parser.add_argument("--quality_only", action="store_true", help="skip the timings: only the quality check")
     parser.add_argument("--name", default=None, help="results file name (default: sampling_threads<N>)")
     parser.add_argument("--no_save", action="store_true", help="print only")
     args = parser.parse_args(argv)
@@ -269,7 +271,8 @@ def quality_check(args) -> dict[str, Any]:
     results, images = {}, {}
     for variant in ("eager", "bf16"):
         pipe = DDPMHubPipeline.from_pretrained(args.model_dir)
-        pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)
+        if args.quality_sampler == "ddim":
+            pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         if variant == "bf16":
             pipe.enable_bf16_autocast()
@@ -306,7 +309,11 @@ def quality_check(args) -> dict[str, Any]:
         "model_dir": args.model_dir,
         "samples_per_digit": args.quality_samples_per_digit,
         "guidance_scale": args.quality_guidance_scale,
-        "sampler": f"DDIMHubScheduler, {args.quality_inference_steps} steps, eta 0",
+        "sampler": (
+            f"DDIMHubScheduler, {args.quality_inference_steps} steps, eta 0"
+            if args.quality_sampler == "ddim"
+            else f"DDPMHubScheduler, {args.quality_inference_steps} steps"
+        ),
     }
     print(
         f"bf16 vs float32, same seeds: pixel difference max {difference.max().item():.3f}, "
@@ -321,6 +328,39 @@ def quality_check(args) -> dict[str, Any]:
 
 
 def markdown(args, result: dict[str, Any]) -> list[str]:
+    lines = speed_markdown(args, result) if "per_step" in result else []
+    if result.get("quality"):
+        q = result["quality"]
+        lines += [
+            "",
+            f"Opt-in bf16 autocast, sample quality (trained model `{q['settings']['model_dir']}`, "
+            f"{q['settings']['samples_per_digit']} samples per digit, {q['settings']['sampler']}, guidance "
+            f"{q['settings']['guidance_scale']}, same seeds):",
+            "",
+        ]
+        lines += common.markdown_table(
+            ["precision", "judge accuracy", "Fréchet distance", "(real digits)"],
+            [
+                [
+                    v,
+                    f"{q[v]['mean_accuracy']:.1%}",
+                    f"{q[v]['frechet_distance']:.2f}",
+                    f"{q[v]['frechet_distance_real']:.2f}",
+                ]
+                for v in ("eager", "bf16")
+            ],
+        )
+        lines += [
+            "",
+            f"Pixel difference bf16 vs float32 (images in [0, 1]): max "
+            f"{q['bf16_vs_eager_pixels']['max_abs']:.3f}, mean {q['bf16_vs_eager_pixels']['mean_abs']:.4f}.",
+        ]
+    if result["verdict"]:
+        lines += ["", "Goals:"] + [f"- {line}" for line in result["verdict"]]
+    return lines
+
+
+def speed_markdown(args, result: dict[str, Any]) -> list[str]:
     match = result["match"]
     lines = [
         f"Matched models: ours {match['ours']['parameters']:,} parameters, "
@@ -378,33 +418,6 @@ def markdown(args, result: dict[str, Any]) -> list[str]:
         lines += common.markdown_table(
             ["batch", "contestant", "seconds / chain", "speed-up vs stock", "others' cores"], rows
         )
-    if result.get("quality"):
-        q = result["quality"]
-        lines += [
-            "",
-            f"Opt-in bf16 autocast, sample quality (trained model `{q['settings']['model_dir']}`, "
-            f"{q['settings']['samples_per_digit']} samples per digit, {q['settings']['sampler']}, guidance "
-            f"{q['settings']['guidance_scale']}, same seeds):",
-            "",
-        ]
-        lines += common.markdown_table(
-            ["precision", "judge accuracy", "Fréchet distance", "(real digits)"],
-            [
-                [
-                    v,
-                    f"{q[v]['mean_accuracy']:.1%}",
-                    f"{q[v]['frechet_distance']:.2f}",
-                    f"{q[v]['frechet_distance_real']:.2f}",
-                ]
-                for v in ("eager", "bf16")
-            ],
-        )
-        lines += [
-            "",
-            f"Pixel difference bf16 vs float32 (images in [0, 1]): max "
-            f"{q['bf16_vs_eager_pixels']['max_abs']:.3f}, mean {q['bf16_vs_eager_pixels']['mean_abs']:.4f}.",
-        ]
-    lines += ["", "Goals:"] + [f"- {line}" for line in result["verdict"]]
     return lines
 
 
@@ -412,7 +425,7 @@ def summary(args, result: dict[str, Any]) -> list[list]:
     """The rows this run adds to the summary table of RESULTS.md."""
     threads = f"{result['threads']} thread{'s' if result['threads'] > 1 else ''}"
     rows = []
-    for batch, row in result["per_step"].items():
+    for batch, row in result.get("per_step", {}).items():
         stock = row["stock_eager"]["seconds_per_step"]["min"] * 1e3
         ours_names = [n for n in row if n.startswith("ours")]
         for name in ours_names:
@@ -456,7 +469,7 @@ def summary(args, result: dict[str, Any]) -> list[list]:
                     None,
                 )
             )
-    if "64" in result["per_step"]:
+    if "64" in result.get("per_step", {}):
         row = result["per_step"]["64"]
         for name in [n for n in row if n in ("ours_eager", "ours_bf16")]:
             fraction = row[name]["peak_fraction"]
@@ -475,8 +488,8 @@ def summary(args, result: dict[str, Any]) -> list[list]:
         q = result["quality"]
         rows.append(
             common.summary_row(
-                f"opt-in bf16 vs float32: judge accuracy / Fréchet, {q['settings']['samples_per_digit']} per digit "
-                "(ours bf16 | ours float32)",
+                f"opt-in bf16 vs float32: judge accuracy / Fréchet, {q['settings']['samples_per_digit']} per digit, "
+                f"{q['settings']['sampler']}, guidance {q['settings']['guidance_scale']} (ours bf16 vs ours float32)",
                 f"{q['bf16']['mean_accuracy']:.1%} / {q['bf16']['frechet_distance']:.2f}",
                 f"{q['eager']['mean_accuracy']:.1%} / {q['eager']['frechet_distance']:.2f} (ours float32)",
                 None,
@@ -489,6 +502,8 @@ def summary(args, result: dict[str, Any]) -> list[list]:
 
 def verdict(result: dict[str, Any]) -> list[str]:
     lines = []
+    if "per_step" not in result:
+        return lines
     for name in [n for n in next(iter(result["per_step"].values())) if n.startswith("ours")]:
         speedups = {b: row[name]["speedup_vs_stock"] for b, row in result["per_step"].items()}
         met = all(s >= GOAL_SPEEDUP for s in speedups.values())
@@ -515,23 +530,44 @@ def main(argv=None) -> int:
         f"{common.load_line()}"
     )
 
+    result: dict[str, Any] = {
+        "title": f"Sampling speed, {threads} thread{'s' if threads > 1 else ''}",
+        "command": common.command_line(),
+        "machine": machine,
+        "threads": threads,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("no_save", "name")},
+    }
+    if not args.quality_only:
+        speed(args, result)
+    else:
+        result["title"] = "Opt-in bf16 autocast: sample quality"
+    if args.quality_samples_per_digit:
+        result["quality"] = quality_check(args)
+    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["verdict"] = verdict(result)
+    print("\n".join(result["verdict"]))
+    result["markdown"] = markdown(args, result)
+    result["summary"] = summary(args, result)
+    if not args.no_save:
+        default_name = "sampling_bf16_quality" if args.quality_only else f"sampling_threads{threads}"
+        path = common.save_result(args.name or default_name, result)
+        print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
+    return 0
+
+
+def speed(args, result: dict[str, Any]) -> None:
+    """The timings, into ``result``."""
+    threads = result["threads"]
     base_unet = load_our_unet(args.model_dir)
     match = common.match_report(base_unet, common.stock_unet(seed=0))
     common.print_match_report(match)
+    result["match"] = match
     flops = {"ours": match["mflops_per_image"]["ours"] * 1e6, "stock": match["mflops_per_image"]["stock"] * 1e6}
 
     peak_start = common.matmul_peak_gflops(device=args.device, quiet_threshold=quiet(args)[0])
     print(f"float32 matmul peak (2048^3, {threads} threads): {peak_start:.1f} GFLOP/s")
     variants = list(dict.fromkeys(args.variants + args.chain_variants))
     entrants = contestants(args, base_unet, variants)
-    result: dict[str, Any] = {
-        "title": f"Sampling speed, {threads} thread{'s' if threads > 1 else ''}",
-        "command": common.command_line(),
-        "machine": machine,
-        "threads": threads,
-        "match": match,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("no_save", "name")},
-    }
     per_step_entrants = {k: v for k, v in entrants.items() if k.startswith("stock") or k[5:] in args.variants}
     result["per_step"] = per_step(args, per_step_entrants, flops, peak_start)
     if args.chain_steps:
@@ -544,21 +580,10 @@ def main(argv=None) -> int:
             for entry in row.values():
                 entry["peak_fraction"] *= peak_start / peak_end
                 entry["peak_fraction_median"] *= peak_start / peak_end
-    if args.quality_samples_per_digit:
-        result["quality"] = quality_check(args)
-    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["verdict"] = verdict(result)
     print(
         f"\nfloat32 matmul peak: {peak_start:.1f} GFLOP/s at the start, {peak_end:.1f} at the end; "
         f"{common.load_line()}"
     )
-    print("\n".join(result["verdict"]))
-    result["markdown"] = markdown(args, result)
-    result["summary"] = summary(args, result)
-    if not args.no_save:
-        path = common.save_result(args.name or f"sampling_threads{threads}", result)
-        print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
-    return 0
 
 
 if __name__ == "__main__":

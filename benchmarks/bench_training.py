@@ -175,25 +175,35 @@ def main(argv=None) -> int:
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
     result["markdown"] = markdown(args, result)
-    result["summary"] = [
+    result["summary"] = summary(args, result)
+    if not args.no_save:
+        path = common.save_result(args.name or f"training_{args.device.split(':')[0]}_threads{threads}", result)
+        print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
+    return 0
+
+
+def summary(args, result: dict[str, Any]) -> list[list]:
+    """The rows this run adds to the summary table of RESULTS.md."""
+    contestants = result["contestants"]
+    where = f"batch {args.batch_size}, {args.device}, {result['threads']} thread{'s' if result['threads'] > 1 else ''}"
+    rows = [
         common.summary_row(
-            f"training images/s, batch {args.batch_size}, {args.device}, {threads} thread{'s' if threads > 1 else ''} "
-            f"({name}{', opt-in' if name.endswith('bf16') else ''} vs the stock example's step)",
+            f"training images/s, {where} ({name}{', opt-in' if name.endswith('bf16') else ''} vs the stock "
+            "example's step)",
             f"{entry['images_per_second']:.1f}",
-            f"{result_rows['stock']['images_per_second']:.1f}",
+            f"{contestants['stock']['images_per_second']:.1f}",
             entry["speedup_vs_stock"],
             f">= {GOAL_SPEEDUP}x",
             entry["speedup_vs_stock"] >= GOAL_SPEEDUP,
         )
-        for name, entry in result_rows.items()
+        for name, entry in contestants.items()
         if name.startswith("ours")
     ]
-    if "ours_bf16" in result_rows and "stock_bf16" in result_rows:
-        ours, stock = (result_rows[n]["images_per_second"] for n in ("ours_bf16", "stock_bf16"))
-        result["summary"].append(
+    if "ours_bf16" in contestants and "stock_bf16" in contestants:
+        ours, stock = (contestants[n]["images_per_second"] for n in ("ours_bf16", "stock_bf16"))
+        rows.append(
             common.summary_row(
-                f"training images/s, batch {args.batch_size}, {args.device}, {threads} thread"
-                f"{'s' if threads > 1 else ''} (bf16 autocast on both sides)",
+                f"training images/s, {where} (bf16 autocast on both sides)",
                 f"{ours:.1f}",
                 f"{stock:.1f}",
                 ours / stock,
@@ -201,10 +211,7 @@ def main(argv=None) -> int:
                 None,
             )
         )
-    if not args.no_save:
-        path = common.save_result(args.name or f"training_{args.device.split(':')[0]}_threads{threads}", result)
-        print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
-    return 0
+    return rows
 
 
 def markdown(args, result: dict[str, Any]) -> list[str]:

@@ -547,7 +547,13 @@ def write_results_md() -> Path:
         "printed with it. Ratios are ours over stock (> 1 = ours is better). Do not edit by hand.",
         "",
     ]
-    results = [(path, json.loads(path.read_text())) for path in sorted(RESULTS_DIR.glob("*.json"))]
+
+    def order(path: Path) -> tuple:  # sampling, training, quality, others; more threads first
+        result = json.loads(path.read_text())
+        group = next((i for i, g in enumerate(("sampling", "training", "quality")) if path.stem.startswith(g)), 3)
+        return group, -int(result.get("threads", 0) or 0), path.stem
+
+    results = [(path, json.loads(path.read_text())) for path in sorted(RESULTS_DIR.glob("*.json"), key=order)]
     results = [(path, result) for path, result in results if "markdown" in result]
     summary = [row + [f"`{result.get('command', '?')}`"] for _, result in results for row in result.get("summary", [])]
     if summary:
