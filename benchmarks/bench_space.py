@@ -3,12 +3,15 @@
     python benchmarks/bench_space.py                 # torch's default thread count
     DDPM_HUB_THREADS=1 python benchmarks/bench_space.py
 
+Writes `results/space_threads<N>.json` (and rebuilds `results/RESULTS.md`) unless `--no_save`.
+
 Targets (2 CPU cores, like a free Space): first streamed frame within 1 s; a full 1000-step DDPM chain of 8 digits
 streams to the end within 30 s; a 50-step DDIM run within 3 s. The Space's chains are timed through its own
 generator functions (space/app.py), so the per-frame drawing is included. Stock diffusers runs the same number of
 U-Net passes with a matched, untrained `UNet2DModel` in `DDPMPipeline` (unguided, so compare it with w = 1).
 """
 
+import argparse
 import importlib.util
 import os
 import sys
@@ -19,6 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import common  # noqa: E402
 from common import stock_unet  # noqa: E402
 
 TARGETS = {"first_frame_s": 1.0, "ddpm_1000_batch8_s": 30.0, "ddim_50_batch8_s": 3.0}
@@ -51,9 +55,14 @@ def time_stock(steps: int, batch: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    app = load_space()
-    print(f"torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()}")
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--no_save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    app = load_space()  # sets torch's thread count from DDPM_HUB_THREADS, as the Space does
+    threads = torch.get_num_threads()
+    machine = common.machine_info()
+    print(f"{common.command_line()}\ntorch threads: {threads}, {common.load_line()}")
     runs = {
         "DDPM, 1000 steps, 8 digits, w = 2 (the Space's default)": dict(digit="3", guidance=2.0, steps=1000, batch=8),
         "DDPM, 1000 steps, 8 digits, w = 1": dict(digit="3", guidance=1.0, steps=1000, batch=8),
@@ -67,12 +76,50 @@ def main() -> None:
     stock_1000 = time_stock(1000, 8)
     print(f"{'stock DDPMPipeline, 1000 steps, 8 images (unguided)':58s} {'':20s} whole chain {stock_1000:6.2f} s")
     default, unguided, ddim = results.values()
-    print("\nTargets:")
-    print(f"- first frame {default[0]:.2f} s (goal <= {TARGETS['first_frame_s']} s)")
-    print(f"- 1000-step chain of 8, w = 2: {default[1]:.1f} s; w = 1: {unguided[1]:.1f} s "
-          f"(goal <= {TARGETS['ddpm_1000_batch8_s']} s); stock, unguided: {stock_1000:.1f} s "
-          f"(ours w = 1 is {stock_1000 / unguided[1]:.2f}x as fast)")  # fmt: skip
-    print(f"- 50-step DDIM of 8, w = 2: {ddim[1]:.2f} s (goal <= {TARGETS['ddim_50_batch8_s']} s)")
+    targets = [
+        (f"Space, first streamed frame, {threads} thread{'s' if threads > 1 else ''}", default[0], None,
+         TARGETS["first_frame_s"]),
+        ("Space, 1000-step DDPM chain of 8 digits, w = 2 (default)", default[1], None, TARGETS["ddpm_1000_batch8_s"]),
+        ("Space, 1000-step DDPM chain of 8 digits, w = 1 (stock: DDPMPipeline, unguided)", unguided[1], stock_1000,
+         TARGETS["ddpm_1000_batch8_s"]),
+        ("Space, 50-step DDIM chain of 8 digits, w = 2", ddim[1], None, TARGETS["ddim_50_batch8_s"]),
+    ]  # fmt: skip
+    verdict = [
+        f"{name}: {seconds:.2f} s (goal <= {goal:g} s) -> {'MET' if seconds <= goal else 'NOT MET'}"
+        for name, seconds, _, goal in targets
+    ]
+    print("\nTargets:\n" + "\n".join(f"- {line}" for line in verdict))
+    result = {
+        "title": f"The Space's streaming targets, {threads} thread{'s' if threads > 1 else ''}",
+        "command": common.command_line(),
+        "machine": machine,
+        "threads": threads,
+        "seconds": {name: {"first_frame": first, "whole_chain": total} for name, (first, total) in results.items()},
+        "stock_ddpm_pipeline_1000_steps_batch8_seconds": stock_1000,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+        "verdict": verdict,
+        "markdown": common.markdown_table(
+            ["chain", "first frame (s)", "whole chain (s)"],
+            [[name, f"{first:.2f}", f"{total:.2f}"] for name, (first, total) in results.items()]
+            + [["stock `DDPMPipeline`, 1000 steps, 8 images (unguided)", "", f"{stock_1000:.2f}"]],
+        )
+        + ["", "Goals:"]
+        + [f"- {line}" for line in verdict],
+        "summary": [
+            common.summary_row(
+                name,
+                f"{seconds:.2f} s",
+                "" if stock is None else f"{stock:.2f} s",
+                None if stock is None else stock / seconds,
+                f"<= {goal:g} s",
+                seconds <= goal,
+            )
+            for name, seconds, stock, goal in targets
+        ],
+    }
+    if not args.no_save:
+        path = common.save_result(f"space_threads{threads}", result)
+        print(f"saved {path} and {common.RESULTS_DIR / 'RESULTS.md'}")
 
 
 if __name__ == "__main__":

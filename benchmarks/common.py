@@ -523,11 +523,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def save_result(name: str, result: dict[str, Any]) -> Path:
-    """Write ``results/<name>.json`` and rebuild ``results/RESULTS.md`` from every result file."""
+    """Write ``results/<name>.json``, rebuild ``results/RESULTS.md`` from every result file, and refresh the
+    README's benchmark table (``readme_table.py``)."""
+    import readme_table  # benchmarks/readme_table.py, beside this file
+
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(_jsonable(result), indent=2) + "\n")
     write_results_md()
+    if RESULTS_DIR == readme_table.RESULTS_DIR:
+        readme_table.main([])
     return path
 
 

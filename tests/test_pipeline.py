@@ -130,6 +130,34 @@ def test_ddim_scheduler_swap_is_deterministic_at_eta_zero(pipeline):
     assert np.abs(a - c).max() > 1e-4
 
 
+def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_without(pipeline):
+    """Default: the eps of Eq. 12's direction term is recomputed from the clipped x_0 (improved-diffusion's DDIM).
+    With use_clipped_model_output=False the chain is diffusers' DDIMPipeline loop, step for step."""
+    from diffusers import DDIMScheduler
+
+    config = pipeline.scheduler.config
+    ddim = DDPMHubPipeline(unet=pipeline.unet, scheduler=DDIMHubScheduler.from_config(config))
+    ddim.set_progress_bar_config(disable=True)
+    labels, x_T = torch.tensor([3, 7]), torch.randn(2, 1, 8, 8) * 3  # large x_T: x_0 predictions get clipped
+    clipped_any = False
+    for step in ddim.denoising_steps(2, labels, guidance_scale=3.0, num_inference_steps=5, latents=x_T):
+        eps_from_x0 = ddim.scheduler.predict_noise_from_x0(step.sample, step.timestep, step.pred_original_sample)
+        torch.testing.assert_close(step.noise_pred, eps_from_x0)
+        clipped_any |= bool((step.pred_original_sample.abs() == 1).any())
+    assert clipped_any, "the test must exercise clipping"
+
+    theirs = DDIMScheduler.from_config(config)
+    theirs.set_timesteps(5)
+    sample = x_T
+    ours = ddim.denoising_steps(
+        2, labels, guidance_scale=3.0, num_inference_steps=5, latents=x_T, use_clipped_model_output=False
+    )
+    for t, step in zip(theirs.timesteps, ours, strict=True):
+        eps = ddim.predict(sample, t, labels, 3.0)
+        sample = theirs.step(eps, t, sample, eta=0.0).prev_sample
+        torch.testing.assert_close(step.prev_sample, sample, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

@@ -216,6 +216,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         eta: float = 0.0,
         latents: torch.Tensor | None = None,
         timesteps: list[int] | None = None,
+        use_clipped_model_output: bool = True,
     ) -> Iterator[DenoisingStep]:
         """Runs the reverse chain x_T -> x_0 and yields a `DenoisingStep` after every step.
 
@@ -229,6 +230,10 @@ class DDPMHubPipeline(DiffusionPipeline):
             latents: x_T, (B, C, H, W), instead of drawing it.
             timesteps: explicit descending timesteps to run (e.g. from t down to 0), instead of
                 `num_inference_steps`.
+            use_clipped_model_output: for DDIM, take eps from the clipped x_0 (eps = (x_t - sqrt(alpha_bar_t) x_0) /
+                sqrt(1 - alpha_bar_t)) so that both terms of Eq. 12 agree, as improved-diffusion's DDIM does.
+                diffusers' `DDIMPipeline` defaults to False; with guidance that drives samples to saturation
+                (`benchmarks/bench_ddim_clipping.py` measures it). Used only by schedulers whose `step` takes it.
         """
         self._check_call(batch_size, guidance_scale, num_inference_steps, eta)
         labels = self._class_labels(class_labels, batch_size)
@@ -238,8 +243,11 @@ class DDPMHubPipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(num_inference_steps, device=self.device)
         sample = self._initial_noise(batch_size, generator, latents)  # (B, C, H, W)
         step_kwargs = {"generator": generator}
-        if "eta" in inspect.signature(self.scheduler.step).parameters:
+        step_parameters = inspect.signature(self.scheduler.step).parameters
+        if "eta" in step_parameters:
             step_kwargs["eta"] = eta
+        if "use_clipped_model_output" in step_parameters:
+            step_kwargs["use_clipped_model_output"] = use_clipped_model_output
 
         steps = self.scheduler.timesteps.tolist()  # python ints: no host sync per step
         # The U-Net gets t as a 0-d tensor (same values): a compiled U-Net then runs every step without recompiling.
@@ -306,6 +314,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
+        use_clipped_model_output: bool = True,
     ) -> Iterator[DenoisingStep]:
         """Noises real images to `start_timestep` with q(x_t | x_0), then runs the reverse chain from there.
 
@@ -315,7 +324,8 @@ class DDPMHubPipeline(DiffusionPipeline):
         Args:
             images: x_0 in [-1, 1], (B, C, H, W).
             start_timestep: how far to noise, in [0, num_train_timesteps).
-            class_labels, guidance_scale, num_inference_steps, generator, eta: as in `denoising_steps`.
+            class_labels, guidance_scale, num_inference_steps, generator, eta, use_clipped_model_output: as in
+                `denoising_steps`.
         """
         num_train_timesteps = self.scheduler.config.num_train_timesteps
         if not 0 <= start_timestep < num_train_timesteps:
@@ -333,6 +343,7 @@ class DDPMHubPipeline(DiffusionPipeline):
             eta=eta,
             latents=noised,
             timesteps=timesteps,
+            use_clipped_model_output=use_clipped_model_output,
         )
 
     # ------------------------------------------------------------------------------------------------------------
@@ -350,6 +361,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        use_clipped_model_output: bool = True,
     ) -> ImagePipelineOutput | tuple:
         """Generates images: runs `denoising_steps` to the end.
 
@@ -364,11 +376,19 @@ class DDPMHubPipeline(DiffusionPipeline):
             output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]) or "pt" ((B, C, H, W)
                 floats in [0, 1]).
             return_dict: return an `ImagePipelineOutput`; if False, a tuple `(images,)`.
+            use_clipped_model_output: for DDIM, eps from the clipped x_0 (see `denoising_steps`).
         """
         self._check_call(batch_size, guidance_scale, num_inference_steps, eta, output_type)
         sample = latents
         for step in self.denoising_steps(
-            batch_size, class_labels, guidance_scale, num_inference_steps, generator, eta, latents
+            batch_size,
+            class_labels,
+            guidance_scale,
+            num_inference_steps,
+            generator,
+            eta,
+            latents,
+            use_clipped_model_output=use_clipped_model_output,
         ):
             sample = step.prev_sample
         images = (sample.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]

@@ -1,0 +1,194 @@
+"""The README's benchmark table, built from `results/*.json` (the files the benchmark scripts write).
+
+    python benchmarks/readme_table.py            # rewrite the table between the markers in README.md
+    python benchmarks/readme_table.py --check    # exit 1 if README.md's table is not what the results say
+
+Every number in the table comes from a results file, and every row names the command that wrote that file. The full
+tables (every batch size, timing spread, machine load) are in `results/RESULTS.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCHMARKS_DIR / "results"
+README = BENCHMARKS_DIR.parent / "README.md"
+START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
+GOAL_STEP_SPEEDUP, GOAL_PEAK, GOAL_TRAINING = 1.5, 0.5, 1.3
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _threads(result: dict[str, Any]) -> str:
+    return f"{result['threads']} thread{'s' if result['threads'] > 1 else ''}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _variant_words(name: str) -> str:
+    words = {
+        "ours_eager": "float32, as shipped",
+        "ours_bf16": "opt-in bf16 autocast",
+        "ours_channels_last": "opt-in channels_last",
+        "ours_compile": "opt-in `torch.compile`",
+        "ours_compile_bf16": "opt-in `torch.compile` + bf16",
+    }
+    return words.get(name, name)
+
+
+def sampling_rows(result: dict[str, Any]) -> list[list[str]]:
+    batches = list(result["per_step"])
+    variants = [n for n in result["per_step"][batches[0]] if n.startswith("ours")]
+    rows = []
+    for name in variants:
+        speedups = [result["per_step"][b][name]["speedup_vs_stock"] for b in batches]
+        rows.append(
+            [
+                f"time per DDPM step, batch {' / '.join(batches)}, {_threads(result)}: {_variant_words(name)}",
+                " / ".join(f"{s:.2f}x" for s in speedups),
+                f">= {GOAL_STEP_SPEEDUP}x",
+                _met(all(s >= GOAL_STEP_SPEEDUP for s in speedups)),
+            ]
+        )
+    if "64" in result["per_step"]:
+        row = result["per_step"]["64"]
+        for name in [n for n in ("ours_eager", "ours_bf16") if n in row]:
+            rows.append(
+                [
+                    f"share of the float32 matmul peak, batch 64, {_threads(result)}: {_variant_words(name)} "
+                    f"(stock: {row['stock_eager']['peak_fraction']:.0%})",
+                    f"{row[name]['peak_fraction']:.0%}",
+                    f"> {GOAL_PEAK:.0%}",
+                    _met(row[name]["peak_fraction"] > GOAL_PEAK),
+                ]
+            )
+    return rows
+
+
+def training_rows(result: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, entry in result["contestants"].items():
+        if not name.startswith("ours"):
+            continue
+        rows.append(
+            [
+                f"training images/s, batch {result['settings']['batch_size']}, {_threads(result)}: "
+                f"{_variant_words(name)} (vs the stock example's float32 step)",
+                f"{entry['speedup_vs_stock']:.2f}x",
+                f">= {GOAL_TRAINING}x",
+                _met(entry["speedup_vs_stock"] >= GOAL_TRAINING),
+            ]
+        )
+    return rows
+
+
+def quality_rows(result: dict[str, Any]) -> list[list[str]]:
+    curves = result["curves"]
+    stock = {p["budget_cpu_minutes"]: p for p in curves["stock"]}
+    rows = []
+    for name, points in curves.items():
+        if name == "stock":
+            continue
+        cells = [
+            f"{p['budget_cpu_minutes']:g} min: {p['mean_accuracy']:.0%} vs "
+            f"{stock[p['budget_cpu_minutes']]['mean_accuracy']:.0%}"
+            for p in points
+        ]
+        ahead = all(
+            p["mean_accuracy"] >= stock[p["budget_cpu_minutes"]]["mean_accuracy"]
+            and p["frechet_distance"] < stock[p["budget_cpu_minutes"]]["frechet_distance"]
+            for p in points
+        )
+        rows.append(
+            [
+                f"judge accuracy per training CPU-minute: {name} vs stock (Fréchet in RESULTS.md)",
+                "; ".join(cells),
+                "97% sooner, ahead at every point",
+                _met(ahead and any(p["mean_accuracy"] >= 0.97 for p in points)),
+            ]
+        )
+    return rows
+
+
+def generic_rows(result: dict[str, Any]) -> list[list[str]]:
+    """A result's own summary rows: measurement, ours (stock), goal, met."""
+    rows = []
+    for measurement, ours, stock, ratio, goal, met in result["summary"]:
+        value = ours + (f" (stock {stock})" if stock else "") + (f", {ratio}" if ratio else "")
+        rows.append([measurement, value, goal, met])
+    return rows
+
+
+SECTIONS = [  # results file, how its rows are built
+    ("sampling_threads1", sampling_rows),
+    ("sampling_threads2", sampling_rows),
+    ("sampling_compile_threads1", sampling_rows),
+    ("sampling_compile_threads2", sampling_rows),
+    ("sampling_bf16_quality", generic_rows),
+    ("training_cpu_threads1", training_rows),
+    ("training_cpu_threads2", training_rows),
+    ("quality", quality_rows),
+    ("quality_short", quality_rows),
+    ("ddim_clipping", generic_rows),
+    ("space_threads1", generic_rows),
+    ("space_threads2", generic_rows),
+]
+
+
+def render() -> str:
+    """The Markdown between the README's markers: one table, then the numbered commands its rows cite."""
+    lines = [
+        START,
+        "| measurement | ours vs stock | goal | met | command |",
+        "|---|---|---|---|---|",
+    ]
+    commands: list[str] = []
+    loaded = {name: _load(name) for name, _ in SECTIONS}
+    if loaded["quality"] is not None:  # the full curve supersedes the short one
+        loaded["quality_short"] = None
+    for name, rows_of in SECTIONS:
+        result = loaded[name]
+        if result is None:
+            continue
+        commands.append(result["command"])
+        for row in rows_of(result):
+            lines.append("| " + " | ".join([*row, f"[{len(commands)}]"]) + " |")
+    lines.append("")
+    lines += [f"{i}. `{command}`" for i, command in enumerate(commands, start=1)]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 when README.md is stale")
+    args = parser.parse_args(argv)
+    text = README.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+        return 1
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    updated = head + render() + tail
+    if args.check:
+        if updated != text:
+            print("README.md's benchmark table is stale: run python benchmarks/readme_table.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(updated)
+    print(f"updated {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
