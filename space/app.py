@@ -807,6 +807,8 @@ w = 0 ignores the digit, w = 1 is plain conditional sampling, w > 1 exaggerates 
 $$x_{t-1} = \\sqrt{\\bar\\alpha_{t-1}}\\,\\hat x_0 + \\sqrt{1-\\bar\\alpha_{t-1}-\\sigma_t^2}\\,\\hat\\epsilon
 + \\sigma_t z, \\qquad \\sigma_t = \\eta\\sqrt{\\tilde\\beta_t}$$
 With η = 0 it is deterministic and can jump over many timesteps; η = 1 is DDPM with $\\tilde\\beta_t$.
+$\\hat x_0$ is clipped to [−1, 1] and $\\hat\\epsilon$ recomputed from it, so both terms describe the same
+$x_0$; without that, guided DDIM drifts to saturated blobs.
 With fewer steps than T, "t − 1" is the chain's next timestep t′, and β, β̃ are those of the jump.
 """
 
