@@ -60,6 +60,21 @@ def sampling_rows(result: dict[str, Any]) -> list[list[str]]:
                 _met(all(s >= GOAL_STEP_SPEEDUP for s in speedups)),
             ]
         )
+    chains = result.get("full_chain") or {}
+    chain_steps = result.get("settings", {}).get("chain_steps")
+    for name in [n for n in variants if chains and all(n in row for row in chains.values())]:
+        rows.append(
+            [
+                f"full {chain_steps}-step DDPM chain, batch {' / '.join(chains)}, {_threads(result)}: "
+                f"{_variant_words(name)} (seconds, ours vs stock)",
+                " / ".join(
+                    f"{row[name]['seconds']['min']:.1f} vs {row['stock_eager']['seconds']['min']:.1f}"
+                    for row in chains.values()
+                ),
+                "",
+                "",
+            ]
+        )
     if "64" in result["per_step"]:
         row = result["per_step"]["64"]
         for name in [n for n in ("ours_eager", "ours_bf16") if n in row]:
