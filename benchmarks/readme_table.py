@@ -180,6 +180,9 @@ def render() -> str:
             lines.append("| " + " | ".join([*row, f"[{len(commands)}]"]) + " |")
     lines.append("")
     lines += [f"{i}. `{command}`" for i, command in enumerate(commands, start=1)]
+    quality = loaded["quality"] or loaded["quality_short"]
+    if quality is not None and quality.get("plot"):
+        lines += ["", f"![judge accuracy and Fréchet distance per training CPU-minute]({quality['plot']})"]
     lines.append(END)
     return "\n".join(lines)
 
