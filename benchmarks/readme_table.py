@@ -19,7 +19,7 @@ BENCHMARKS_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 README = BENCHMARKS_DIR.parent / "README.md"
 START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
-GOAL_STEP_SPEEDUP, GOAL_PEAK, GOAL_TRAINING = 1.5, 0.5, 1.3
+GOAL_STEP_SPEEDUP, GOAL_PEAK, GOAL_TRAINING, GOAL_ACCURACY = 1.5, 0.5, 1.3, 0.97
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -108,19 +108,32 @@ def training_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 def quality_rows(result: dict[str, Any]) -> list[list[str]]:
+    """Per recipe: accuracy at each budget beside stock's, and the goal as `bench_quality.verdict` judges it
+    (97% at an earlier budget than stock; strictly better accuracy and Fréchet distance at every budget)."""
     curves = result["curves"]
-    stock = {p["budget_cpu_minutes"]: p for p in curves["stock"]}
+    stock = {p["budget_cpu_minutes"]: p for p in curves.get("stock", [])}
+
+    def first_reaching(points):
+        return min((p["budget_cpu_minutes"] for p in points if p["mean_accuracy"] >= GOAL_ACCURACY), default=None)
+
     rows = []
     for name, points in curves.items():
         if name == "stock":
             continue
+        if not stock:
+            cells = [f"{p['budget_cpu_minutes']:g} min: {p['mean_accuracy']:.0%}" for p in points]
+            rows.append([f"judge accuracy per training CPU-minute: {name} (no stock run)", "; ".join(cells), "", ""])
+            continue
         cells = [
             f"{p['budget_cpu_minutes']:g} min: {p['mean_accuracy']:.0%} vs "
-            f"{stock[p['budget_cpu_minutes']]['mean_accuracy']:.0%}"
+            + (f"{stock[p['budget_cpu_minutes']]['mean_accuracy']:.0%}" if p["budget_cpu_minutes"] in stock else "?")
             for p in points
         ]
+        hit, stock_hit = first_reaching(points), first_reaching(stock.values())
+        sooner = hit is not None and (stock_hit is None or hit < stock_hit)
         ahead = all(
-            p["mean_accuracy"] >= stock[p["budget_cpu_minutes"]]["mean_accuracy"]
+            p["budget_cpu_minutes"] in stock
+            and p["mean_accuracy"] > stock[p["budget_cpu_minutes"]]["mean_accuracy"]
             and p["frechet_distance"] < stock[p["budget_cpu_minutes"]]["frechet_distance"]
             for p in points
         )
@@ -128,18 +141,18 @@ def quality_rows(result: dict[str, Any]) -> list[list[str]]:
             [
                 f"judge accuracy per training CPU-minute: {name} vs stock (Fréchet in RESULTS.md)",
                 "; ".join(cells),
-                "97% sooner, ahead at every point",
-                _met(ahead and any(p["mean_accuracy"] >= 0.97 for p in points)),
+                "97% sooner; ahead at every point",
+                f"{_met(sooner)}; {_met(ahead)}",
             ]
         )
     return rows
 
 
 def generic_rows(result: dict[str, Any]) -> list[list[str]]:
-    """A result's own summary rows: measurement, ours (stock), goal, met."""
+    """A result's own summary rows: measurement, "ours vs the other side", goal, met (the measurement names both)."""
     rows = []
     for measurement, ours, stock, ratio, goal, met in result["summary"]:
-        value = ours + (f" (stock {stock})" if stock else "") + (f", {ratio}" if ratio else "")
+        value = ours + (f" vs {stock}" if stock else "") + (f" ({ratio})" if ratio else "")
         rows.append([measurement, value, goal, met])
     return rows
 

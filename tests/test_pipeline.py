@@ -157,6 +157,22 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
         sample = theirs.step(eps, t, sample, eta=0.0).prev_sample
         torch.testing.assert_close(step.prev_sample, sample, rtol=1e-4, atol=1e-5)
 
+    # __call__ and noise_then_denoise_steps pass the choice through
+    def images(**kwargs):
+        return ddim(2, labels, 3.0, 5, latents=x_T, output_type="pt", **kwargs).images
+
+    torch.testing.assert_close(images(use_clipped_model_output=False), (sample / 2 + 0.5).clamp(0, 1))
+    assert (images() - images(use_clipped_model_output=False)).abs().max() > 1e-3
+    x_0 = torch.rand(2, 1, 8, 8) * 2 - 1
+
+    def last(**kwargs):
+        chain = ddim.noise_then_denoise_steps(
+            x_0, 15, labels, 3.0, 5, generator=torch.Generator().manual_seed(0), **kwargs
+        )
+        return list(chain)[-1].prev_sample
+
+    assert (last() - last(use_clipped_model_output=False)).abs().max() > 1e-4
+
 
 @pytest.mark.parametrize(
     "kwargs, match",

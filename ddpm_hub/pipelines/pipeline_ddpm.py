@@ -38,7 +38,8 @@ class DenoisingStep:
         timestep: t.
         prev_timestep: the timestep the step goes to (-1 after the last step).
         sample: x_t.
-        noise_pred: eps_theta(x_t, t), after classifier-free guidance.
+        noise_pred: the eps the step used: eps_theta(x_t, t) after classifier-free guidance (for DDIM with
+            `use_clipped_model_output`, recomputed from the clipped x_0).
         pred_original_sample: the x_0 predicted from x_t and eps_theta (clipped as the scheduler is configured).
         mean: the mean of p_theta(x_{t-1} | x_t).
         std: sigma_t, (1, 1, 1, 1) or (B, C, H, W) for learned variances.
@@ -232,7 +233,7 @@ class DDPMHubPipeline(DiffusionPipeline):
                 `num_inference_steps`.
             use_clipped_model_output: for DDIM, take eps from the clipped x_0 (eps = (x_t - sqrt(alpha_bar_t) x_0) /
                 sqrt(1 - alpha_bar_t)) so that both terms of Eq. 12 agree, as improved-diffusion's DDIM does.
-                diffusers' `DDIMPipeline` defaults to False; with guidance that drives samples to saturation
+                diffusers' `DDIMPipeline` defaults to False, which with guidance drives samples to saturation
                 (`benchmarks/bench_ddim_clipping.py` measures it). Used only by schedulers whose `step` takes it.
         """
         self._check_call(batch_size, guidance_scale, num_inference_steps, eta)

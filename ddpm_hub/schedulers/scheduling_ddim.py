@@ -83,6 +83,7 @@ class DDIMHubScheduler(DDPMHubScheduler):
             sample: x_t, (B, C, H, W).
             eta: 0 for deterministic DDIM, 1 for DDPM's posterior variance.
             use_clipped_model_output: recompute eps from the clipped x_0 before using it in the direction term.
+                False here, as in diffusers; `DDPMHubPipeline` passes True by default.
             generator: the random generator for z ~ N(0, I) (used when eta > 0).
             variance_noise: z itself, instead of drawing it with `generator`.
             return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order.

@@ -42,7 +42,8 @@ class DDPMHubSchedulerOutput(BaseOutput):
     Args:
         prev_sample: x_{t-1}, a sample of p_theta(x_{t-1} | x_t).
         pred_original_sample: x_0 as predicted at this step (after clipping or thresholding).
-        pred_epsilon: the noise eps as predicted at this step (from the model output, before any clipping of x_0).
+        pred_epsilon: the noise eps this step used: from the model output, or recomputed from the clipped x_0 when
+            DDIM's `use_clipped_model_output` is set.
         mean: the mean of p_theta(x_{t-1} | x_t), i.e. mu_tilde_t(x_t, x_0) evaluated at the predicted x_0.
         std: the standard deviation sigma_t of the noise added at this step (0 at the last step).
     """
