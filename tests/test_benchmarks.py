@@ -55,7 +55,7 @@ def test_quality_rows_judge_sooner_and_ahead_like_the_benchmark():
         "stock": stock,
     }
     rows = {row[0].split(": ")[1].split(" ")[0]: row for row in readme_table.quality_rows({"curves": curves})}
-    assert rows["ours_w1"][1] == "10 min: 97% vs 30%; 20 min: 99% vs 97%"
+    assert rows["ours_w1"][1] == "10 min: 97.0% / 10.00 vs 30.0% / 200.00; 20 min: 99.0% / 5.00 vs 97.0% / 20.00"
     assert rows["ours_w1"][3] == "yes; yes"
     assert rows["ours_w2"][3] == "**no**; **no**"
 
@@ -63,4 +63,11 @@ def test_quality_rows_judge_sooner_and_ahead_like_the_benchmark():
 def test_quality_rows_without_a_stock_run_list_the_recipe_alone():
     readme_table = load_readme_table()
     rows = readme_table.quality_rows({"curves": {"ours_bf16_w2": [point(10, 0.9, 9.0)]}})
-    assert rows == [["judge accuracy per training CPU-minute: ours_bf16_w2 (no stock run)", "10 min: 90%", "", ""]]
+    assert rows == [
+        [
+            "judge accuracy / Fréchet distance per training CPU-minute: ours_bf16_w2 (no stock run)",
+            "10 min: 90.0% / 9.00",
+            "",
+            "",
+        ]
+    ]
