@@ -104,7 +104,7 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def wait_for_picture(page, elem_id: str, timeout_ms: int = 20_000) -> None:
+def wait_for_picture(page, elem_id: str, timeout_ms: int = 45_000) -> None:
     """Waits until the picture of component `elem_id` is loaded: a decoded image with pixels."""
     page.wait_for_function(
         """id => {
