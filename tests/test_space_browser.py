@@ -105,7 +105,9 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
 
 
 def wait_for_picture(page, elem_id: str, timeout_ms: int = 45_000) -> None:
-    """Waits until the picture of component `elem_id` is loaded: a decoded image with pixels."""
+    """Waits until the picture of component `elem_id` is loaded: a decoded image with pixels. Scrolls it into view
+    first: the browser may defer loading an image below the fold."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()
     page.wait_for_function(
         """id => {
             const img = document.querySelector(`#${id} img`);
