@@ -187,25 +187,30 @@ class Engine:
 
     def submit(self, chain, owner: str = "local", tag: str | None = None, alive=None) -> Ticket:
         """Queues `chain` (a `DenoisingChain`) for `owner`; `alive()` False (checked every tick) stops it."""
-        ticket = Ticket(self, chain, owner, tag, alive)
+        return self.submit_all([chain], owner, tag, alive)[0]
+
+    def submit_all(self, chains: list, owner: str = "local", tag: str | None = None, alive=None) -> list[Ticket]:
+        """Queues several chains at once: with room for them, they join the batch at the same tick."""
+        tickets = [Ticket(self, chain, owner, tag, alive) for chain in chains]
         config = self.pipeline.unet.config
         expected = (config.in_channels, config.sample_size, config.sample_size)
-        if tuple(chain.model_input().sample.shape[1:]) != expected:
-            raise ValueError(f"The chain's samples are not (C, H, W) = {expected}: it is not this engine's model.")
-        if ticket.rows > self.max_rows or ticket.images > self.max_images_per_owner:
-            raise ValueError(
-                f"A chain of {ticket.images} images ({ticket.rows} U-Net rows) is over the engine's caps "
-                f"(max_images_per_owner={self.max_images_per_owner}, max_rows={self.max_rows})."
-            )
+        for ticket in tickets:
+            if tuple(ticket.chain.model_input().sample.shape[1:]) != expected:
+                raise ValueError(f"The chain's samples are not (C, H, W) = {expected}: it is not this engine's model.")
+            if ticket.rows > self.max_rows or ticket.images > self.max_images_per_owner:
+                raise ValueError(
+                    f"A chain of {ticket.images} images ({ticket.rows} U-Net rows) is over the engine's caps "
+                    f"(max_images_per_owner={self.max_images_per_owner}, max_rows={self.max_rows})."
+                )
         with self._lock:
             if self._closed:
                 raise EngineBusy("The sampling engine is shut down.")
-            if len(self._queue) >= self.max_queued:
+            if len(self._queue) + len(tickets) > self.max_queued:
                 raise EngineBusy(f"{len(self._queue)} chains are waiting already: try again in a minute.")
-            self._queue.append(ticket)
+            self._queue.extend(tickets)
             self._admit()
             self._lock.notify_all()
-        return ticket
+        return tickets
 
     def cancel(self, owner: str, tag: str | None = None) -> int:
         """Stops every chain of `owner` (with `tag`, if given); returns how many."""
