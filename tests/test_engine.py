@@ -6,29 +6,29 @@ slot at once. The launched Space with 4 gradio_client users at once is at the en
 """
 
 import importlib.util
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from ddpm_hub import UNET_PRESETS, DDIMHubScheduler, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
 
 ROOT = Path(__file__).resolve().parents[1]
+# gradio's queue uses pandas in ways pandas 3 deprecates; not this package's concern.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:'future.no_silent_downcasting' is deprecated", "ignore:The copy keyword is deprecated"
+)
 T = 50
 
 
-def load_engine_module():
-    spec = importlib.util.spec_from_file_location("ddpm_hub_space_engine", ROOT / "space" / "engine.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT / "space"))  # the Space's package, ddpm_space/, as app.py imports it
+from ddpm_space import engine as engine_module  # noqa: E402
 
-
-engine_module = load_engine_module()
 Engine, EngineBusy = engine_module.Engine, engine_module.EngineBusy
 Queued, Progress = engine_module.Queued, engine_module.Progress
 Done, Stopped = engine_module.Done, engine_module.Stopped
@@ -256,3 +256,177 @@ def test_large_merged_batches_may_run_in_bf16(pipe, make_engine):
     close = alone(pipe, "ddim", 5, 2, 3, 2.0, 0.0, 1)
     torch.testing.assert_close(updates[-1].step.prev_sample, close, atol=0.1, rtol=0)  # bf16: close, not equal
     assert pipe.unet_autocast_dtype is None  # the shared pipeline stays float32
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The launched Space: every visitor's chains in the one engine
+# ---------------------------------------------------------------------------------------------------------------------
+
+SPACE_T = 200  # long enough that 4 clients' chains overlap however the machine schedules their submissions
+
+
+@pytest.fixture(scope="module")
+def space_app(tmp_path_factory):
+    """space/app.py imported with a tiny T = 200 model (as tests/test_space.py does with T = 50)."""
+    pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
+    folder = tmp_path_factory.mktemp("tiny_pipeline_200")
+    torch.manual_seed(0)
+    unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])
+    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=SPACE_T)).save_pretrained(folder)
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DDPM_HUB_MODEL", str(folder))
+        patch.setenv("DDPM_HUB_THREADS", "1")
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        spec = importlib.util.spec_from_file_location("ddpm_hub_space_app_engine", ROOT / "space" / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    module.SPACE.engine.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def space_url(space_app):
+    with socket.socket() as sock:  # a free port: other Space tests may run at the same time
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    space_app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **space_app.LAUNCH_KWARGS
+    )
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        space_app.demo.close()
+
+
+# (digit, w, sampler, eta, steps, seed, images): the Generate tab's controls, four visitors' different choices
+VISITORS = [
+    ("3", 2.0, "ddpm-fixed_small", 0.0, SPACE_T, 1, 2),
+    ("any", 1.0, "ddpm-fixed_large", 0.0, SPACE_T, 2, 1),
+    ("7", 1.0, "ddim", 0.5, 150, 3, 3),
+    ("1", 3.0, "ddim", 0.0, 100, 4, 1),
+]
+
+
+def seed_alone(app, digit, w, sampler, eta, steps, seed, images):
+    """The final x_0 picture these controls give when the library runs the chain by itself."""
+    pipeline = app.common.make_pipeline(app.SPACE, sampler)
+    *_, last = pipeline.denoising_steps(
+        batch_size=images,
+        class_labels=app.common.as_label(app.SPACE, digit),
+        guidance_scale=w,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(seed),
+        eta=eta,
+    )
+    return app.common.grid(app.common.to_u8(last.prev_sample))
+
+
+def test_four_clients_stream_at_once_and_each_gets_what_its_seed_gives_alone(space_app, space_url, tmp_path):
+    gradio_client = pytest.importorskip("gradio_client")
+    from PIL import Image
+
+    clients = [
+        gradio_client.Client(space_url, verbose=False, download_files=str(tmp_path / f"c{i}"), analytics_enabled=False)
+        for i in range(len(VISITORS))
+    ]
+    start = threading.Barrier(len(VISITORS))
+    seen = [{} for _ in VISITORS]
+    ticks_before = space_app.SPACE.engine.ticks
+
+    def visitor(index):
+        start.wait()
+        job = clients[index].submit(*VISITORS[index], api_name="/generate")
+        for output in job:
+            if "first" not in seen[index] and str(output[3]).startswith("**Step"):
+                seen[index]["first"] = time.monotonic()
+            seen[index]["last"] = output
+        seen[index]["end"] = time.monotonic()
+        seen[index]["error"] = job.exception()
+
+    threads = [threading.Thread(target=visitor, args=(i,)) for i in range(len(VISITORS))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    for client in clients:
+        client.close()
+
+    assert [s["error"] for s in seen] == [None] * len(VISITORS)
+    assert all(s["last"][3].startswith("**Done") for s in seen)
+    # Everyone streamed at once: every first frame came before any chain was done.
+    assert max(s["first"] for s in seen) < min(s["end"] for s in seen)
+    # One U-Net call per tick for all of them: far fewer ticks than steps.
+    assert space_app.SPACE.engine.ticks - ticks_before < sum(v[4] for v in VISITORS)
+    for settings, s in zip(VISITORS, seen, strict=True):
+        with Image.open(s["last"][0]) as image:
+            received = np.asarray(image.convert("L")).astype(int)
+        alone = seed_alone(space_app, *settings).astype(int)
+        assert received.shape == alone.shape
+        assert np.abs(received - alone).max() <= 1, settings  # float rounding may flip a pixel's last bit
+
+
+def test_stop_says_where_it_stopped_and_the_scrub_range_is_the_kept_frames(space_app):
+    stream = space_app.generate("3", 1.0, "ddpm-fixed_small", 0.0, SPACE_T, 0, 1)
+    first = next(stream)
+    assert first[3].startswith("**Step 1 / 200**") and " left" in first[3]
+    space_app.stop_generate()  # the Stop button
+    *_, (x, eps, x0, info, slider, chain) = list(stream)
+    kept = len(chain["t"])
+    assert 1 <= kept < SPACE_T and chain["stopped"] and not chain["done"] and len(chain["x"]) == kept
+    assert info.startswith(f"**Stopped at t = {chain['t'][-1]}**, after {kept} of {SPACE_T} steps")
+    assert (slider["minimum"], slider["maximum"], slider["value"]) == (chain["t"][-1], SPACE_T - 1, chain["t"][-1])
+    assert f"Step {kept} / {SPACE_T}" in space_app.scrub(slider["minimum"], chain)[3]
+    assert space_app.SPACE.engine.stats()["active"] == 0  # the slot is free
+
+
+def test_stop_in_the_other_chain_tabs(space_app):
+    stream = space_app.compare("5", 2.0, SPACE_T, 50, 0.0, 7, 2)
+    assert " left" in next(stream)[-1]
+    space_app.stop_compare()
+    assert "**Stopped at t = " in list(stream)[-1][-1]
+    digit, _ = space_app.load_digit(700)
+    stream = space_app.noise_denoise(digit, SPACE_T - 1, "any", 1.0, "ddpm-fixed_small", 0.0, SPACE_T, 0, 2)
+    assert " left" in next(stream)[-1]
+    space_app.stop_noise_denoise()
+    assert list(stream)[-1][-1].startswith("**Stopped at t = ")
+    assert space_app.SPACE.engine.stats() | {"ticks": 0, "tick_s": 0} == {
+        "active": 0, "queued": 0, "rows": 0, "ticks": 0, "tick_s": 0
+    }  # fmt: skip
+
+
+def test_a_visitor_beyond_the_cap_sees_their_place_in_the_queue(space_app, monkeypatch):
+    monkeypatch.setattr(space_app.SPACE, "engine", Engine(space_app.SPACE.pipe, max_active=1))
+    try:
+        running = space_app.generate("3", 1.0, "ddpm-fixed_small", 0.0, SPACE_T, 0, 1)
+        assert next(running)[3].startswith("**Step 1")
+        waiting = space_app.generate("4", 1.0, "ddpm-fixed_small", 0.0, SPACE_T, 1, 1)
+        x, _, _, info, _, _ = next(waiting)
+        assert info.startswith("**Waiting for a free slot:** number 1 in the queue") and "1 chains are running" in info
+        space_app.stop_generate()  # both are this visitor's: the running one and the waiting one stop
+        assert list(running)[-1][3].startswith("**Stopped")
+        assert list(waiting)[-1][3] == "**Stopped** before the first step."
+    finally:
+        space_app.SPACE.engine.close()
+
+
+def test_a_closed_tab_frees_its_slot(space_app, space_url, monkeypatch):
+    """A browser joins the queue and reads the stream, then goes away: Gradio never closes the chain's generator,
+    the engine sees the session gone and stops the chain."""
+    httpx = pytest.importorskip("httpx")
+    engine = space_app.SPACE.engine
+    monkeypatch.setattr(engine, "abandon_after_s", 1e9)  # only the closed session can stop it
+    ticks_before = engine.ticks
+    fn_index = next(index for index, fn in space_app.demo.fns.items() if fn.api_name == "generate")
+    session = "closed-tab-test"
+    body = {"data": ["3", 1.0, "ddpm-fixed_small", 0.0, SPACE_T, 0, 1], "fn_index": fn_index, "session_hash": session}
+    with httpx.Client(base_url=space_url, timeout=60) as http:
+        http.post("gradio_api/queue/join", json=body).raise_for_status()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if '"process_generating"' in line:  # the first frame has arrived
+                    break
+        assert space_app.SPACE.engine.stats()["active"] == 1
+    wait_for(lambda: engine.stats()["active"] == 0, timeout=600)  # the tab is gone: the slot is free
+    assert engine.ticks - ticks_before < SPACE_T  # stopped, not finished
