@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from test_scheduler_ddpm import ATOL, TRAINED_BETAS, pairwise_cases, schedule_perturbation
+from test_scheduler_ddpm import ATOL, F64_ATOL, TRAINED_BETAS, float64_twin, pairwise_cases, schedule_perturbation
 
 from ddpm_hub.schedulers import DDIMHubScheduler, DDPMHubScheduler, DDPMHubSchedulerOutput
 
@@ -83,33 +83,44 @@ def make_config(case: dict) -> tuple[dict, int]:
     return {**config, **extra}, num_inference_steps
 
 
-def compare_ddim_chains(ours, theirs, num_steps: int, native_schedules: bool, **step_kwargs) -> float:
+def compare_ddim_chains(ours, theirs, num_steps: int, tolerance: float, dtype=torch.float32, **step_kwargs) -> float:
     """Both chains with the same model outputs and generator; errors relative to max(1, magnitude) of the step's
-    tensors, within ATOL (a shared schedule) or ATOL plus the accumulated `schedule_perturbation` (each
-    implementation's own float32 schedule: see test_scheduler_ddpm). Returns the largest error."""
+    tensors, within `tolerance`, plus for float32 chains the accumulated `schedule_perturbation` (each
+    implementation's own float32 arithmetic and schedule: see test_scheduler_ddpm). Returns the largest error.
+
+    On the chain's last step (to x_0) ours adds no noise; diffusers adds sigma_t z there, which is not 0 when
+    set_alpha_to_one=False. That step is compared with diffusers' eta = 0 step (sigma_t = 0)."""
     generator = torch.Generator().manual_seed(0)
-    outputs = [torch.randn(SHAPE, generator=generator) for _ in range(num_steps)]
-    sample = torch.randn(SHAPE, generator=generator)
+    outputs = [torch.randn(SHAPE, generator=generator).to(dtype) for _ in range(num_steps)]
+    sample = torch.randn(SHAPE, generator=generator).to(dtype)
     ours_sample, theirs_sample = sample.clone(), sample.clone()
     ours_generator, theirs_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     budget = worst = 0.0
     for t, out in zip(ours.timesteps, outputs, strict=True):
+        prev_t = ours.previous_timestep(int(t))
         ours_step = ours.step(out, t, ours_sample, generator=ours_generator, **step_kwargs)
         theirs_step = theirs.step(out, t, theirs_sample, generator=theirs_generator, **step_kwargs)
         assert isinstance(ours_step, DDPMHubSchedulerOutput)
+        assert ours_step.prev_sample.dtype == dtype
+        expected_prev = theirs_step.prev_sample
+        if prev_t < 0:
+            assert ours_step.std.abs().max() == 0 and ours_step.prev_sample.equal(ours_step.mean)
+            expected_prev = theirs.step(out, t, theirs_sample, **{**step_kwargs, "eta": 0.0}).prev_sample
         magnitude = max(
             1.0,
             theirs_sample.abs().max().item(),
             theirs_step.pred_original_sample.abs().max().item(),
             theirs_step.prev_sample.abs().max().item(),
         )
-        if native_schedules:
-            budget += schedule_perturbation(ours, theirs, int(t), ours.previous_timestep(t))
-        for field in ("pred_original_sample", "prev_sample"):
-            got, expected = getattr(ours_step, field), getattr(theirs_step, field)
+        if dtype == torch.float32:
+            budget += schedule_perturbation(ours, theirs, int(t), prev_t)
+        for field, got, expected in [
+            ("pred_original_sample", ours_step.pred_original_sample, theirs_step.pred_original_sample),
+            ("prev_sample", ours_step.prev_sample, expected_prev),
+        ]:
             assert torch.isfinite(got).all() and torch.isfinite(expected).all()
             error = (got - expected).abs().max().item() / magnitude
-            assert error <= ATOL + budget, f"t={int(t)}: {field} differs by {error:.2e} relative"
+            assert error <= tolerance + budget, f"t={int(t)}: {field} differs by {error:.2e} relative"
             worst = max(worst, error)
         ours_sample, theirs_sample = ours_step.prev_sample, theirs_step.prev_sample
     assert torch.equal(torch.randn(3, generator=ours_generator), torch.randn(3, generator=theirs_generator))
@@ -132,14 +143,11 @@ def test_parity_with_diffusers_ddim(case):
     assert theirs.final_alpha_cumprod.item() == ours.alphas_cumprod_padded[0].item()  # alpha_bar after the last step
 
     step_kwargs = {"eta": case["eta"], "use_clipped_model_output": case["use_clipped_model_output"]}
-    # (1) diffusers on our float32 schedule: only the step formulas differ
-    shared = DDIMScheduler(**config)
-    shared.alphas_cumprod = ours.alphas_cumprod.clone()
-    shared.final_alpha_cumprod = ours.alphas_cumprod_padded[0].clone()
-    shared.set_timesteps(num_steps)
-    compare_ddim_chains(ours, shared, num_steps, native_schedules=False, **step_kwargs)
-    # (2) each with its own schedule
-    compare_ddim_chains(ours, theirs, num_steps, native_schedules=True, **step_kwargs)
+    # (1) in float64, diffusers on our float64 schedule: only the step formulas differ
+    shared = float64_twin(ours, DDIMScheduler, config, {"num_inference_steps": num_steps})
+    compare_ddim_chains(ours, shared, num_steps, F64_ATOL, dtype=torch.float64, **step_kwargs)
+    # (2) in float32, each with its own schedule
+    compare_ddim_chains(ours, theirs, num_steps, ATOL, **step_kwargs)
 
 
 def test_previous_timestep_follows_the_timesteps_where_diffusers_does_not():
@@ -282,8 +290,8 @@ def test_step_in_float64(thresholding):
         out = scheduler.step(eps, t, sample, eta=1.0, generator=generator)
         for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
             assert getattr(out, field).dtype == torch.float64, field
-        # x_0 in float64 from the (float32) alpha_bar, thresholding included
-        alpha_bar = scheduler.alphas_cumprod[int(t)].double()
+        # x_0 in float64 from the float64 definition of the schedule, thresholding included
+        alpha_bar = torch.from_numpy(np.cumprod(1 - np.linspace(1e-4, 0.02, T)))[int(t)]
         x_0 = (sample - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         if thresholding:
             s = torch.quantile(x_0.reshape(SHAPE[0], -1).abs(), 0.995, dim=1).clamp(1, 2).reshape(-1, 1, 1, 1)
@@ -347,22 +355,48 @@ def test_diffusers_ddim_loads_our_config(beta_schedule):
 
 
 def test_sigmoid_schedule_is_supported():
-    """diffusers' DDIMScheduler has no sigmoid schedule; ours shares DDPM's."""
+    """diffusers' DDIMScheduler has no sigmoid schedule; ours has GeoDiff's, the same as diffusers' DDPMScheduler's:
+    beta = sigmoid(linspace(-6, 6, T)) (beta_end - beta_start) + beta_start, checked against that formula in float64
+    and against diffusers' DDPMScheduler (an implementation that shares no code with ours)."""
     with pytest.raises(NotImplementedError):
         DDIMScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
-    ddim = DDIMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
-    assert torch.equal(
-        ddim.alphas_cumprod, DDPMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid").alphas_cumprod
+    ddim = DDIMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid", beta_start=0.001, beta_end=0.05)
+    betas = 1 / (1 + np.exp(-np.linspace(-6, 6, T))) * (0.05 - 0.001) + 0.001
+    torch.testing.assert_close(ddim.betas_float64, torch.from_numpy(betas), atol=0, rtol=1e-15)
+    torch.testing.assert_close(
+        ddim.alphas_cumprod_padded_float64[1:], torch.from_numpy(np.cumprod(1 - betas)), atol=0, rtol=1e-15
     )
+    theirs = DDPMScheduler(num_train_timesteps=T, beta_schedule="sigmoid", beta_start=0.001, beta_end=0.05)
+    torch.testing.assert_close(ddim.betas, theirs.betas, atol=0, rtol=1e-6)
+    torch.testing.assert_close(ddim.alphas_cumprod, theirs.alphas_cumprod, atol=0, rtol=1e-5)
 
 
 def test_invalid_step_arguments_are_rejected():
     scheduler = DDIMHubScheduler(num_train_timesteps=T)
     scheduler.set_timesteps(10)
     sample = torch.randn(SHAPE)
-    with pytest.raises(ValueError, match=r"Invalid `eta`=-0\.1: allowed values are numbers >= 0"):
-        scheduler.step(sample, 90, sample, eta=-0.1)
     with pytest.raises(ValueError, match="either `generator` or `variance_noise`"):
         scheduler.step(sample, 90, sample, eta=1.0, generator=torch.Generator(), variance_noise=sample)
-    with pytest.raises(ValueError, match=r"`timestep`=95.*the timesteps set by `set_timesteps`"):
-        scheduler.step(sample, 95, sample)
+    with pytest.raises(ValueError, match=r"`variance_noise`.*sample's shape"):
+        scheduler.step(sample, 90, sample, eta=1.0, variance_noise=sample[:1])
+    with pytest.raises(ValueError, match=r"`timestep`=100.*integers in \[0, 100\)"):
+        scheduler.step(sample, 100, sample)
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, 2.0, float("nan"), float("inf")])
+def test_eta_outside_zero_one_is_rejected(eta):
+    """eta > 1 makes 1 - alpha_bar_prev - sigma_t^2 negative: diffusers returns NaN images (1.5 and 2 gave 100% NaN
+    pixels here before); ours refuses, naming `eta` and [0, 1]."""
+    scheduler = DDIMHubScheduler(num_train_timesteps=T)
+    scheduler.set_timesteps(10)
+    sample = torch.randn(SHAPE)
+    if eta in (1.5, 2.0):  # diffusers' chain ends all-NaN
+        theirs, x = DDIMScheduler(num_train_timesteps=T), sample
+        theirs.set_timesteps(10)
+        for t in theirs.timesteps:
+            x = theirs.step(sample, t, x, eta=eta).prev_sample
+        assert torch.isnan(x).all()
+    with pytest.raises(ValueError, match=r"Invalid `eta`=.*allowed values are numbers in \[0, 1\]"):
+        scheduler.step(sample, 90, sample, eta=eta)
+    for ok in (0.0, 0.5, 1.0):
+        assert torch.isfinite(scheduler.step(sample, 90, sample, eta=ok).prev_sample).all()
