@@ -400,3 +400,127 @@ def test_eta_outside_zero_one_is_rejected(eta):
         scheduler.step(sample, 90, sample, eta=eta)
     for ok in (0.0, 0.5, 1.0):
         assert torch.isfinite(scheduler.step(sample, 90, sample, eta=ok).prev_sample).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Corners: zero terminal SNR, the chain's last step
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_zero_terminal_snr_chain_is_finite(eta, prediction_type):
+    """With `rescale_betas_zero_snr` a chain from t = T - 1 is finite for every eta: before, beta_{T-1} < 0 made
+    beta_tilde negative and sigma_t = eta sqrt(beta_tilde) NaN for eta > 0."""
+    scheduler = DDIMHubScheduler(rescale_betas_zero_snr=True, prediction_type=prediction_type)
+    scheduler.set_timesteps(timesteps=[999, 998, 997, 500, 0])
+    assert (scheduler.alphas_cumprod.diff() < 0).all() and ((scheduler.betas > 0) & (scheduler.betas <= 1)).all()
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(SHAPE, generator=generator)
+    for t in scheduler.timesteps:
+        step = scheduler.step(torch.randn(SHAPE, generator=generator), t, sample, eta=eta, generator=generator)
+        for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
+            assert torch.isfinite(getattr(step, field)).all(), (int(t), field)
+        sample = step.prev_sample
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_no_noise_on_the_last_step_whatever_its_t(eta):
+    """The last step (to x_0) adds no noise. With set_alpha_to_one=False and trailing spacing it goes from t = 9 to
+    alpha_bar_0, where beta_tilde > 0: diffusers adds eta sqrt(beta_tilde) z there; ours returns the eta = 0 step."""
+    scheduler = DDIMHubScheduler(num_train_timesteps=T, timestep_spacing="trailing", set_alpha_to_one=False)
+    scheduler.set_timesteps(10)
+    last = int(scheduler.timesteps[-1])
+    assert last == 9 and scheduler.previous_timestep(last) == -1
+    assert scheduler._get_variance(last, -1) > 0  # so the rule, not the schedule, is what removes the noise
+    generator = torch.Generator().manual_seed(0)
+    sample, out, z = (torch.randn(SHAPE, generator=generator) for _ in range(3))
+    step = scheduler.step(out, last, sample, eta=eta, variance_noise=z)
+    assert step.std.abs().max() == 0 and step.prev_sample.equal(step.mean)
+    assert step.prev_sample.equal(scheduler.step(out, last, sample, eta=0.0).prev_sample)
+    before = int(scheduler.timesteps[-2])
+    assert scheduler.step(out, before, sample, eta=eta, variance_noise=z).std.abs().max() > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What diffusers' own DDIMScheduler tests check (tests/schedulers/test_scheduler_ddim.py, SchedulerCommonTest)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_step_from_any_timestep():
+    """diffusers' DDIM steps from any t, also one that is not in `timesteps` (its tests step from t = 0, 1, 10 and
+    49 with 50 leading steps [980, ..., 20, 0] and steps_offset=1). Ours goes from such a t to the next inference
+    timestep below it (-1 below the last), so the chain continues on the timesteps the model is asked at; the step is
+    Eq. 12 with that prev_t, computed here in float64."""
+    scheduler = DDIMHubScheduler(clip_sample=False)
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps[-3:].tolist() == [40, 20, 0]
+    assert [scheduler.previous_timestep(t) for t in (49, 40, 21, 20, 1, 0)] == [40, 20, 20, 0, 0, -1]
+    assert scheduler.previous_timestep(torch.tensor(49)).item() == 40
+    alpha_bar = np.append(1.0, np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)))  # entry t + 1 is alpha_bar_t
+    generator = torch.Generator().manual_seed(0)
+    sample, eps = torch.randn(2, *SHAPE, generator=generator, dtype=torch.float64)
+    for t in (49, 10, 1):
+        prev_t = scheduler.previous_timestep(t)
+        x_0 = (sample - math.sqrt(1 - alpha_bar[t + 1]) * eps) / math.sqrt(alpha_bar[t + 1])
+        expected = math.sqrt(alpha_bar[prev_t + 1]) * x_0 + math.sqrt(1 - alpha_bar[prev_t + 1]) * eps
+        torch.testing.assert_close(scheduler.step(eps, t, sample).prev_sample, expected, atol=1e-12, rtol=1e-12)
+    # and with steps_offset=1 (timesteps [..., 21, 1]) from t = 0, below the last timestep: straight to x_0
+    offset = DDIMHubScheduler(steps_offset=1)
+    offset.set_timesteps(5)
+    assert offset.timesteps.tolist() == [801, 601, 401, 201, 1]
+    assert offset.previous_timestep(0) == -1
+    assert torch.isfinite(offset.step(eps.float(), 0, sample.float(), eta=1.0).prev_sample).all()
+
+
+def test_get_variance_is_diffusers_get_variance():
+    """`_get_variance(timestep, prev_timestep)`, which CycleDiffusion and LEDITS++ call on a DDIM scheduler:
+    beta_tilde of the step, alpha_bar after the last step for any prev_timestep < 0. diffusers' test values: 0 at
+    (0, 0), 0.14771 at (420, 400), 0.32460 at (980, 960), 0.00979 at (487, 486), 0.02 at (999, 998)."""
+    for set_alpha_to_one in (True, False):
+        ours = DDIMHubScheduler(set_alpha_to_one=set_alpha_to_one)
+        theirs = DDIMScheduler(set_alpha_to_one=set_alpha_to_one)
+        for t, prev_t in [(0, 0), (420, 400), (980, 960), (487, 486), (999, 998), (1, 0), (20, -1), (5, -15)]:
+            got, expected = ours._get_variance(t, prev_t), theirs._get_variance(t, prev_t)
+            assert got.shape == expected.shape == ()
+            # diffusers' float32 arithmetic: each difference d of numbers near 1 (1 - alpha_bar_t, 1 - alpha_bar_prev,
+            # beta = 1 - alpha_bar_t / alpha_bar_prev) loses 2^-24 / d relative (see test_scheduler_ddpm's COND)
+            padded = ours.alphas_cumprod_padded_float64
+            alpha_bar_t, alpha_bar_prev = padded[t + 1].item(), padded[max(prev_t, -1) + 1].item()
+            differences = [1 - alpha_bar_t, 1 - alpha_bar_prev, 1 - alpha_bar_t / alpha_bar_prev]
+            rtol = 4 * 2**-24 * sum(1 / max(d, 1e-12) for d in differences)
+            torch.testing.assert_close(got, expected, atol=1e-12, rtol=rtol)
+    scheduler = DDIMHubScheduler()
+    for (t, prev_t), value in {(0, 0): 0.0, (420, 400): 0.14771, (980, 960): 0.32460, (487, 486): 0.00979}.items():
+        assert abs(scheduler._get_variance(t, prev_t).item() - value) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"prediction_type": "v_prediction"},
+        {"set_alpha_to_one": True, "beta_start": 0.01},
+        {"set_alpha_to_one": False, "beta_start": 0.01},
+    ],
+    ids=["epsilon", "v_prediction", "set_alpha_to_one", "no_set_alpha_to_one"],
+)
+def test_diffusers_full_loops_agree(config):
+    """diffusers' DDIM full loops (10 steps, eta = 0, its `dummy_model` eps = x t / (t + 1)), and its noise-then-
+    denoise loop from the 9th timestep: the same samples as diffusers' DDIMScheduler. Their tests pin sums of the
+    result; here the reference is diffusers itself on the same loop."""
+    sample = torch.arange(4 * 3 * 8 * 8).reshape(3, 8, 8, 4).permute(3, 0, 1, 2) / (
+        4 * 3 * 8 * 8
+    )  # dummy_sample_deter
+    noise = sample.flip(0, 1, 2, 3)
+    for start in (0, 8):
+        results = []
+        for cls in (DDIMHubScheduler, DDIMScheduler):
+            scheduler = cls(**config)
+            scheduler.set_timesteps(10)
+            timesteps = scheduler.timesteps[start:]
+            x = sample if start == 0 else scheduler.add_noise(sample, noise, timesteps[:1])
+            for t in timesteps:
+                x = scheduler.step(x * t / (t + 1), t, x, 0.0).prev_sample
+            results.append(x)
+        torch.testing.assert_close(results[0], results[1], atol=1e-4, rtol=1e-4)

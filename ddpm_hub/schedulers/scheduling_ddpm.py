@@ -311,7 +311,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
         With fewer inference steps than training steps, one reverse step jumps from t to prev_t < t - 1; the step
         then behaves like a single forward step with alpha = alpha_bar_t / alpha_bar_prev (Nichol & Dhariwal, Sec. 4).
-        In float64 this beta is beta_t to ~1e-12 when prev_t = t - 1 (in float32 it would be off by ~5e-4 at t <= 1).
+        In float64 this beta is beta_t to ~1e-12 when prev_t = t - 1 (in float32 it would be off by ~4e-4 at t = 1).
         """
         alpha_bar_t = self._alpha_bar(t, shape)
         alpha_bar_prev = self._alpha_bar(prev_t, shape)
