@@ -434,8 +434,8 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Equal to `q_posterior_mean` at x_0 = `predict_x0_from_noise` (without clipping).
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        alpha_bar_t, _, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
-        noise_coefficient = (beta_t / (1 - alpha_bar_t).sqrt()).to(x_t)
+        _, _, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
+        noise_coefficient = (beta_t / self._marginal_coefficients(t, x_t.shape)[1]).to(x_t)
         return (x_t - noise_coefficient * noise) / alpha_t.sqrt().to(x_t)
 
     def split_model_output(self, model_output: torch.Tensor, sample: torch.Tensor, t):
