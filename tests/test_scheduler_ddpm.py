@@ -1049,6 +1049,14 @@ def test_step_and_add_noise_on_cuda():
     ts = torch.tensor([3, 50], device="cuda")
     assert scheduler.add_noise(sample, sample, ts).device.type == "cuda"
     assert scheduler.q_posterior_mean(sample, sample, ts).device.type == "cuda"
+    # the float64 schedule stays on the CPU; what the formulas return is on the device of their tensors
+    assert scheduler.snr(ts).device.type == "cuda" and scheduler.loss_weight(ts).device.type == "cuda"
+    assert scheduler.previous_timestep(scheduler.timesteps[0]).device.type == "cuda"
+    ddim = DDIMHubScheduler(num_train_timesteps=T)
+    ddim.set_timesteps(10, device="cuda")
+    generator = torch.Generator("cuda").manual_seed(0)
+    step = ddim.step(torch.randn(SHAPE, device="cuda"), ddim.timesteps[0], sample, eta=1.0, generator=generator)
+    assert step.prev_sample.device.type == "cuda" and torch.isfinite(step.prev_sample).all()
 
 
 # ----------------------------------------------------------------------------------------------------------------
