@@ -292,7 +292,8 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
     # `shape`; the formulas cast them to their tensors' dtype and device.
 
     def _alpha_bar(self, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """alpha_bar_t for t in [0, T - 1]; every t < 0 means "after the last step" (alpha_bar_{-1} = 1)."""
+        """alpha_bar_t for t in [0, T - 1]; every t < 0 means "after the last step": alpha_bar_{-1} = 1 (alpha_bar_0
+        with DDIM's `set_alpha_to_one=False`)."""
         t = t if torch.is_tensor(t) else torch.tensor(t)
         return _extract(self.alphas_cumprod_padded_float64, t.clamp(min=-1) + 1, shape)
 
