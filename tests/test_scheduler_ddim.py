@@ -6,7 +6,10 @@ The helpers shared with the DDPM tests (the pairwise grid, the float32 condition
 `test_scheduler_ddpm`, which pytest puts on the path (tests/ has no __init__.py, as for `olah_hub` in conftest).
 """
 
+import ast
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -493,3 +496,52 @@ def test_get_variance_is_diffusers_get_variance():
     scheduler = DDIMHubScheduler()
     for (t, prev_t), value in {(0, 0): 0.0, (420, 400): 0.14771, (980, 960): 0.32460, (487, 486): 0.00979}.items():
         assert abs(scheduler._get_variance(t, prev_t).item() - value) < 1e-5
+
+
+def diffusers_function(module: str, name: str):
+    """A top-level function of an installed diffusers module, compiled from its source without importing the module
+    (the pipelines import transformers, which this project does not install)."""
+    path = Path(importlib.util.find_spec("diffusers").submodule_search_locations[0], *module.split(".")).with_suffix(
+        ".py"
+    )
+    tree = ast.parse(path.read_text())
+    nodes = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name]
+    assert nodes, f"diffusers.{module} has no function {name} any more"
+    from diffusers.utils.torch_utils import randn_tensor
+
+    namespace = {"torch": torch, "randn_tensor": randn_tensor}
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+def test_cycle_diffusion_and_ledits_helpers_run_on_ours(set_alpha_to_one):
+    """The DDIM helpers of diffusers' CycleDiffusion (`posterior_sample`, `compute_noise`) and LEDITS++
+    (`compute_noise_ddim`) read `alphas_cumprod`, `final_alpha_cumprod` and `_get_variance(t, prev_t)` of the
+    scheduler they are given: on ours they give what they give on diffusers' DDIMScheduler."""
+    posterior_sample = diffusers_function(
+        "pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion", "posterior_sample"
+    )
+    compute_noise = diffusers_function(
+        "pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion", "compute_noise"
+    )
+    compute_noise_ddim = diffusers_function(
+        "pipelines.ledits_pp.pipeline_leditspp_stable_diffusion", "compute_noise_ddim"
+    )
+    ours, theirs = (
+        DDIMHubScheduler(set_alpha_to_one=set_alpha_to_one),
+        DDIMScheduler(set_alpha_to_one=set_alpha_to_one),
+    )
+    for scheduler in (ours, theirs):
+        scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    latents, clean, prev_latents, noise_pred = (torch.randn(SHAPE, generator=generator) for _ in range(4))
+    for t in (900, 400, 100):  # from t = 0 (prev_t < 0, sigma_t = 0) `compute_noise` divides by 0 in both
+        results = []
+        for scheduler in (ours, theirs):
+            sample = posterior_sample(scheduler, latents, t, clean, torch.Generator().manual_seed(1), 0.7)
+            noise, mu = compute_noise_ddim(scheduler, prev_latents, latents, t, noise_pred, 0.7)
+            results.append([sample, compute_noise(scheduler, prev_latents, latents, t, noise_pred, 0.7), noise, mu])
+        for got, expected in zip(*results, strict=True):
+            assert torch.isfinite(got).all()
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -64,6 +64,7 @@ class DDIMHubScheduler(DDPMHubScheduler):
         # Not super().__init__: that would register DDPM-only keys (variance_type) in this config.
         self._validate_config()
         self._build_schedule(alpha_bar_0_after_last_step=not set_alpha_to_one)
+        self.final_alpha_cumprod = self.alphas_cumprod_padded[0]  # diffusers' name, read by CycleDiffusion, LEDITS++
 
     def _previous_timestep(self, timestep: int) -> int:
         """From a t between two inference timesteps (diffusers' DDIM steps from any t), the next inference timestep
