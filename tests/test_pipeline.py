@@ -181,6 +181,11 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
     [
         ({"class_labels": [1, 2, 3]}, "class_labels"),
         ({"class_labels": 10}, r"\[0, 9\]"),
+        ({"class_labels": "3"}, r"class_labels.*'3'.*integers in \[0, 9\]"),
+        ({"class_labels": ["3", "7"]}, r"class_labels.*integers in \[0, 9\]"),
+        ({"class_labels": 3.7}, r"class_labels.*3\.7.*integers in \[0, 9\]"),
+        ({"class_labels": torch.tensor([1.5, 2.0])}, r"class_labels.*integers in \[0, 9\]"),
+        ({"class_labels": True}, r"class_labels.*integers in \[0, 9\]"),
         ({"batch_size": 0}, "batch_size"),
         ({"num_inference_steps": TRAIN_STEPS + 1}, "num_inference_steps"),
         ({"output_type": "jpeg"}, "output_type"),
@@ -191,6 +196,17 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
 def test_bad_arguments_raise_clear_errors(pipeline, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pipeline(**{"batch_size": 2, "num_inference_steps": 2, **kwargs})
+
+
+def test_class_labels_integer_valued_floats_are_accepted_and_unconditional_models_take_none(pipeline):
+    as_ints = sample(pipeline, class_labels=[3, 7])
+    np.testing.assert_array_equal(sample(pipeline, class_labels=[3.0, 7.0]), as_ints)
+    np.testing.assert_array_equal(sample(pipeline, class_labels=np.array([3, 7])), as_ints)
+    unconditional = DDPMHubUNet2DModel(**{**UNET_PRESETS["tiny"], "sample_size": 8, "num_class_embeds": None})
+    pipe = with_scheduler(DDPMHubPipeline(unet=unconditional, scheduler=pipeline.scheduler), pipeline.scheduler)
+    with pytest.raises(ValueError, match="unconditional.*allowed value is None"):
+        pipe(batch_size=1, class_labels=3, num_inference_steps=2)
+    assert pipe(batch_size=1, num_inference_steps=2, output_type="pt").images.shape == (1, 1, 8, 8)
 
 
 def test_noising_steps_report_the_chain_and_the_closed_form(pipeline):
@@ -363,6 +379,157 @@ def test_chains_with_different_samplers_share_one_unet_call_per_tick(pipeline):
     fresh = pipeline.prepare_chain(2, [3, 7], 2.0, 5)
     with pytest.raises(ValueError, match="4 rows"):
         fresh.step(torch.zeros(2, 1, 8, 8))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Teaching options: noise_scale, model_timestep
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_noise_scale_multiplies_the_noise_each_step_adds(pipeline):
+    ddim = with_scheduler(pipeline, DDIMHubScheduler.from_config(pipeline.scheduler.config))
+
+    def first_step(pipe, noise_scale, **kwargs):
+        generator = torch.Generator().manual_seed(0)
+        return next(pipe.denoising_steps(2, [3, 7], 2.0, 5, generator, noise_scale=noise_scale, **kwargs))
+
+    for pipe, kwargs in ((pipeline, {}), (ddim, {"eta": 1.0})):
+        full, half, none = first_step(pipe, 1.0, **kwargs), first_step(pipe, 0.5, **kwargs), first_step(pipe, 0.0)
+        torch.testing.assert_close(half.mean, full.mean)
+        assert (full.prev_sample - full.mean).abs().max() > 1e-3
+        torch.testing.assert_close(half.prev_sample - half.mean, 0.5 * (full.prev_sample - full.mean))
+        assert torch.equal(none.prev_sample, none.mean)  # 0: the mean only
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, noise_scale=0.0))  # a whole chain of means
+    assert all(torch.equal(step.prev_sample, step.mean) for step in steps)
+    with pytest.raises(ValueError, match="noise_scale"):
+        pipeline(batch_size=1, num_inference_steps=2, noise_scale=-1.0)
+    from diffusers import DDPMScheduler, EulerDiscreteScheduler
+
+    for stock in (DDPMScheduler, EulerDiscreteScheduler):  # their `step` draws its own noise: refuse, do not ignore
+        pipe = with_scheduler(pipeline, stock.from_config(pipeline.scheduler.config))
+        with pytest.raises(ValueError, match="variance_noise"):
+            pipe(batch_size=1, num_inference_steps=2, noise_scale=0.0)
+
+
+def test_model_timestep_changes_only_the_t_told_to_the_unet(pipeline):
+    told = []
+    forward = pipeline.unet.forward
+
+    def spy(sample, timestep, **kwargs):
+        told.append(timestep.tolist())
+        return forward(sample, timestep, **kwargs)
+
+    def run(**kwargs):
+        told.clear()
+        steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0), **kwargs))
+        return steps, list(told)
+
+    pipeline.unet.forward = spy
+    try:
+        default, told_default = run()
+        same, told_same = run(model_timestep=lambda t: t)
+        frozen, told_frozen = run(model_timestep=lambda t: 0)
+    finally:
+        del pipeline.unet.forward
+    true_t = [step.timestep for step in default]
+    assert told_default == told_same == [[t] * 4 for t in true_t]  # (2B,) with guidance
+    assert told_frozen == [[0] * 4] * 5
+    assert [step.timestep for step in frozen] == true_t  # the scheduler still steps with the true t
+    torch.testing.assert_close(same[-1].prev_sample, default[-1].prev_sample)
+    assert (frozen[0].noise_pred - default[0].noise_pred).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="model_timestep"):
+        pipeline(batch_size=1, num_inference_steps=2, model_timestep=5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# callback_on_step_end, as diffusers' pipelines take it
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_callback_on_step_end_sees_each_step_and_its_latents_replace_x_t(pipeline):
+    seen = []
+
+    def callback(pipe, step_index, timestep, callback_kwargs):
+        assert pipe is pipeline and pipe.num_timesteps == 5 and pipe.guidance_scale == 2.0
+        seen.append((step_index, int(timestep), sorted(callback_kwargs)))
+        return {"latents": callback_kwargs["latents"] * 0.5}  # shrink x_{t-1} every step
+
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(2, [3, 7], 2.0, 5, generator, output_type="pt", callback_on_step_end=callback).images
+    timesteps = pipeline.prepare_chain(num_inference_steps=5).timesteps
+    assert seen == [(i, t, ["latents"]) for i, t in enumerate(timesteps)]
+
+    chain = pipeline.prepare_chain(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0))  # the same by hand
+    while not chain.done:
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+        chain.sample = chain.sample * 0.5
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))
+    plain = pipeline(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0), output_type="pt").images
+    assert (images - plain).abs().max() > 1e-3
+
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, callback_on_step_end=callback))
+    for current, following in zip(steps, steps[1:], strict=False):
+        assert torch.equal(current.prev_sample, following.sample)  # the yielded chain stays consistent
+
+
+def test_callback_tensor_inputs_are_validated_and_pipeline_callbacks_accepted(pipeline):
+    from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs.*prompt_embeds"):
+        pipeline(
+            batch_size=1,
+            num_inference_steps=2,
+            callback_on_step_end=lambda *args: {},
+            callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
+        )
+
+    class GuidanceCutoff(PipelineCallback):  # diffusers' SDCFGCutoffCallback, for our pipeline
+        tensor_inputs = ["model_output", "pred_original_sample"]
+
+        def callback_fn(self, pipe, step_index, timestep, callback_kwargs):
+            assert callback_kwargs["model_output"].shape == (2, 1, 8, 8)
+            assert callback_kwargs["pred_original_sample"].abs().max() <= 1
+            if step_index == self.config.cutoff_step_index:
+                pipe._guidance_scale = 1.0
+            return callback_kwargs
+
+    calls = []
+
+    class Count(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def callback_fn(self, pipe, step_index, timestep, callback_kwargs):
+            calls.append(step_index)
+            return callback_kwargs
+
+    cutoff = MultiPipelineCallbacks([GuidanceCutoff(cutoff_step_ratio=None, cutoff_step_index=1), Count()])
+    images = pipeline(
+        2, [3, 7], 3.0, 5, torch.Generator().manual_seed(0), output_type="pt", callback_on_step_end=cutoff
+    ).images
+    assert calls == [0, 1, 2, 3, 4]
+    chain = pipeline.prepare_chain(2, [3, 7], 3.0, 5, torch.Generator().manual_seed(0))
+    while not chain.done:
+        if chain.step_index == 2:
+            chain.guidance_scale = 1.0  # from the step after the cutoff step: conditional only
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))
+
+
+def test_interrupt_stops_the_chain(pipeline):
+    def stop_after_two(pipe, step_index, timestep, callback_kwargs):
+        if step_index == 1:
+            pipe._interrupt = True
+        return callback_kwargs
+
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, callback_on_step_end=stop_after_two))
+    assert [s.step_index for s in steps] == [0, 1] and pipeline.interrupt
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(2, [3, 7], 2.0, 5, generator, output_type="pt", callback_on_step_end=stop_after_two).images
+    chain = pipeline.prepare_chain(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0))
+    for _ in range(2):
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))  # x_t where it stopped
+    assert len(list(pipeline.denoising_steps(1, 3, 2.0, 3))) == 3 and not pipeline.interrupt  # reset per chain
 
 
 # ----------------------------------------------------------------------------------------------------------------
