@@ -629,3 +629,97 @@ def test_load_three_ways_through_a_hub_server(pipeline, saved, olah_hub, tmp_pat
     sha = push_to_mirror(saved, olah_hub.mirror_dir, "ddpm-hub-tests/pipeline")
     env = hub_env(olah_hub.endpoint, tmp_path / "hf_home")
     _check_three_ways(pipeline, "ddpm-hub-tests/pipeline", sha, tmp_path, env)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from_pretrained: diffusers' arguments pass through, bad keywords and bad folders get a clear error
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_from_pretrained_rejects_misspelled_keywords(saved):
+    with pytest.raises(ValueError, match=r"'revison'.*allowed values are .*revision"):
+        DDPMHubPipeline.from_pretrained(saved, revison="main")
+
+
+def test_from_pretrained_says_what_is_wrong_with_the_folder(saved, tmp_path, monkeypatch):
+    import shutil
+
+    not_a_pipeline = tmp_path / "copy"
+    shutil.copytree(saved, not_a_pipeline)
+    (not_a_pipeline / "model_index.json").unlink()
+    with pytest.raises(ValueError, match=r"not a saved pipeline: it has no model_index.json.*'scheduler', 'unet'"):
+        DDPMHubPipeline.from_pretrained(not_a_pipeline)
+    with pytest.raises(ValueError, match=r"single model's folder.*DDPMHubUNet2DModel"):
+        DDPMHubPipeline.from_pretrained(saved / "unet")
+    with pytest.raises(ValueError, match=r"no folder .*pipline.*nearest existing folder is .*holds.*pipeline"):
+        DDPMHubPipeline.from_pretrained(saved.parent / "pipline")  # a mistyped absolute path
+    monkeypatch.chdir(saved.parent.parent)  # a mistyped relative path: "saved0/pipline" has a repo id's shape
+    with pytest.raises(ValueError, match=r"no folder .*pipline.*not a Hub repo id"):
+        DDPMHubPipeline.from_pretrained(f"{saved.parent.name}/pipline")
+    no_unet = tmp_path / "no_unet"
+    shutil.copytree(saved, no_unet)
+    shutil.rmtree(no_unet / "unet")
+    with pytest.raises(ValueError, match="no unet/ subfolder"):
+        DDPMHubPipeline.from_pretrained(no_unet)
+
+
+def test_from_pretrained_passes_diffusers_loading_arguments_on(pipeline, tmp_path):
+    pipeline.save_pretrained(tmp_path / "fp16", variant="fp16")
+    assert (tmp_path / "fp16/unet/diffusion_pytorch_model.fp16.safetensors").is_file()
+    loaded = DDPMHubPipeline.from_pretrained(tmp_path / "fp16", variant="fp16")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded), sample(pipeline))
+
+    pipeline.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    with pytest.raises(OSError, match="safetensors"):
+        DDPMHubPipeline.from_pretrained(tmp_path / "bin", use_safetensors=True)
+    assert DDPMHubPipeline.from_pretrained(tmp_path / "bin", use_safetensors=False).unet.dtype == torch.float32
+
+    for kwargs in (
+        {"torch_dtype": torch.bfloat16},
+        {"dtype": torch.bfloat16},
+        {"torch_dtype": {"unet": torch.bfloat16}},
+    ):
+        assert DDPMHubPipeline.from_pretrained(tmp_path / "bin", **kwargs).unet.dtype == torch.bfloat16, kwargs
+    with pytest.raises(ValueError, match="low_cpu_mem_usage=True"):  # diffusers' own check: both reached the U-Net
+        DDPMHubPipeline.from_pretrained(tmp_path / "bin", low_cpu_mem_usage=False, device_map="cpu")
+    on_cpu = DDPMHubPipeline.from_pretrained(tmp_path / "bin", low_cpu_mem_usage=True, device_map="cpu")
+    assert on_cpu.unet.hf_device_map == {"": torch.device("cpu")}
+
+
+def test_from_pretrained_loads_the_scheduler_class_the_folder_names(pipeline, tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    for scheduler in (
+        DDIMHubScheduler.from_config(pipeline.scheduler.config),
+        DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config),
+    ):
+        folder = tmp_path / type(scheduler).__name__
+        with_scheduler(pipeline, scheduler).save_pretrained(folder)
+        assert type(DDPMHubPipeline.from_pretrained(folder).scheduler) is type(scheduler)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Every scheduler of ours travels with its code: stock diffusers alone loads the folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheduler_class", [DDPMHubScheduler, DDIMHubScheduler])
+def test_saved_folder_loads_with_stock_diffusers_alone_for_every_scheduler(pipeline, scheduler_class, tmp_path):
+    pipe = with_scheduler(pipeline, scheduler_class.from_config(pipeline.scheduler.config))
+    folder = tmp_path / "pipeline"
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    module_file = index["scheduler"][0]
+    assert index["scheduler"][1] == scheduler_class.__name__ and (folder / "scheduler" / f"{module_file}.py").is_file()
+    for code in folder.rglob("*.py"):
+        assert "ddpm_hub import" not in code.read_text() and "import ddpm_hub" not in code.read_text()
+    code = (
+        WITHOUT_DDPM_HUB + "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)\n"
+        f"assert type(pipe.scheduler).__name__ == {scheduler_class.__name__!r}\n"
+        "assert not any(m.startswith('ddpm_hub') for m in sys.modules)\n"
+        + SAMPLE_AND_SAVE.format(steps=5, out=str(tmp_path / "stock.npy"))
+    )
+    run_python(textwrap.dedent(code), {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "stock.npy"), sample(pipe, num_inference_steps=5))
