@@ -296,6 +296,24 @@ def test_stock_diffusers_schedulers_drive_the_pipeline_as_in_diffusers(pipeline,
     assert pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 5  # the chain stepped its own copy
 
 
+def test_stock_schedulers_without_a_clip_step_with_the_clipped_x0(pipeline):
+    """DPM-Solver, UniPC and Euler ignore the config's clip_sample; the chain hands them the eps of the clipped x_0
+    (use_clipped_model_output, the default), as DDIM's own option does. Without it x_0 leaves the data range."""
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 3  # x_0 predictions get clipped
+    euler = with_scheduler(pipeline, EulerDiscreteScheduler.from_config(pipeline.scheduler.config))
+    clipped = list(euler.denoising_steps(2, [3, 7], 3.0, 5, latents=x_T))
+    raw = list(euler.denoising_steps(2, [3, 7], 3.0, 5, latents=x_T, use_clipped_model_output=False))
+    assert max(step.pred_original_sample.abs().max() for step in clipped) <= 1 + 1e-5
+    assert max(step.pred_original_sample.abs().max() for step in raw) > 1.1
+    solver = with_scheduler(pipeline, DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config))
+    chain = solver.prepare_chain(2, [3, 7], 3.0, 5, latents=x_T)
+    while not chain.done:
+        chain.step(solver.unet_forward(*chain.model_input()))
+        assert chain.scheduler.model_outputs[-1].abs().max() <= 1 + 1e-5  # the x_0 DPM-Solver++ steps with
+
+
 def test_the_pipeline_is_the_place_of_guidance(pipeline):
     """A stock scheduler has no guidance of its own: the pipeline guides before the scheduler steps."""
     from diffusers import DDIMScheduler

@@ -195,6 +195,20 @@ class DenoisingChain:
         if "use_clipped_model_output" in parameters:
             self._step_kwargs["use_clipped_model_output"] = use_clipped_model_output
         self._takes_generator = "generator" in parameters
+        # A stock scheduler without a clip of its own (DPM-Solver, UniPC, Euler, ...) ignores the `clip_sample` of the
+        # config it was built from, and steps with an x_0 far outside the data range; with `use_clipped_model_output`
+        # the chain gives it the eps of the clipped x_0 instead (the clip the config asks for).
+        config, options = scheduler.config, inspect.signature(type(scheduler).__init__).parameters
+        clips_itself = "clip_sample" in options or ("thresholding" in options and config.get("thresholding", False))
+        self._clip_range = float(config.get("clip_sample_range", 1.0))
+        self._clips_for_scheduler = bool(
+            use_clipped_model_output
+            and config.get("clip_sample", True)
+            and not clips_itself
+            and "use_clipped_model_output" not in parameters
+            and config.get("prediction_type", "epsilon") == "epsilon"
+            and hasattr(scheduler, "alphas_cumprod")
+        )
         if self.noise_scale != 1 and "variance_noise" not in parameters:
             raise ValueError(
                 f"`noise_scale`={noise_scale!r} needs a scheduler whose `step` takes `variance_noise`; "
@@ -252,6 +266,13 @@ class DenoisingChain:
         if guided:
             model_output = guide(model_output, channels, self.guidance_scale)  # (B, C_out, H, W)
         model_output = model_output.to(self.sample.dtype)
+        index = self.step_index
+        scheduler_output = model_output
+        if self._clips_for_scheduler:
+            noise = _noise_from_clipped_x0(
+                self.scheduler, model_output[:, :channels], self.sample, index, self._clip_range
+            )
+            scheduler_output = torch.cat([noise, model_output[:, channels:]], dim=1)
 
         kwargs = dict(self._step_kwargs)
         if self.noise_scale != 1:  # sigma_t z with z scaled: the step adds noise_scale * sigma_t * z
@@ -263,12 +284,11 @@ class DenoisingChain:
             kwargs["variance_noise"] = (self.noise_scale * noise).to(self.sample.device, self.sample.dtype)
         elif self._takes_generator:
             kwargs["generator"] = self.generator
-        index = self.step_index
-        out = self.scheduler.step(model_output, self.scheduler.timesteps[index], self.sample, **kwargs)
+        out = self.scheduler.step(scheduler_output, self.scheduler.timesteps[index], self.sample, **kwargs)
 
         noise_pred = getattr(out, "pred_epsilon", None)
         if noise_pred is None and self.scheduler.config.get("prediction_type", "epsilon") == "epsilon":
-            noise_pred = model_output[:, :channels]
+            noise_pred = scheduler_output[:, :channels]
         step = DenoisingStep(
             step_index=index,
             num_steps=self.num_steps,
@@ -285,6 +305,27 @@ class DenoisingChain:
         self.sample = out.prev_sample
         self.step_index += 1
         return step
+
+
+def _noise_from_clipped_x0(
+    scheduler, noise: torch.Tensor, sample: torch.Tensor, index: int, clip_range: float = 1.0
+) -> torch.Tensor:
+    """For a stock scheduler that does not clip: the eps of x_0 clipped to [-clip_range, clip_range], (B, C, H, W).
+
+    With x_t the scheduler's model input (its `scale_model_input`, the DDPM x_t for every diffusers scheduler):
+    x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), clipped, then eps = (x_t - sqrt(alpha_bar_t) x_0) /
+    sqrt(1 - alpha_bar_t) (Eq. 15 of Ho et al. 2020 and its inverse, as DDIM's `use_clipped_model_output` does).
+    alpha_bar_t at a fractional t comes from sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) interpolated linearly,
+    as `EulerDiscreteScheduler` does.
+    """
+    timestep = scheduler.timesteps[index]
+    x_t = scheduler.scale_model_input(sample, timestep).double()
+    alphas_cumprod = scheduler.alphas_cumprod.double().cpu()
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().numpy()
+    sigma = float(np.interp(float(timestep), np.arange(len(sigmas)), sigmas))
+    alpha_bar = 1 / (1 + sigma**2)
+    x_0 = ((x_t - (1 - alpha_bar) ** 0.5 * noise.double()) / alpha_bar**0.5).clamp(-clip_range, clip_range)
+    return ((x_t - alpha_bar**0.5 * x_0) / (1 - alpha_bar) ** 0.5).to(noise.dtype)
 
 
 def _as_number(value) -> int | float:
