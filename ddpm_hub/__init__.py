@@ -13,7 +13,10 @@ _EXPORTS = {
     "UNET_PRESETS": ".models.unet",
     "DDPMHubUNet2DModel": ".models.unet",
     "DDPMHubUNet2DOutput": ".models.unet",
+    "BitsPerDimOutput": ".pipelines.pipeline_ddpm",
+    "BoundStep": ".pipelines.pipeline_ddpm",
     "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
+    "ElboEstimates": ".pipelines.pipeline_ddpm",
     "DenoisingStep": ".pipelines.pipeline_ddpm",
     "NoisingStep": ".pipelines.pipeline_ddpm",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
@@ -22,6 +25,8 @@ _EXPORTS = {
 }
 __all__ = [
     "UNET_PRESETS",
+    "BitsPerDimOutput",
+    "BoundStep",
     "DDIMHubScheduler",
     "DDPMHubPipeline",
     "DDPMHubScheduler",
@@ -29,12 +34,20 @@ __all__ = [
     "DDPMHubUNet2DModel",
     "DDPMHubUNet2DOutput",
     "DenoisingStep",
+    "ElboEstimates",
     "NoisingStep",
 ]
 
 if TYPE_CHECKING:
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
+    from .pipelines.pipeline_ddpm import (
+        BitsPerDimOutput,
+        BoundStep,
+        DDPMHubPipeline,
+        DenoisingStep,
+        ElboEstimates,
+        NoisingStep,
+    )
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
 
