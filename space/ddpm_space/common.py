@@ -51,6 +51,8 @@ class Space:
     pipe: DDPMHubPipeline
     model_id: str
     model_name: str
+    x0_pipe: DDPMHubPipeline | None = None  # a second model, trained to predict x_0 (question 3), if one is loaded
+    x0_model_id: str | None = None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ddpm_hub_space_")))
 
     def __post_init__(self) -> None:
