@@ -113,8 +113,11 @@ def forms_plot(space: Space, bound: dict, t: int | None = None) -> Figure:
         for variance, label in (("beta", r"$\sigma_t^2=\beta_t$"), ("beta_tilde", r"$\sigma_t^2=\tilde\beta_t$")):
             ax.plot(steps, weights[f"{form}_{variance}"], color=COLOURS[variance], lw=1.5, label=label)
         ax.set_yscale("log")
-        style(ax, title)
+        ax.set_xscale("symlog", linthresh=10)  # beta_t and beta-tilde_t differ only at small t
+        style(ax, title, "t (log scale above 10)")
         ax.legend(frameon=False, fontsize=8)
+    axes[1].get_lines()[1].set_linestyle("--")
+    axes[0].get_lines()[1].set_linestyle("--")
     ax = axes[2]
     if bound["t"]:
         for key, label, colour in (
@@ -125,7 +128,7 @@ def forms_plot(space: Space, bound: dict, t: int | None = None) -> Figure:
             ax.plot(ts, values, color=colour, lw=1, label=label)
         ax.legend(frameon=False, fontsize=8)
     ax.set_yscale("log")
-    style(ax, "the errors each form weighs, at this image")
+    style(ax, "this image's errors, per pixel")
     for ax in axes:
         ax.set_xlim(0, space.T - 1)
         if t is not None:
