@@ -13,9 +13,12 @@ _EXPORTS = {
     "UNET_PRESETS": ".models.unet",
     "DDPMHubUNet2DModel": ".models.unet",
     "DDPMHubUNet2DOutput": ".models.unet",
+    "BitsPerDimOutput": ".pipelines.pipeline_ddpm",
+    "BoundStep": ".pipelines.pipeline_ddpm",
     "ChainModelInput": ".pipelines.pipeline_ddpm",
     "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
     "DenoisingChain": ".pipelines.pipeline_ddpm",
+    "ElboEstimates": ".pipelines.pipeline_ddpm",
     "DenoisingStep": ".pipelines.pipeline_ddpm",
     "NoisingStep": ".pipelines.pipeline_ddpm",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
@@ -24,6 +27,8 @@ _EXPORTS = {
 }
 __all__ = [
     "UNET_PRESETS",
+    "BitsPerDimOutput",
+    "BoundStep",
     "ChainModelInput",
     "DDIMHubScheduler",
     "DDPMHubPipeline",
@@ -33,12 +38,22 @@ __all__ = [
     "DDPMHubUNet2DOutput",
     "DenoisingChain",
     "DenoisingStep",
+    "ElboEstimates",
     "NoisingStep",
 ]
 
 if TYPE_CHECKING:
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.pipeline_ddpm import ChainModelInput, DDPMHubPipeline, DenoisingChain, DenoisingStep, NoisingStep
+    from .pipelines.pipeline_ddpm import (
+        BitsPerDimOutput,
+        BoundStep,
+        ChainModelInput,
+        DDPMHubPipeline,
+        DenoisingChain,
+        DenoisingStep,
+        ElboEstimates,
+        NoisingStep,
+    )
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
 

@@ -1,18 +1,13 @@
 """ddpm-hub Space: see how a denoising diffusion model works, one step at a time.
 
-Two tabs:
-
-* **Forward noising** - take any image (an upload, a held-out MNIST digit, an example) and watch q(x_t | x_0) wash it
-  out; one forward step at a time beside the closed form, the schedules, linear vs cosine.
-* **Reverse generation** - stream the reverse chain of a class-conditional DDPM (x_t, the predicted noise and the
-  predicted x_0 at every shown step), scrub through it afterwards, export it as a GIF; DDPM vs DDIM from the same x_T;
-  noise a real image to t and denoise it back.
-
-This file holds the constants, the model loaded once, the layout and the wiring. Each tab's functions live in
-`ddpm_space/` (one module per tab), the prose in `text/*.md`; every number comes from the `ddpm_hub` library.
+Tabs: ① forward noising (q(x_t | x_0), the schedules); ② reverse generation (the chain streamed, scrubbed, exported;
+DDPM vs DDIM; noise then denoise); ③ the objective (the bound term by term, one t in detail, the notes' four
+questions as live experiments). This file holds the constants, the model(s) loaded once, the layout and the wiring;
+each tab's functions live in `ddpm_space/`, the prose in `text/*.md`; every number comes from the `ddpm_hub` library.
 
 Environment:
     DDPM_HUB_MODEL     a saved pipeline folder or a Hub repo id (default: `default_model/` next to this file)
+    DDPM_HUB_X0_MODEL  question 3's x_0-prediction model (default: `x0_model/` next to this file, with the bundled one)
     DDPM_HUB_REVISION  the Hub revision to load (default "main"); HF_ENDPOINT selects the Hub endpoint as usual
     DDPM_HUB_THREADS   torch CPU threads (default: torch's choice, one per core)
     DDPM_HUB_MAX_CHAINS  chains the sampling engine steps together (default 8; more wait in a queue)
@@ -41,10 +36,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
-from ddpm_space import common, compare_tab, denoise_tab, forward_tab, reverse_tab  # noqa: E402
+from ddpm_space import common, compare_tab, denoise_tab, forward_tab, objective_tab, questions, reverse_tab  # noqa: E402
 from ddpm_space.common import MAX_BATCH, MAX_COPIES, UNCONDITIONAL, text  # noqa: E402
 from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.widgets import (  # noqa: E402
+    ImageSource,
     digit_index,
     digit_picker,
     eta_slider,
@@ -73,15 +69,7 @@ MAX_QUEUED = 16  # chains waiting for a slot at most; Gradio's own queue holds t
 BF16_MIN_ROWS = int(os.environ["DDPM_HUB_BF16_MIN_ROWS"]) if os.environ.get("DDPM_HUB_BF16_MIN_ROWS") else None
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
-CSS = """
-.gradio-container { max-width: 1320px !important; margin: auto; }
-.pixelated img, .pixelated canvas { image-rendering: pixelated; }
-.upload-box img { width: 100% !important; height: 100% !important; object-fit: contain; }
-.subtle, .subtle * { color: var(--body-text-color-subdued) !important; font-size: 0.92em; }
-.formula { min-height: 9em; }
-.step-info { min-height: 6.5em; }
-#header h1 { margin-bottom: 0.2em; }
-"""
+CSS = (HERE / "text" / "style.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(
     primary_hue="indigo",
     secondary_hue="pink",
@@ -95,8 +83,16 @@ LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": THEME, "css": CSS}
 # The model, loaded once; the tabs' functions with it bound
 # ---------------------------------------------------------------------------------------------------------------------
 
+# Question 3's second model, trained to predict x_0: DDPM_HUB_X0_MODEL, else x0_model/ beside the bundled model.
+X0_MODEL_ID = os.environ.get("DDPM_HUB_X0_MODEL") or (
+    str(HERE / "x0_model")
+    if MODEL_ID == str(DEFAULT_MODEL) and (HERE / "x0_model" / "model_index.json").is_file()
+    else None
+)
 SPACE = common.Space(
     pipe=common.load_pipeline(MODEL_ID, REVISION, default_model=str(DEFAULT_MODEL)),
+    x0_pipe=common.load_pipeline(X0_MODEL_ID, REVISION) if X0_MODEL_ID else None,
+    x0_model_id=X0_MODEL_ID,
     model_id=MODEL_ID,
     model_name=(
         "ddpm-hub/ddpm-mnist-small, bundled"
@@ -144,6 +140,9 @@ compare = bind(compare_tab.compare)
 noise_denoise = bind(denoise_tab.noise_denoise)
 stop_generate, stop_compare = bind(reverse_tab.stop_generate), bind(compare_tab.stop_compare)
 stop_noise_denoise = bind(denoise_tab.stop_noise_denoise)
+bound, at_t = bind(objective_tab.bound_stream), bind(objective_tab.at_t)
+fresh_noise, timestep_input = bind(questions.fresh_noise), bind(questions.timestep_input)
+noise_vs_x0, elbo_forms = bind(questions.noise_vs_x0), bind(questions.elbo_forms)
 no_caption = common.no_caption
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -337,6 +336,124 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 nd_x = picture("x_t → what comes back", height=220, elem_id="nd-x")
                                 nd_x0_hat = picture("predicted x̂₀", height=220, elem_id="nd-x0-hat")
                             nd_info = gr.Markdown(latex_delimiters=LATEX, elem_id="nd-info", label="progress")
+        # -------------------------------------------------------------------------------------------------------------
+        with gr.Tab("③ The objective", id="objective"):
+            gr.Markdown(text("objective_intro"), latex_delimiters=LATEX)
+            with gr.Tabs():
+                with gr.Tab("The bound, term by term", id="bound"):
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=1, min_width=290):
+                            ob = ImageSource("x₀ · any image", "ob-image", 300, len(DIGITS), EXAMPLES)
+                            ob_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
+                            ob_seed = seed_box()
+                            with gr.Row():
+                                ob_run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
+                                ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
+                        with gr.Column(scale=3):
+                            ob_terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
+                            ob_summary = gr.Markdown(
+                                "Press **Walk the bound**.", latex_delimiters=LATEX, elem_id="ob-summary"
+                            )
+                    ob_forms = gr.Plot(label="the two forms", show_label=False, elem_id="ob-forms")
+                    gr.Markdown(text("objective_at_t"), latex_delimiters=LATEX)
+                    ob_t = gr.Slider(0, T - 1, value=min(T - 1, T // 10), step=1, label="t", elem_id="ob-t")
+                    with gr.Row():
+                        ob_pictures = [
+                            picture(label, height=170, elem_id=f"ob-{name}")
+                            for name, label in (
+                                ("xt", "x_t"),
+                                ("eps", "true ε"),
+                                ("eps-hat", "predicted ε̂"),
+                                ("diff", "ε − ε̂"),
+                                ("x0-hat", "predicted x̂₀"),
+                                ("score", "score −ε̂/√(1−ᾱ)"),
+                            )
+                        ]
+                    with gr.Row(equal_height=False):
+                        ob_numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
+                        ob_weights = gr.Plot(label="weights at t", show_label=False)
+
+                with gr.Tab("1 · Fresh noise?", id="q-noise"):
+                    gr.Markdown(text("q_noise"), latex_delimiters=LATEX)
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=1, min_width=290):
+                            q1_digit, q1_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
+                            q1_sampler = gr.Radio(
+                                [(common.SAMPLERS[v][0], v) for v in ("ddpm-fixed_small", "ddpm-fixed_large")],
+                                value="ddpm-fixed_small",
+                                label="Sampler",
+                            )
+                            q1_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
+                            with gr.Row():
+                                q1_seed, q1_batch = seed_box(1), gr.Slider(1, 8, value=4, step=1, label="Images")
+                            q1_run = gr.Button("▶ Run both", variant="primary")
+                        with gr.Column(scale=3):
+                            with gr.Row():
+                                q1_noise = picture("x_{t−1} = μ_θ + σ_t z", height=250, elem_id="q1-noise")
+                                q1_mean = picture("x_{t−1} = μ_θ (σ_t = 0)", height=250, elem_id="q1-mean")
+                            q1_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q1-info")
+
+                with gr.Tab("2 · Why tell it t?", id="q-time"):
+                    gr.Markdown(text("q_time"), latex_delimiters=LATEX)
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=1, min_width=290):
+                            q2_digit, q2_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
+                            q2_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
+                            q2_wrong = gr.Radio(
+                                [(v, k) for k, v in questions.WRONG_T.items()], value="fixed", label="Wrong t"
+                            )
+                            q2_value = gr.Slider(
+                                -(T - 1), T - 1, value=T // 2, step=1, label="the fixed t, or the shift"
+                            )
+                            q2_probe = gr.Slider(0, T - 1, value=T // 2, step=1, label="ε̂ compared at t")
+                            with gr.Row():
+                                q2_seed, q2_batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
+                            q2_run = gr.Button("▶ Run both", variant="primary")
+                        with gr.Column(scale=3):
+                            with gr.Row():
+                                q2_right = picture("told the true t", height=250, elem_id="q2-right")
+                                q2_bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
+                            with gr.Row():
+                                q2_eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
+                                q2_eps_wrong = picture(
+                                    "ε̂ of the same x_t, wrong t", height=200, elem_id="q2-eps-wrong"
+                                )
+                            q2_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
+
+                with gr.Tab("3 · ε or x₀?", id="q-x0"):
+                    gr.Markdown(text("q_x0"), latex_delimiters=LATEX)
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=1, min_width=290):
+                            q3 = ImageSource("x₀ for the loss per t", "q3-image", 700, len(DIGITS))
+                            q3_digit, q3_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
+                            q3_steps = gr.Slider(1, T, value=min(T, 100), step=1, label="DDPM steps")
+                            with gr.Row():
+                                q3_seed, q3_batch = seed_box(3), gr.Slider(1, 8, value=4, step=1, label="Images")
+                            q3_run = gr.Button("▶ Compare", variant="primary", interactive=SPACE.x0_pipe is not None)
+                        with gr.Column(scale=3):
+                            with gr.Row():
+                                q3_eps = picture("model predicting ε", height=250, elem_id="q3-eps")
+                                q3_x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
+                            q3_loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
+                            q3_info = gr.Markdown(
+                                "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded._",
+                                latex_delimiters=LATEX,
+                                elem_id="q3-info",
+                            )
+
+                with gr.Tab("4 · Two ELBOs", id="q-elbo"):
+                    gr.Markdown(text("q_elbo"), latex_delimiters=LATEX)
+                    with gr.Row(equal_height=False):
+                        with gr.Column(scale=1, min_width=290):
+                            q4 = ImageSource("x₀", "q4-image", 300, len(DIGITS))
+                            q4_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
+                            with gr.Row():
+                                q4_seed = seed_box(4)
+                                q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=32, step=1, label="Trajectories")
+                            q4_run = gr.Button("▶ Estimate both", variant="primary")
+                        with gr.Column(scale=3):
+                            q4_plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
+                            q4_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q4-info")
     gr.Markdown(text("footer"))
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -399,6 +516,37 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         load_digit, [nd_index], [nd_image, nd_caption], api_visibility="private", **light
     )
 
+    objective = {"concurrency_id": "objective", "concurrency_limit": 1, "show_progress": "minimal"}
+    ob_event = ob_run.click(
+        bound,
+        [ob.image, ob_digit, ob_seed],
+        [ob_terms, ob_forms, ob_summary],
+        api_name="bound",
+        preprocess=False,
+        **objective,
+    )
+    ob_stop.click(None, None, None, cancels=[ob_event], api_visibility="private")
+    gr.on(
+        [ob.image.change, ob_t.change, ob_digit.change, ob_seed.change],
+        at_t,
+        [ob.image, ob_digit, ob_t, ob_seed],
+        [*ob_pictures, ob_numbers, ob_weights],
+        api_name="at_t",
+        preprocess=False,
+        **live,
+    )
+    q1_inputs = [q1_digit, q1_guidance, q1_sampler, q1_steps, q1_seed, q1_batch]
+    q1_run.click(fresh_noise, q1_inputs, [q1_noise, q1_mean, q1_info], api_name="fresh_noise", **objective)
+    q2_inputs = [q2_digit, q2_guidance, q2_steps, q2_seed, q2_batch, q2_wrong, q2_value, q2_probe]
+    q2_outputs = [q2_right, q2_bad, q2_eps_right, q2_eps_wrong, q2_info]
+    q2_run.click(timestep_input, q2_inputs, q2_outputs, api_name="timestep_input", **objective)
+    q3_inputs = [q3.image, q3_digit, q3_guidance, q3_steps, q3_seed, q3_batch]
+    q3_outputs = [q3_eps, q3_x0, q3_loss, q3_info]
+    q3_run.click(noise_vs_x0, q3_inputs, q3_outputs, api_name="noise_vs_x0", preprocess=False, **objective)
+    q4_inputs = [q4.image, q4_digit, q4_draws, q4_seed]
+    q4_run.click(elbo_forms, q4_inputs, [q4_plot, q4_info], api_name="elbo_forms", preprocess=False, **objective)
+    for source in (ob, q3, q4):
+        source.wire(demo, load_digit, random_digit, **light)
     for image, caption in ((fw_image, fw_caption), (nd_image, nd_caption)):
         gr.on([image.upload, image.clear], no_caption, None, [caption], api_visibility="private", queue=False)
 

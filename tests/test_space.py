@@ -35,22 +35,30 @@ T = 50  # num_train_timesteps of the test model
 SCALE, GAP, GIF_SCALE = 4, 2, 2  # the Space's display upscaling, gaps in a grid, GIF upscaling (checked below)
 
 
-def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T) -> Path:
-    torch.manual_seed(0)
+def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T, prediction_type: str = "epsilon") -> Path:
+    """A tiny random pipeline. Its zero-initialised layers (the residual branches, the output) get small random
+    weights too, so that its prediction depends on x_t, t and the label (a fresh U-Net predicts zeros)."""
+    torch.manual_seed(0 if prediction_type == "epsilon" else 1)
     unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])
-    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=num_train_timesteps)).save_pretrained(
-        folder
-    )
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+    scheduler = DDPMHubScheduler(num_train_timesteps=num_train_timesteps, prediction_type=prediction_type)
+    DDPMHubPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """space/app.py imported as a module, with the tiny model (the env var is read at import time)."""
+    """space/app.py imported as a module, with the tiny models (the env vars are read at import time): one that
+    predicts the noise, and question 3's x_0-predicting one."""
     model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+    x0_model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_x0_pipeline"), prediction_type="sample")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DDPM_HUB_MODEL", str(model))
+        patch.setenv("DDPM_HUB_X0_MODEL", str(x0_model))
         patch.setenv("DDPM_HUB_THREADS", "1")
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         spec = importlib.util.spec_from_file_location("ddpm_hub_space_app", SPACE / "app.py")
@@ -346,6 +354,120 @@ def test_noise_then_denoise(app, digit):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The objective: the bound term by term, one t in detail
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def summary_numbers(markdown: str) -> dict[str, float]:
+    """The parts of the bound from the summary table (prior, rate, distortion, total)."""
+    rows = dict(re.findall(r"\| (prior|rate|distortion|\*\*total\*\*)[^|]*\| \**([-\d.e·⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+)\**", markdown))
+    return {
+        key.strip("*"): float(value.replace("·10", "e").translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")))
+        for key, value in rows.items()
+    }
+
+
+def test_bound_streams_the_library_terms_and_totals(app, digit):
+    frames = list(app.bound(digit, "any", 5))
+    assert len(frames) == app.objective_tab.BOUND_FRAMES  # every T/10 terms, the last one with the totals
+    terms, forms, summary = frames[0]
+    assert "5 of 50 terms" in summary
+    terms, forms, summary = frames[-1]
+    assert summary.startswith("**Bound done")
+    expected = app.SPACE.pipe.bits_per_dim(app.image_to_x0(digit), generator=torch.Generator().manual_seed(5))
+    numbers = summary_numbers(summary)
+    assert numbers["total"] == pytest.approx(float(expected.total[0]), abs=1e-4)
+    assert numbers["rate"] == pytest.approx(float(expected.rate[0]), abs=1e-4)
+    assert numbers["distortion"] == pytest.approx(float(expected.distortion[0]), abs=1e-4)
+    (ax,) = terms.axes
+    assert ax.get_yscale() == "log"
+    curve, l0, prior = ax.get_lines()
+    assert list(curve.get_xdata()) == list(range(T - 1, 0, -1))  # L_t for t = T-1 ... 1, then L_0 and L_T marked
+    assert np.allclose(curve.get_ydata(), expected.denoising[0].flip(0).numpy())
+    assert l0.get_ydata()[0] == pytest.approx(float(expected.reconstruction[0]))
+    assert prior.get_xdata()[0] == T and prior.get_ydata()[0] == pytest.approx(float(expected.prior[0]))
+    weights, _, errors = forms.axes
+    assert [line.get_label() for line in weights.get_lines()] == [
+        "$\\sigma_t^2=\\beta_t$",
+        "$\\sigma_t^2=\\tilde\\beta_t$",
+    ]
+    assert np.allclose(
+        weights.get_lines()[1].get_ydata(), app.SPACE.scheduler.loss_weight(torch.arange(T), "beta_tilde")
+    )
+    assert np.allclose(sorted(errors.get_lines()[0].get_ydata()), sorted(expected.noise_mse[0].numpy()))
+
+
+def test_at_t_shows_the_noise_its_prediction_and_the_score(app, digit):
+    t = 7
+    *pictures, numbers, weights = app.at_t(digit, "3", t, 1)
+    for picture in pictures:
+        picture_ok(picture, 28 * SCALE, 28 * SCALE)
+    x_t, eps, eps_hat, difference, x0_hat, score = pictures
+    assert not np.array_equal(eps, eps_hat) and not np.array_equal(score, eps_hat)
+    (step,) = app.SPACE.pipe.bound_steps(
+        app.image_to_x0(digit), class_labels=3, generator=torch.Generator().manual_seed(1), timesteps=[t]
+    )
+    assert np.array_equal(x_t, app.common.single(step.sample))
+    assert f"**{float(step.noise_mse[0]):.4f}**" in numbers  # ||eps - eps_hat||^2, L_simple's term at t
+    weight = float(app.SPACE.scheduler.loss_weight(t, "beta_tilde"))
+    assert app.common.fmt(weight) in numbers and "t = 7" in numbers
+    assert all(ax.get_lines()[-1].get_xdata()[0] == t for ax in weights.axes)  # the cursor at t
+    with pytest.raises(gr.Error, match="t must be"):
+        app.at_t(digit, "any", T, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The four questions
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_fresh_noise_same_start_different_ends(app):
+    frames = list(app.fresh_noise("3", 2.0, "ddpm-fixed_large", 20, 0, 2))
+    assert len(frames) == 20 + 1
+    with_noise, mean_only, info = frames[0]
+    assert np.array_equal(with_noise, mean_only)  # the same x_T
+    with_noise, mean_only, info = frames[-1]
+    assert not np.array_equal(with_noise, mean_only)
+    assert "Done: 20 steps" in info and info.count("pixel std") == 2
+    with pytest.raises(gr.Error, match="sampler"):
+        next(app.fresh_noise("3", 2.0, "ddim", 20, 0, 2))
+
+
+def test_timestep_input_right_vs_wrong(app):
+    frames = list(app.timestep_input("3", 2.0, 10, 0, 2, "fixed", 45, 20))
+    right, wrong, eps_right, eps_wrong, info = frames[-1]
+    assert not np.array_equal(right, wrong)
+    assert eps_right is not None and not np.array_equal(eps_right, eps_wrong)
+    difference = float(re.search(r"difference \*\*([\d.]+)\*\*", info).group(1))
+    assert difference > 0 and "told t = 45" in info
+    # Told the true t (a shift of 0), the "wrong" chain is the right one.
+    right, same, eps_right, eps_same, info = list(app.timestep_input("3", 2.0, 10, 0, 2, "shift", 0, 20))[-1]
+    assert np.array_equal(right, same) and np.array_equal(eps_right, eps_same)
+    with pytest.raises(gr.Error, match="wrong-t rule"):
+        next(app.timestep_input("3", 2.0, 10, 0, 2, "random", 0, 20))
+
+
+def test_noise_vs_x0_two_models(app, digit, tmp_path):
+    frames = list(app.noise_vs_x0(digit, "3", 2.0, 5, 0, 2))
+    eps_samples, x0_samples, loss, info = frames[-1]
+    assert eps_samples.shape == x0_samples.shape and not np.array_equal(eps_samples, x0_samples)
+    noise_axis, x0_axis = loss.axes
+    assert [line.get_label() for line in noise_axis.get_lines()] == ["predicts ε", "predicts x₀"]
+    assert len(noise_axis.get_lines()[0].get_xdata()) == app.questions.LOSS_POINTS
+    assert "predicts x₀" in info and "Judge accuracy" in info
+
+
+def test_elbo_forms_spreads(app, digit):
+    *running, (histogram, info) = app.elbo_forms(digit, "any", 16, 0)
+    assert all(plot is None and info.startswith("Running") for plot, info in running)
+    kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
+    assert kl_std > 0 and trajectory_std > 0 and "16 trajectories" in info
+    assert len(histogram.axes) == 2
+    with pytest.raises(gr.Error, match="number of draws"):
+        next(app.elbo_forms(digit, "any", 8, 0))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Files of the Space
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -402,6 +524,12 @@ ENDPOINTS = {
     "/export_gif",
     "/compare",
     "/noise_denoise",
+    "/bound",
+    "/at_t",
+    "/fresh_noise",
+    "/timestep_input",
+    "/noise_vs_x0",
+    "/elbo_forms",
 }
 
 
@@ -457,3 +585,84 @@ def test_api_compare_and_noise_denoise(client):
     assert "Noised to t = 24" in info and len(job.outputs()) == 3 + 1  # 4 steps of 50: t = 36, 24, 12, 0
     with pytest.raises(Exception, match="number of steps|maximum"):
         client.predict(handle_file(path), 25, "7", 2.0, "ddim", 0.3, 10_000, 0, 2, api_name="/noise_denoise")
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image)
+
+
+def test_api_bound_and_at_t(app, client):
+    from gradio_client import handle_file
+
+    path, _ = client.predict(300, api_name="/load_digit")
+    job = client.submit(handle_file(path), "any", 5, api_name="/bound")
+    terms, forms, summary = job.result()
+    assert len(job.outputs()) == app.objective_tab.BOUND_FRAMES and terms is not None and forms is not None
+    expected = app.SPACE.pipe.bits_per_dim(app.image_to_x0(path), generator=torch.Generator().manual_seed(5))
+    assert summary_numbers(summary)["total"] == pytest.approx(float(expected.total[0]), abs=1e-4)
+    *pictures, numbers, weights = client.predict(handle_file(path), "any", 10, 0, api_name="/at_t")
+    assert [pixels(picture).shape for picture in pictures] == [(28 * SCALE, 28 * SCALE)] * 6
+    assert "t = 10" in numbers and weights is not None
+    with pytest.raises(Exception, match="t must be"):
+        client.predict(handle_file(path), "any", T, 0, api_name="/at_t")
+
+
+def test_api_fresh_noise(client):
+    job = client.submit("3", 2.0, "ddpm-fixed_small", 12, 0, 2, api_name="/fresh_noise")
+    with_noise, mean_only, info = job.result()
+    first = job.outputs()[0]
+    assert np.array_equal(pixels(first[0]), pixels(first[1]))  # the same x_T on both sides
+    assert not np.array_equal(pixels(with_noise), pixels(mean_only))  # sigma_t z vs sigma_t = 0
+    assert pixels(with_noise).shape == (28 * SCALE, (2 * 28 + GAP) * SCALE) and "Done: 12 steps" in info
+
+
+def test_api_timestep_input(client):
+    right, wrong, eps_right, eps_wrong, info = client.predict(
+        "3", 2.0, 10, 0, 2, "shift", 20, 25, api_name="/timestep_input"
+    )
+    assert not np.array_equal(pixels(right), pixels(wrong))
+    assert not np.array_equal(pixels(eps_right), pixels(eps_wrong))  # eps_hat of the same x_t, true vs wrong t
+    assert "t = 25" in info and "told t = 45" in info  # 25 shifted by 20
+
+
+def test_api_noise_vs_x0(app, client):
+    from gradio_client import handle_file
+
+    path, _ = client.predict(700, api_name="/load_digit")
+    job = client.submit(handle_file(path), "3", 2.0, 4, 0, 2, api_name="/noise_vs_x0")
+    eps_samples, x0_samples, loss, info = job.result()
+    assert len(job.outputs()) == 4 + 2 + 1  # the 4 sampling steps, each model's loss per t, the summary
+    assert not np.array_equal(pixels(eps_samples), pixels(x0_samples)) and loss is not None
+    means = re.findall(r"\| predicts (?:ε|x₀) \| ([\d.]+) \| ([\d.]+) \|", info)
+    assert len(means) == 2 and all(float(value) > 0 for row in means for value in row)
+
+
+@pytest.fixture
+def oracle_unet(app, monkeypatch):
+    """The test U-Net replaced, for one image x_0, by the best possible denoiser of a data set that holds only x_0:
+    eps_hat = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t), the scheduler's `predict_noise_from_x0`. Every
+    KL term of the bound is then 0; what is left of the single-trajectory form's spread is its own sampling noise."""
+    from ddpm_hub import DDPMHubUNet2DOutput
+
+    path, _ = app.load_digit(300)
+    scheduler = app.SPACE.scheduler
+    x_0 = scheduler.quantize_to_pixel_bins(app.image_to_x0(path)).float()
+
+    def forward(sample, timestep, class_labels=None, return_dict=True):
+        return DDPMHubUNet2DOutput(sample=scheduler.predict_noise_from_x0(sample, timestep, x_0.expand_as(sample)))
+
+    monkeypatch.setattr(app.SPACE.pipe.unet, "forward", forward)
+    return path
+
+
+def test_api_elbo_forms_the_kl_form_varies_less(client, oracle_unet):
+    from gradio_client import handle_file
+
+    histogram, info = client.predict(handle_file(oracle_unet), "any", 16, 0, api_name="/elbo_forms")
+    kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
+    assert "16 trajectories" in info and histogram is not None
+    assert 0 <= kl_std < trajectory_std / 10
+    with pytest.raises(Exception, match="number of draws|minimum"):
+        client.predict(handle_file(oracle_unet), "any", 8, 0, api_name="/elbo_forms")

@@ -54,6 +54,8 @@ class Space:
     pipe: DDPMHubPipeline
     model_id: str
     model_name: str
+    x0_pipe: DDPMHubPipeline | None = None  # a second model, trained to predict x_0 (question 3), if one is loaded
+    x0_model_id: str | None = None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ddpm_hub_space_")))
     engine: Any = None
     session_alive: Callable[[str], bool] | None = None

@@ -75,3 +75,45 @@ def eta_slider() -> gr.Slider:
 
 def seed_box(value: int = 0) -> gr.Number:
     return gr.Number(value=value, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, min_width=100)
+
+
+class ImageSource:
+    """An image input with a held-out digit picker (number, Load, Random), a caption and optional examples; built in
+    the current layout context, wired by `wire`."""
+
+    def __init__(self, label: str, elem_id: str, index: int, count: int, examples: list[str] | None = None):
+        self.image = upload(label, elem_id)
+        with gr.Row():
+            self.index = digit_index(index, count, elem_id=f"{elem_id}-index")
+            with gr.Column(min_width=110):
+                self.load = gr.Button("Load digit", size="sm", elem_id=f"{elem_id}-load")
+                self.random = gr.Button("🎲 Random digit", size="sm")
+        self.caption = gr.Markdown(elem_classes=["subtle"], elem_id=f"{elem_id}-caption", label="caption")
+        if examples:
+            gr.Examples(
+                examples,
+                inputs=[self.image],
+                outputs=[self.caption],
+                fn=lambda *_: "",
+                run_on_click=True,
+                cache_examples=False,
+                label="Examples",
+                api_visibility="private",
+            )
+
+    def wire(self, demo: gr.Blocks, load_digit, random_digit, **event) -> None:
+        """Load and Random put a held-out digit in the image (and one on page load); an upload clears the caption."""
+        digit = {"fn": load_digit, "inputs": [self.index], "outputs": [self.image, self.caption]}
+        self.load.click(**digit, api_visibility="private", **event)
+        self.random.click(random_digit, None, [self.index], api_visibility="private", **event).then(
+            **digit, api_visibility="private", **event
+        )
+        demo.load(**digit, api_visibility="private", **event)
+        gr.on(
+            [self.image.upload, self.image.clear],
+            lambda: "",
+            None,
+            [self.caption],
+            api_visibility="private",
+            queue=False,
+        )
