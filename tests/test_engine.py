@@ -323,9 +323,13 @@ def seed_alone(app, digit, w, sampler, eta, steps, seed, images):
     return app.common.grid(app.common.to_u8(last.prev_sample))
 
 
-def test_four_clients_stream_at_once_and_each_gets_what_its_seed_gives_alone(space_app, space_url, tmp_path):
+def test_four_clients_stream_at_once_and_each_gets_what_its_seed_gives_alone(
+    space_app, space_url, tmp_path, monkeypatch
+):
     gradio_client = pytest.importorskip("gradio_client")
     from PIL import Image
+
+    monkeypatch.setattr(space_app.common, "STREAMED_FRAMES", 20)  # fewer pictures to send: a quicker test
 
     clients = [
         gradio_client.Client(space_url, verbose=False, download_files=str(tmp_path / f"c{i}"), analytics_enabled=False)
