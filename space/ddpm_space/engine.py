@@ -153,8 +153,8 @@ class Engine:
     Args:
         pipeline: a `DDPMHubPipeline` (its `unet_forward` runs the merged batch).
         max_active: chains stepped together at most.
-        max_rows: U-Net rows per tick at most (a chain with guidance needs 2 per image); one chain alone may exceed
-            it up to `max_rows` itself.
+        max_rows: U-Net rows per tick at most (a chain with guidance needs 2 per image); a chain of more rows
+            than that is refused.
         max_images_per_owner: images of one visitor's running chains at most (the rest of theirs waits).
         max_queued: waiting chains at most; beyond, `submit` raises `EngineBusy`.
         abandon_after_s: stop a chain whose updates nobody read for this long (a closed tab gradio never closed).

@@ -196,7 +196,10 @@ def generate(
             elif isinstance(update, Done):
                 finish(chain, update.step)
                 last = num_frames(chain) - 1
-                yield (*chain_frame(space, chain, last), scrub_update(chain, last), chain)
+                x, eps, x0, info = chain_frame(space, chain, last)
+                if (last - 1) % every == 0:  # the last step's predictions are on the page already: not again (Gradio
+                    eps = x0 = gr.update()  # rewrites a picture's cache file in place while it may be downloading)
+                yield x, eps, x0, info, scrub_update(chain, last), chain
             elif isinstance(update, Stopped):
                 if not num_frames(chain):
                     yield (*unchanged, "**Stopped** before the first step.", gr.update(), None)
