@@ -741,3 +741,19 @@ def test_saved_folder_loads_with_stock_diffusers_alone_for_every_scheduler(pipel
     )
     run_python(textwrap.dedent(code), {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=180)
     np.testing.assert_array_equal(np.load(tmp_path / "stock.npy"), sample(pipe, num_inference_steps=5))
+
+
+def test_ddim_pipeline_loads_with_stock_diffusers_alone_through_a_hub_server(pipeline, olah_hub, tmp_path):
+    """From a repo id diffusers fetches the files a component's code imports one by one: they must be in the repo."""
+    pipe = with_scheduler(pipeline, DDIMHubScheduler.from_config(pipeline.scheduler.config))
+    pipe.save_pretrained(tmp_path / "ddim")
+    sha = push_to_mirror(tmp_path / "ddim", olah_hub.mirror_dir, "ddpm-hub-tests/ddim-pipeline")
+    code = (
+        WITHOUT_DDPM_HUB + "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained('ddpm-hub-tests/ddim-pipeline', revision={sha!r}, "
+        "trust_remote_code=True)\n"
+        "assert type(pipe.scheduler).__name__ == 'DDIMHubScheduler'\n"
+        + SAMPLE_AND_SAVE.format(steps=5, out=str(tmp_path / "hub.npy"))
+    )
+    run_python(textwrap.dedent(code), hub_env(olah_hub.endpoint, tmp_path / "hf_home"), timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(pipe, num_inference_steps=5))
