@@ -1,5 +1,6 @@
 """Pipeline tests: determinism, the step generators, and loading a saved pipeline all three ways (local and Hub)."""
 
+import copy
 import json
 import textwrap
 
@@ -294,6 +295,23 @@ def test_stock_diffusers_schedulers_drive_the_pipeline_as_in_diffusers(pipeline,
         assert (step.pred_original_sample is not None) == returns_x0
         assert step.noise_pred.shape == step.model_output.shape == (2, 1, 8, 8)  # an eps model: the guided output
     assert pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 5  # the chain stepped its own copy
+
+
+def test_every_evaluation_scheduler_choice_drives_the_pipeline(pipeline):
+    """`python -m ddpm_hub.evaluation --scheduler S`: each choice builds with from_config and samples (Heun and PNDM
+    visit some timesteps twice: the chain takes every entry of their `timesteps`)."""
+    import diffusers
+
+    from ddpm_hub.evaluation import STOCK_SCHEDULERS
+
+    for name, (class_name, overrides) in STOCK_SCHEDULERS.items():
+        scheduler = getattr(diffusers, class_name).from_config(pipeline.scheduler.config, **overrides)
+        pipe = with_scheduler(pipeline, scheduler)
+        steps = list(pipe.denoising_steps(2, [3, 7], 2.0, 4, torch.Generator().manual_seed(0)))
+        own = copy.deepcopy(scheduler)
+        own.set_timesteps(4)
+        assert [step.timestep for step in steps] == [pytest.approx(t) for t in own.timesteps.tolist()], name
+        assert torch.isfinite(steps[-1].prev_sample).all(), name
 
 
 def test_stock_schedulers_without_a_clip_step_with_the_clipped_x0(pipeline):
