@@ -412,6 +412,8 @@ def test_chains_with_different_samplers_share_one_unet_call_per_tick(pipeline):
         torch.testing.assert_close(chain.sample, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="done"):
         chains[0].model_input()
+    unguided = pipeline.prepare_chain(2, None, 2.0, 5).model_input()  # rows concatenate: labels, never None
+    assert unguided.class_labels.tolist() == [10, 10] and unguided.sample.shape == (2, 1, 8, 8)
     fresh = pipeline.prepare_chain(2, [3, 7], 2.0, 5)
     with pytest.raises(ValueError, match="4 rows"):
         fresh.step(torch.zeros(2, 1, 8, 8))
