@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,8 @@ def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = 2.0) -> s
         ddim_call = "images = pipe(batch_size=4, num_inference_steps=50, generator=generator).images"
     else:
         labels = list(range(min(num_classes, 10)))
-        first = "" if data["class_names"] is None else f"  # {data['class_names'][0]}"
+        names = data["class_names"]
+        first = f"  # {names[0]}" if names and names[0] != "0" else ""  # what label 0 stands for, when it is not "0"
         lines += [
             f"# one image per class label {', '.join(map(str, labels))}, with classifier-free guidance",
             "# (guidance_scale=1: plain conditional sampling)",
@@ -304,10 +306,13 @@ def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = 2.0) -> s
             ").images",
             f'images[0].save("class_0.png"){first}',
         ]
-        ddim_call = (
-            f"images = pipe(batch_size={len(labels)}, class_labels={labels}, num_inference_steps=50, "
-            "generator=generator).images"
-        )
+        call = f"batch_size={len(labels)}, class_labels={labels}, num_inference_steps=50, generator=generator"
+        ddim_call = f"images = pipe({call}).images"
+        if len(ddim_call) > 119:
+            ddim_call = (
+                f"images = pipe(\n    batch_size={len(labels)},\n    class_labels={labels},\n"
+                "    num_inference_steps=50,\n    generator=generator,\n).images"
+            )
     lines += [
         "",
         "# faster: 50 DDIM steps on the same model (with the ddpm_hub package)",
@@ -367,12 +372,13 @@ def make_model_card(
     name = repo_id.split("/")[-1]
     kind = f"class-conditional ({data_info['num_classes']} classes)" if conditional else "unconditional"
     given = "given t and a class label" if conditional else "given t"
+    article = "A" if conditional else "An"
     description = base_text or (
-        f"{'A' if conditional else 'An'} {kind} denoising diffusion probabilistic model (DDPM) that draws {_images_text(data_info)}, trained "
-        f"with the readable `ddpm_hub` package {_data_text(data_info)}. The repository is a complete diffusers "
-        "pipeline folder (`model_index.json`, `unet/`, `scheduler/`): a U-Net that predicts the noise added to an "
-        f"image at step t, {given}, and the DDPM noise scheduler that turns those predictions into samples, one "
-        "reverse step at a time."
+        f"{article} {kind} denoising diffusion probabilistic model (DDPM) that draws {_images_text(data_info)}, "
+        f"trained with the readable `ddpm_hub` package {_data_text(data_info)}. The repository is a complete "
+        "diffusers pipeline folder (`model_index.json`, `unet/`, `scheduler/`): a U-Net that predicts the noise "
+        f"added to an image at step t, {given}, and the DDPM noise scheduler that turns those predictions into "
+        "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""
     guidance_scale = float((training or {}).get("guidance_scale", 2.0))
@@ -471,15 +477,22 @@ def retarget_model_card(text: str, repo_id: str) -> str:
 
     A card is written for one repo id (``write_model_card`` uses ``ddpm-hub/<folder name>`` when it knows none); a
     push to another repository publishes the card with that repository's id, so that its snippets load what they sit
-    next to. Every ``from_pretrained("<id>"`` and the ``# <name>`` title are rewritten; the rest of the text, hand
-    edits included, is kept. A card without loading snippets is returned unchanged.
+    next to. The card's id is the one its ``from_pretrained("<id>"`` calls name most often; those calls and the
+    ``# <name>`` title are rewritten, everything else (hand edits, other repos a hand edit mentions) is kept. A card
+    without loading snippets is returned unchanged.
     """
-    old_ids = {match.group(3) for match in _LOADING_CALL.finditer(text)}
-    text = _LOADING_CALL.sub(lambda match: f"{match.group(1)}{match.group(2)}{repo_id}{match.group(2)}", text)
-    new_name = repo_id.split("/")[-1]
-    for old_name in {old.split("/")[-1] for old in old_ids}:
-        text = re.sub(rf"^# {re.escape(old_name)}$", f"# {new_name}", text, count=1, flags=re.MULTILINE)
-    return text
+    named = Counter(match.group(3) for match in _LOADING_CALL.finditer(text))
+    if not named:
+        return text
+    old_id = named.most_common(1)[0][0]
+
+    def replace(match: re.Match) -> str:
+        quote = match.group(2)
+        return f"{match.group(1)}{quote}{repo_id}{quote}" if match.group(3) == old_id else match.group(0)
+
+    text = _LOADING_CALL.sub(replace, text)
+    old_name, new_name = old_id.split("/")[-1], repo_id.split("/")[-1]
+    return re.sub(rf"^# {re.escape(old_name)}$", f"# {new_name}", text, count=1, flags=re.MULTILINE)
 
 
 def _card_evaluation(runs: dict | None) -> dict | None:

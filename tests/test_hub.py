@@ -297,10 +297,11 @@ def test_card_says_how_to_install_ddpm_hub(image_folder_model):
 def test_retarget_model_card_replaces_the_repo_id_of_every_snippet(image_folder_model):
     text = (image_folder_model / "README.md").read_text()
     assert text.count('from_pretrained("ddpm-hub/pets-ddpm"') == 4
-    edited = text.replace("## Classes", "Hand-written note.\n\n## Classes")
+    note = 'Compare with `DDPMPipeline.from_pretrained("google/ddpm-cifar10-32")`.'
+    edited = text.replace("## Classes", f"{note}\n\n## Classes")
     new = retarget_model_card(edited, "lab/pets")
     assert new.count('from_pretrained("lab/pets"') == 4 and "ddpm-hub/pets-ddpm" not in new
-    assert "\n# pets\n" in new and "Hand-written note." in new
+    assert "\n# pets\n" in new and note in new  # the hand edit, and the other repo it names, are kept
     assert retarget_model_card(new, "lab/pets") == new
 
 
