@@ -5,8 +5,8 @@
 
 (also installed as the ``ddpm-hub-push`` command). Only the pipeline files are pushed (see
 ``ddpm_hub.hub.PIPELINE_FILE_PATTERNS``); ``checkpoints/``, ``logs/`` and ``.bin`` files stay local. The model card is
-published with ORG/NAME in its loading snippets (``ddpm_hub.hub.retarget_model_card``); the local one is not changed. The Hub endpoint
-is ``HF_ENDPOINT`` (default https://huggingface.co). Exit status: 0 on success, 1 when the push failed.
+published with ORG/NAME in its loading snippets (``ddpm_hub.hub.retarget_model_card``); the local one is not changed.
+The Hub endpoint is ``HF_ENDPOINT`` (default https://huggingface.co). Exit status: 0 on success, 1 on failure.
 """
 
 from __future__ import annotations
