@@ -1,5 +1,6 @@
 """Pipeline tests: determinism, the step generators, and loading a saved pipeline all three ways (local and Hub)."""
 
+import copy
 import json
 import textwrap
 
@@ -296,6 +297,23 @@ def test_stock_diffusers_schedulers_drive_the_pipeline_as_in_diffusers(pipeline,
     assert pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 5  # the chain stepped its own copy
 
 
+def test_every_evaluation_scheduler_choice_drives_the_pipeline(pipeline):
+    """`python -m ddpm_hub.evaluation --scheduler S`: each choice builds with from_config and samples (Heun and PNDM
+    visit some timesteps twice: the chain takes every entry of their `timesteps`)."""
+    import diffusers
+
+    from ddpm_hub.evaluation import STOCK_SCHEDULERS
+
+    for name, (class_name, overrides) in STOCK_SCHEDULERS.items():
+        scheduler = getattr(diffusers, class_name).from_config(pipeline.scheduler.config, **overrides)
+        pipe = with_scheduler(pipeline, scheduler)
+        steps = list(pipe.denoising_steps(2, [3, 7], 2.0, 4, torch.Generator().manual_seed(0)))
+        own = copy.deepcopy(scheduler)
+        own.set_timesteps(4)
+        assert [step.timestep for step in steps] == [pytest.approx(t) for t in own.timesteps.tolist()], name
+        assert torch.isfinite(steps[-1].prev_sample).all(), name
+
+
 def test_stock_schedulers_without_a_clip_step_with_the_clipped_x0(pipeline):
     """DPM-Solver, UniPC and Euler ignore the config's clip_sample; the chain hands them the eps of the clipped x_0
     (use_clipped_model_output, the default), as DDIM's own option does. Without it x_0 leaves the data range."""
@@ -394,6 +412,8 @@ def test_chains_with_different_samplers_share_one_unet_call_per_tick(pipeline):
         torch.testing.assert_close(chain.sample, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="done"):
         chains[0].model_input()
+    unguided = pipeline.prepare_chain(2, None, 2.0, 5).model_input()  # rows concatenate: labels, never None
+    assert unguided.class_labels.tolist() == [10, 10] and unguided.sample.shape == (2, 1, 8, 8)
     fresh = pipeline.prepare_chain(2, [3, 7], 2.0, 5)
     with pytest.raises(ValueError, match="4 rows"):
         fresh.step(torch.zeros(2, 1, 8, 8))
@@ -741,3 +761,19 @@ def test_saved_folder_loads_with_stock_diffusers_alone_for_every_scheduler(pipel
     )
     run_python(textwrap.dedent(code), {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=180)
     np.testing.assert_array_equal(np.load(tmp_path / "stock.npy"), sample(pipe, num_inference_steps=5))
+
+
+def test_ddim_pipeline_loads_with_stock_diffusers_alone_through_a_hub_server(pipeline, olah_hub, tmp_path):
+    """From a repo id diffusers fetches the files a component's code imports one by one: they must be in the repo."""
+    pipe = with_scheduler(pipeline, DDIMHubScheduler.from_config(pipeline.scheduler.config))
+    pipe.save_pretrained(tmp_path / "ddim")
+    sha = push_to_mirror(tmp_path / "ddim", olah_hub.mirror_dir, "ddpm-hub-tests/ddim-pipeline")
+    code = (
+        WITHOUT_DDPM_HUB + "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained('ddpm-hub-tests/ddim-pipeline', revision={sha!r}, "
+        "trust_remote_code=True)\n"
+        "assert type(pipe.scheduler).__name__ == 'DDIMHubScheduler'\n"
+        + SAMPLE_AND_SAVE.format(steps=5, out=str(tmp_path / "hub.npy"))
+    )
+    run_python(textwrap.dedent(code), hub_env(olah_hub.endpoint, tmp_path / "hf_home"), timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(pipe, num_inference_steps=5))

@@ -133,7 +133,8 @@ class ChainModelInput(NamedTuple):
     Args:
         sample: x_t as the scheduler scales it (`scale_model_input`), (N, C, H, W); N = B, or 2B with guidance.
         timestep: the t told to the U-Net, (N,) long (float for a scheduler with fractional timesteps).
-        class_labels: (N,) long (the conditional half first, then the null class), or None (unconditional).
+        class_labels: (N,) long (the conditional half first, then the null class; all null for unconditional
+            sampling), or None for an unconditional model.
     """
 
     sample: torch.Tensor
@@ -226,7 +227,11 @@ class DenoisingChain:
     def _labels_and_guided(self) -> tuple[torch.Tensor | None, bool]:
         """The U-Net's class labels for this tick, and whether the output must be combined by guidance."""
         labels = self.class_labels
-        if labels is None or self.guidance_scale == 1:
+        if labels is None:  # unconditional: the null class of a conditional model (what the U-Net does for None)
+            if self.null_class is None:
+                return None, False
+            return torch.full((self.batch_size,), self.null_class, dtype=torch.long, device=self.sample.device), False
+        if self.guidance_scale == 1:
             return labels, False
         null_labels = torch.full_like(labels, self.null_class)
         if self.guidance_scale == 0:
