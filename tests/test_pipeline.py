@@ -92,7 +92,9 @@ def test_call_is_the_denoising_generator_run_to_the_end(pipeline):
 def test_denoising_steps_are_a_consistent_chain(pipeline):
     steps = list(pipeline.denoising_steps(batch_size=3, class_labels=1, num_inference_steps=5))
     assert [s.step_index for s in steps] == list(range(5)) and {s.num_steps for s in steps} == {5}
-    assert [s.timestep for s in steps] == pipeline.scheduler.timesteps.tolist()
+    own = DDPMHubScheduler.from_config(pipeline.scheduler.config)
+    own.set_timesteps(5)
+    assert [s.timestep for s in steps] == own.timesteps.tolist()
     assert [s.prev_timestep for s in steps] == [s.timestep for s in steps[1:]] + [-1]
     for current, following in zip(steps, steps[1:], strict=False):
         assert torch.equal(current.prev_sample, following.sample)
@@ -221,6 +223,146 @@ def test_noise_then_denoise_starts_from_the_noised_image(pipeline):
     torch.testing.assert_close(steps[0].sample, pipeline.scheduler.add_noise(x_0, noise, torch.tensor([9])))
     with pytest.raises(ValueError, match="start_timestep"):
         next(pipeline.noise_then_denoise_steps(x_0, start_timestep=TRAIN_STEPS))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stock diffusers schedulers, and the chain the sampling engine drives
+# ----------------------------------------------------------------------------------------------------------------
+
+STOCK_SCHEDULERS = (
+    "DDIMScheduler",
+    "DPMSolverMultistepScheduler",
+    "EulerDiscreteScheduler",
+    "UniPCMultistepScheduler",
+)
+
+
+def with_scheduler(pipeline, scheduler) -> DDPMHubPipeline:
+    pipe = DDPMHubPipeline(unet=pipeline.unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def diffusers_loop(pipe, x_T, labels, guidance_scale, steps):
+    """The sampling loop of diffusers' own pipelines, written out: init_noise_sigma, scale_model_input, guidance
+    (conditional half first here), scheduler.step. The reference a drop-in pipeline must match."""
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    sample = x_T * scheduler.init_noise_sigma
+    null = torch.full_like(labels, pipe.num_classes)
+    for t in scheduler.timesteps:
+        model_input = scheduler.scale_model_input(torch.cat([sample, sample]), t)
+        conditional, unconditional = pipe.unet(model_input, t, class_labels=torch.cat([labels, null])).sample.chunk(2)
+        guided = unconditional + guidance_scale * (conditional - unconditional)
+        sample = scheduler.step(guided, t, sample).prev_sample
+    return sample
+
+
+@pytest.mark.parametrize("name", STOCK_SCHEDULERS)
+def test_stock_diffusers_schedulers_drive_the_pipeline_as_in_diffusers(pipeline, name):
+    import diffusers
+
+    pipe = with_scheduler(pipeline, getattr(diffusers, name).from_config(pipeline.scheduler.config))
+    labels, x_T = torch.tensor([3, 7]), torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    as_diffusers = {"use_clipped_model_output": False}  # diffusers' DDIM default (ours is True); others ignore it
+    steps = list(pipe.denoising_steps(2, labels, 2.0, 5, latents=x_T, **as_diffusers))
+    assert len(steps) == 5 and [s.step_index for s in steps] == list(range(5))
+    expected = diffusers_loop(pipe, x_T, labels, 2.0, 5)
+    torch.testing.assert_close(steps[-1].prev_sample, expected, rtol=1e-4, atol=1e-5)
+    images = pipe(2, labels, 2.0, 5, latents=x_T, output_type="pt", **as_diffusers).images
+    torch.testing.assert_close(images, (expected / 2 + 0.5).clamp(0, 1), rtol=1e-4, atol=1e-5)
+    # the step view shows what the scheduler returns; what it does not return is None
+    returns_x0 = name in ("DDIMScheduler", "EulerDiscreteScheduler")
+    for step in steps:
+        assert step.mean is None and step.std is None
+        assert (step.pred_original_sample is not None) == returns_x0
+        assert step.noise_pred.shape == step.model_output.shape == (2, 1, 8, 8)  # an eps model: the guided output
+    assert pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 5  # the chain stepped its own copy
+
+
+def test_the_pipeline_is_the_place_of_guidance(pipeline):
+    """A stock scheduler has no guidance of its own: the pipeline guides before the scheduler steps."""
+    from diffusers import DDIMScheduler
+
+    stock = with_scheduler(pipeline, DDIMScheduler.from_config(pipeline.scheduler.config))
+    x, labels = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+    torch.testing.assert_close(stock.predict(x, 5, labels, 3.0), pipeline.predict(x, 5, labels, 3.0))
+    chain = stock.prepare_chain(2, labels, guidance_scale=3.0, num_inference_steps=4)
+    model_input = chain.model_input()
+    assert model_input.sample.shape == (4, 1, 8, 8) and model_input.class_labels.tolist() == [3, 7, 10, 10]
+    assert model_input.timestep.dtype == torch.long and model_input.timestep.tolist() == [chain.timesteps[0]] * 4
+    step = chain.step(stock.unet_forward(*model_input))
+    conditional = pipeline.unet(model_input.sample[:2], model_input.timestep[:2], class_labels=labels).sample
+    unconditional = pipeline.unet(model_input.sample[2:], model_input.timestep[2:], class_labels=labels * 0 + 10)
+    torch.testing.assert_close(step.model_output, unconditional.sample + 3 * (conditional - unconditional.sample))
+
+
+def test_guidance_with_a_learned_variance_model_guides_only_the_prediction():
+    torch.manual_seed(1)
+    unet = DDPMHubUNet2DModel(**{**UNET_PRESETS["tiny"], "sample_size": 8, "out_channels": 2})
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    scheduler = DDPMHubScheduler(num_train_timesteps=TRAIN_STEPS, variance_type="learned_range")
+    pipe = with_scheduler(DDPMHubPipeline(unet=unet, scheduler=scheduler), scheduler)
+    x, labels = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+    conditional = unet(x, 5, class_labels=labels).sample
+    unconditional = unet(x, 5, class_labels=torch.full_like(labels, 10)).sample
+    guided = pipe.predict(x, 5, labels, 3.0)
+    assert guided.shape == (2, 2, 8, 8)
+    torch.testing.assert_close(guided[:, :1], unconditional[:, :1] + 3 * (conditional[:, :1] - unconditional[:, :1]))
+    torch.testing.assert_close(guided[:, 1:], conditional[:, 1:])  # the variance is the conditional model's
+    steps = list(pipe.denoising_steps(2, labels, guidance_scale=3.0, num_inference_steps=4))
+    for step in steps[:-1]:
+        assert step.std.shape == (2, 1, 8, 8) and torch.isfinite(step.prev_sample).all()
+        expected_std = scheduler.step_std(step.timestep, step.prev_timestep, step.model_output[:, 1:])
+        torch.testing.assert_close(step.std, expected_std)
+
+
+def test_chains_with_different_samplers_share_one_unet_call_per_tick(pipeline):
+    """What the sampling engine does: concatenate the chains' model inputs, one U-Net call, a slice per chain."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    def make_chains():
+        ddpm = pipeline.prepare_chain(2, [3, 7], 2.0, TRAIN_STEPS, torch.Generator().manual_seed(0))
+        solver = pipeline.prepare_chain(
+            3,
+            4,
+            3.0,
+            6,
+            torch.Generator().manual_seed(1),
+            scheduler=DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config),
+        )
+        plain = pipeline.prepare_chain(1, 5, 1.0, 7, torch.Generator().manual_seed(2))  # N = B: no guidance
+        return ddpm, solver, plain
+
+    alone = []
+    for chain in make_chains():
+        steps = list(pipeline.denoising_steps(chain=chain))
+        assert len(steps) == chain.num_steps and chain.done
+        alone.append(chain.sample)
+
+    chains = make_chains()
+    tick = 0
+    while not all(chain.done for chain in chains):
+        # the solver joins late and the plain chain skips every third tick: rows mix differently at every tick
+        running = [c for i, c in enumerate(chains) if not c.done and not (i == 1 and tick < 3 or i == 2 and tick % 3)]
+        inputs = [chain.model_input() for chain in running]
+        output = pipeline.unet_forward(
+            torch.cat([i.sample for i in inputs]),
+            torch.cat([i.timestep for i in inputs]),
+            torch.cat([i.class_labels for i in inputs]),
+        )
+        for chain, rows in zip(running, output.split([len(i.sample) for i in inputs]), strict=True):
+            chain.step(rows)
+        tick += 1
+    for chain, expected in zip(chains, alone, strict=True):
+        torch.testing.assert_close(chain.sample, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="done"):
+        chains[0].model_input()
+    fresh = pipeline.prepare_chain(2, [3, 7], 2.0, 5)
+    with pytest.raises(ValueError, match="4 rows"):
+        fresh.step(torch.zeros(2, 1, 8, 8))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ pytestmark = pytest.mark.filterwarnings(
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "space"
 T = 50  # num_train_timesteps of the test model
+SCALE, GAP, GIF_SCALE = 4, 2, 2  # the Space's display upscaling, gaps in a grid, GIF upscaling (checked below)
 
 
 def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T) -> Path:
@@ -80,18 +81,19 @@ def picture_ok(picture, height=None, width=None):
 
 def test_model_comes_from_the_env_var(app):
     assert app.T == T
+    assert (app.common.SCALE, app.common.GAP, app.reverse_tab.GIF_SCALE) == (SCALE, GAP, GIF_SCALE)
     assert Path(app.MODEL_ID).name.startswith("tiny_pipeline") and app.NUM_CLASSES == 10
-    assert app.STRIP[0] == 0 and app.STRIP[-1] == T - 1 and app.STRIP == sorted(set(app.STRIP))
+    assert app.SPACE.strip[0] == 0 and app.SPACE.strip[-1] == T - 1 and app.SPACE.strip == sorted(set(app.SPACE.strip))
 
 
 def test_forward_outputs(app, digit):
     t = 20
     x0, steps, closed, stats, formula, strip, linear, cosine = app.forward(digit, t, 0)
-    size = 28 * app.SCALE
+    size = 28 * SCALE
     for picture in (x0, steps, closed, linear, cosine):
         picture_ok(picture, size, size)
     assert strip.dtype == np.uint8 and strip.shape[1] > strip.shape[0] > 2 * 28 * 3  # two rows of the strip
-    coefficients = app.SCHEDULER.coefficients(t)
+    coefficients = app.SPACE.scheduler.coefficients(t)
     assert f"{coefficients['sqrt_alpha_bar_t']:.4f}" in formula
     assert f"{coefficients['sqrt_one_minus_alpha_bar_t']:.4f}" in formula
     # The statistics table: both samples' numbers are close to what q(x_t | x_0) predicts.
@@ -122,7 +124,7 @@ def test_dataset_digits(app):
     index = app.random_digit()
     assert 0 <= index < len(app.DIGITS)
     path, caption = app.load_digit(index)
-    assert f"a **{int(app.DIGIT_LABELS[index])}**" in caption
+    assert f"a **{int(app.SPACE.digit_labels[index])}**" in caption
     with Image.open(path) as image:
         assert image.size == (28, 28) and image.mode == "L"
     with pytest.raises(gr.Error, match="digit index"):
@@ -197,7 +199,7 @@ def test_uploads_that_are_converted(app, kind, tmp_path):
     path = make_upload(kind, tmp_path)
     x0 = app.image_to_x0(str(path))
     assert x0.shape == (1, 1, 28, 28) and -1 <= x0.min() <= x0.max() <= 1
-    picture_ok(app.forward(str(path), 10, 0)[2], 28 * app.SCALE, 28 * app.SCALE)
+    picture_ok(app.forward(str(path), 10, 0)[2], 28 * SCALE, 28 * SCALE)
     payload = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}  # preprocess=False
     assert torch.equal(app.image_to_x0(payload), x0)
 
@@ -222,14 +224,10 @@ def test_uploads_that_are_refused_with_a_message(app, kind, tmp_path):
 
 
 def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
-    monkeypatch.setattr(app, "STREAMED_FRAMES", 10)
+    monkeypatch.setattr(app.common, "STREAMED_FRAMES", 10)
     steps, batch = T, 3
-    started = time.perf_counter()
-    stream = app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch)
-    first = next(stream)
-    assert time.perf_counter() - started < 1.0  # the first frame comes after one step
-    frames = [first, *stream]
-    every = app.stream_every(steps)
+    frames = list(app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch))
+    every = app.common.stream_every(steps)
     assert every == 5 and len(frames) == math.ceil(steps / every) + 1  # every 5th step, then the final x_0
 
     chain = frames[-1][-1]
@@ -251,7 +249,7 @@ def test_scrub_shows_stored_frames(app):
     *_, last = app.generate("any", 1.0, "ddim", 0.5, 10, 3, 2)
     chain = last[-1]
     x, eps, x0, info = app.scrub(4, chain)
-    assert np.array_equal(x, app.grid(chain["x"][4])) and np.array_equal(x0, app.grid(chain["x0"][4]))
+    assert np.array_equal(x, app.common.grid(chain["x"][4])) and np.array_equal(x0, app.common.grid(chain["x0"][4]))
     assert "Step 5 / 10" in info and "\\eta = 0.5" in info
     assert app.scrub(999, chain)[3].startswith("**Done")  # clamped to the last frame
     with pytest.raises(gr.Error, match="Generate a chain first"):
@@ -261,29 +259,29 @@ def test_scrub_shows_stored_frames(app):
 def test_gif_export_name_and_frames(app, monkeypatch):
     *_, last = app.generate("3", 2.0, "ddpm-fixed_small", 0.0, T, 42, 2)
     chain = last[-1]
-    path = Path(app.write_gif(chain))
+    path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit3_seed42_ddpm-fixed_small_50steps_w2.0_batch2.gif"
     with Image.open(path) as gif:
         assert gif.n_frames == T + 1  # every stored frame (x_T ... x_0): fewer than GIF_FRAMES
-        assert gif.size == (max(2 * (2 * 28 + app.GAP) * app.GIF_SCALE + 12, 330), 28 * app.GIF_SCALE + 24)
-    monkeypatch.setattr(app, "GIF_FRAMES", 10)
-    selected = app.gif_frames(chain)
+        assert gif.size == (max(2 * (2 * 28 + GAP) * GIF_SCALE + 12, 330), 28 * GIF_SCALE + 24)
+    monkeypatch.setattr(app.reverse_tab, "GIF_FRAMES", 10)
+    selected = app.reverse_tab.gif_frames(chain)
     assert selected[0] == 0 and selected[-1] == T and len(selected) == 11
-    with Image.open(app.write_gif(chain)) as gif:
+    with Image.open(app.export_gif(chain)) as gif:
         assert gif.n_frames == len(selected)
     assert app.scrub_range(20) == {"__type__": "update", "minimum": 0, "maximum": 20, "value": 0}
     *_, last = app.generate("any", 0.5, "ddim", 0.25, 5, 7, 1)
-    assert Path(app.write_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
+    assert Path(app.export_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
     with pytest.raises(gr.Error, match="Generate a chain first"):
-        app.write_gif(None)
+        app.export_gif(None)
 
 
 def test_old_gif_exports_are_purged(app):
     *_, last = app.generate("2", 1.0, "ddim", 0.0, 3, 0, 1)
-    old, new = Path(app.write_gif(last[-1])), Path(app.write_gif(last[-1]))
+    old, new = Path(app.export_gif(last[-1])), Path(app.export_gif(last[-1]))
     hours_ago = time.time() - 7200
     os.utime(old.parent, (hours_ago, hours_ago))
-    app.purge_exports()
+    app.reverse_tab.purge_exports(app.SPACE)
     assert not old.exists() and new.exists()
 
 
@@ -294,7 +292,7 @@ def test_a_stopped_chain_can_be_scrubbed_and_exported(app):
     stream.close()  # what the Stop button does to the running generator
     assert not chain["done"] and len(chain["x"]) == 3
     assert "Step 3 / 40" in app.scrub(10, chain)[3]  # clamped to the last stored step
-    path = Path(app.write_gif(chain))
+    path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit1_seed0_ddpm-fixed_large_40steps_w1.0_stopped-at-step3.gif"
     with Image.open(path) as gif:
         assert gif.n_frames == 3
@@ -324,7 +322,7 @@ def test_compare_starts_both_samplers_from_the_same_x_T(app):
     ddpm_x, ddpm_x0, ddim_x, ddim_x0, info = frames[0]
     assert np.array_equal(ddpm_x, ddim_x)  # the same x_T
     for picture in frames[-1][:4]:
-        picture_ok(picture, 2 * 28 * app.SCALE + app.GAP * app.SCALE, 2 * 28 * app.SCALE + app.GAP * app.SCALE)
+        picture_ok(picture, 2 * 28 * SCALE + GAP * SCALE, 2 * 28 * SCALE + GAP * SCALE)
     assert "DDPM** step 20 / 20" in frames[-1][-1] and "DDIM** step 5 / 5" in frames[-1][-1]
 
 
@@ -332,8 +330,8 @@ def test_noise_then_denoise(app, digit):
     frames = list(app.noise_denoise(digit, 30, "3", 2.0, "ddpm-fixed_small", 0.0, T, 0, 3))
     x0, noised, x, x0_hat, info = frames[-1]
     assert len(frames) == 31 + 1  # the timesteps 30..0, then the final x_0
-    picture_ok(x0, 28 * app.SCALE, 28 * app.SCALE)
-    assert noised.shape == x.shape == x0_hat.shape and noised.shape[1] == 3 * 28 * app.SCALE + 2 * app.GAP * app.SCALE
+    picture_ok(x0, 28 * SCALE, 28 * SCALE)
+    assert noised.shape == x.shape == x0_hat.shape and noised.shape[1] == 3 * 28 * SCALE + 2 * GAP * SCALE
     assert all(np.array_equal(frame[1], noised) for frame in frames)  # the noised input stays on show
     assert "Noised to t = 30" in info and "31 reverse steps" in info
     few = list(app.noise_denoise(digit, 30, "any", 1.0, "ddim", 0.0, 5, 0, 1))
@@ -433,7 +431,7 @@ def test_api_generate_scrub_export(app, client):
     x, eps, x0, info, slider = final
     assert info.startswith("**Done") and slider == 12  # the scrub slider, moved to the last frame
     with Image.open(x) as image:
-        assert image.size == ((2 * 28 + app.GAP) * app.SCALE, 28 * app.SCALE)
+        assert image.size == ((2 * 28 + GAP) * SCALE, 28 * SCALE)
     scrubbed = client.predict(3, api_name="/scrub")
     assert "Step 4 / 12" in scrubbed[3]
     gif = client.predict(api_name="/export_gif")

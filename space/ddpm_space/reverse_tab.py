@@ -1,0 +1,234 @@
+"""Tab ②, "Generate & scrub": the reverse chain streamed, every step stored for scrubbing and GIF export."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageDraw
+
+from .common import (
+    EPS_RANGE,
+    FONT,
+    Space,
+    as_int,
+    chain_settings,
+    fmt,
+    generator,
+    grid,
+    make_pipeline,
+    stream_every,
+    to_u8,
+)
+
+GIF_SCALE = 2
+GIF_FRAMES = 100  # at most this many frames in an exported GIF (plus the final one)
+GIF_FRAME_MS = 60
+GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
+
+
+def new_chain(settings: dict) -> dict:
+    """What a chain keeps for scrubbing and GIF export: small uint8 arrays per step and a few numbers."""
+    return {"settings": settings, "t": [], "prev_t": [], "std": [], "x": [], "eps": [], "x0": [], "done": False}
+
+
+def record(chain: dict, step) -> None:
+    """Store one `DenoisingStep` as uint8 (B, H, W, C) arrays: x_t, the predicted noise, the predicted x_0."""
+    chain["t"].append(step.timestep)
+    chain["prev_t"].append(step.prev_timestep)
+    chain["std"].append(float(step.std.float().mean()))
+    chain["x"].append(to_u8(step.sample))
+    chain["eps"].append(to_u8(step.noise_pred, EPS_RANGE))
+    chain["x0"].append(to_u8(step.pred_original_sample))
+
+
+def finish(chain: dict, last_step) -> None:
+    chain["x"].append(to_u8(last_step.prev_sample))
+    chain["done"] = True
+
+
+def num_frames(chain: dict | None) -> int:
+    return len(chain["x"]) if chain else 0
+
+
+def step_info(space: Space, chain: dict, index: int) -> str:
+    """The step's t, its coefficients (from the scheduler) and sigma_t (from the step itself), as Markdown."""
+    settings = chain["settings"]
+    num_steps = settings["steps_run"]
+    if index >= len(chain["t"]):
+        return (
+            f"**Done: $x_0$ after {len(chain['t'])} steps.** The middle and right panels show the last step's "
+            "predictions. Drag the slider to go back through the chain, or export it as a GIF."
+        )
+    t, prev_t, std = chain["t"][index], chain["prev_t"][index], chain["std"][index]
+    target = f"t′ = {prev_t}" if prev_t >= 0 else "x₀"
+    c = space.scheduler.coefficients(t)
+    beta = float(space.scheduler.fixed_variance(t, "beta", prev_t))  # of this (possibly strided) step
+    beta_tilde = float(space.scheduler.posterior_variance(t, prev_t))
+    variance = {"ddpm-fixed_large": r"\beta_t", "ddpm-fixed_small": r"\tilde\beta_t"}.get(
+        settings["sampler"], rf"\eta^2\tilde\beta_t,\ \eta = {settings['eta']:g}"
+    )
+    if settings["sampler"] == "ddim":
+        formula = (
+            r"$$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\hat\epsilon"
+            r" + \sigma_t z$$"
+        )
+    else:
+        formula = r"$$x_{t'} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z = \mu_\theta(x_t, t) + \sigma_t z$$"
+    return (
+        f"**Step {index + 1} / {num_steps}** · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
+        "| $\\bar\\alpha_t$ | $\\sqrt{\\bar\\alpha_t}$ | $\\sqrt{1-\\bar\\alpha_t}$ | log SNR | β of this step "
+        "| β̃ of this step | σₜ |\n|--:|--:|--:|--:|--:|--:|--:|\n"
+        f"| {fmt(c['alpha_bar_t'])} | {c['sqrt_alpha_bar_t']:.4f} | {c['sqrt_one_minus_alpha_bar_t']:.4f} | "
+        f"{c['log_snr_t']:.2f} | {fmt(beta)} | {fmt(beta_tilde)} | **{fmt(std)}** ($\\sigma_t^2 = {variance}$) |"
+        f"\n\n{formula}"
+    )
+
+
+def chain_frame(space: Space, chain: dict | None, index: float) -> tuple:
+    """The stored frame `index`: x_t, predicted noise, predicted x_0 (upscaled grids) and the step's Markdown."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first: the slider scrubs through the last chain you generated.")
+    index = min(max(int(index), 0), num_frames(chain) - 1)
+    prediction = min(index, len(chain["eps"]) - 1)
+    return (
+        grid(chain["x"][index]),
+        grid(chain["eps"][prediction]),
+        grid(chain["x0"][prediction]),
+        step_info(space, chain, index),
+    )
+
+
+def generate(
+    space: Space,
+    digit: Any = "3",
+    guidance: float = 2.0,
+    sampler: str = "ddpm-fixed_small",
+    eta: float = 0.0,
+    steps: float = 1000,
+    seed: float = 0,
+    batch: float = 8,
+):
+    """Runs the reverse chain and streams it: every k-th step (at most ~100 frames), then the final x_0.
+
+    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the frame's index (for the scrub
+    slider), the stored chain.
+    """
+    settings = chain_settings(space, digit, guidance, sampler, eta, steps, seed, batch)
+    pipeline = make_pipeline(space, settings["sampler"])
+    chain = new_chain(settings)
+    every = stream_every(settings["steps"])
+    step = None
+    try:
+        for step in pipeline.denoising_steps(
+            batch_size=settings["batch"],
+            class_labels=settings["label"],
+            guidance_scale=settings["guidance"],
+            num_inference_steps=settings["steps"],
+            generator=generator(settings["seed"]),
+            eta=settings["eta"],
+        ):
+            settings["steps_run"] = step.num_steps
+            record(chain, step)
+            if step.step_index % every == 0:
+                index = step.step_index
+                yield (*chain_frame(space, chain, index), index, chain)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    finish(chain, step)
+    last = num_frames(chain) - 1
+    yield (*chain_frame(space, chain, last), last, chain)
+
+
+def scrub(space: Space, index: float, chain: dict | None):
+    """A stored frame of the last chain. Returns: x_t, predicted noise, predicted x_0, step info (Markdown)."""
+    return chain_frame(space, chain, index)
+
+
+def scrub_range(space: Space, steps: float):
+    """Before a chain starts: the scrub slider spans its frames (x_T ... x_0)."""
+    try:
+        return gr.update(minimum=0, maximum=as_int(steps, "number of steps", 1, space.T), value=0)
+    except gr.Error:
+        return gr.update()  # generate reports the bad value
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GIF export
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def number_name(value: float) -> str:
+    """2.0 -> "2.0", 1.25 -> "1.25" (for file names)."""
+    text = f"{round(float(value), 3):g}"
+    return text if "." in text or "e" in text else f"{text}.0"
+
+
+def gif_name(settings: dict, stopped_at: int | None = None) -> str:
+    """The GIF's file name, with the seed and settings, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0.gif."""
+    digit = "uncond" if settings["label"] is None else f"digit{settings['label']}"
+    sampler = settings["sampler"] if settings["sampler"] != "ddim" else f"ddim-eta{number_name(settings['eta'])}"
+    batch = "" if settings["batch"] == 1 else f"_batch{settings['batch']}"
+    stopped = "" if stopped_at is None else f"_stopped-at-step{stopped_at}"
+    return (
+        f"ddpm_{digit}_seed{settings['seed']}_{sampler}_{settings['steps']}steps_w{number_name(settings['guidance'])}"
+        f"{batch}{stopped}.gif"
+    )
+
+
+def gif_frames(chain: dict) -> list[int]:
+    """Which stored frames go into the GIF: every k-th (at most GIF_FRAMES), and always the last."""
+    count = num_frames(chain)
+    every = max(1, math.ceil((count - 1) / GIF_FRAMES))
+    frames = list(range(0, count - 1, every))
+    return [*frames, count - 1]
+
+
+def gif_frame(chain: dict, index: int, font) -> Image.Image:
+    """x_t beside the predicted x_0, under a caption line with the step and t."""
+    prediction = min(index, len(chain["x0"]) - 1)
+    x = grid(chain["x"][index], scale=GIF_SCALE)
+    x0 = grid(chain["x0"][prediction], scale=GIF_SCALE)
+    if index < len(chain["t"]):
+        caption = f"step {index + 1}/{len(chain['t'])}  t = {chain['t'][index]}  ·  x_t | predicted x_0"
+    else:
+        caption = f"x_0 after {len(chain['t'])} steps  ·  x_0 | last predicted x_0"
+    height, width = x.shape[:2]
+    canvas_width = max(2 * width + 12, 330)  # room for the caption when the grid is small
+    canvas = Image.new("L", (canvas_width, height + 24), 16)
+    left = (canvas_width - 2 * width - 12) // 2
+    canvas.paste(Image.fromarray(x), (left, 24))
+    canvas.paste(Image.fromarray(x0), (left + width + 12, 24))
+    ImageDraw.Draw(canvas).text((4, 4), caption, fill=235, font=font)
+    return canvas
+
+
+def purge_exports(space: Space, max_age_s: float = 3600) -> None:
+    """Deletes exported GIFs older than an hour (Gradio serves its own copies; these are the originals)."""
+    now = time.time()
+    for folder in space.work_dir.glob("gif_*"):
+        if now - folder.stat().st_mtime > max_age_s:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_gif(space: Space, chain: dict | None) -> str:
+    """The last chain as an animated GIF (x_t beside the predicted x_0); the file name carries the settings."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first, then export it.")
+    frames = [gif_frame(chain, index, FONT) for index in gif_frames(chain)]
+    purge_exports(space)
+    folder = Path(tempfile.mkdtemp(prefix="gif_", dir=space.work_dir))
+    path = folder / gif_name(chain["settings"], None if chain["done"] else len(chain["t"]))
+    durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_HOLD_MS]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return str(path)
+
+
+def export_gif(space: Space, chain: dict | None) -> str:
+    """The last chain as an animated GIF file, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0_batch8.gif."""
+    return write_gif(space, chain)
