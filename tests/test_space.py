@@ -399,6 +399,7 @@ ENDPOINTS = {
     "/export_gif",
     "/compare",
     "/noise_denoise",
+    "/variances",
 }
 
 

@@ -166,6 +166,7 @@ def test_out_folder_that_is_not_an_assembly_is_left_alone(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the install alone took 3.7 min on a quiet 2-core machine and 10.7 min on a loaded one
 def test_folder_runs_from_a_fresh_venv_with_only_its_requirements(cpu_folder, tmp_path):
     from gradio_client import Client
 
