@@ -99,9 +99,10 @@ def space_requirements(hardware: str, torch_version: str, source: Path = SPACE /
         ]
     else:
         head = [
-            f"# Written by space/deploy.py for {hardware}: the CPU build of torch (no multi-GB CUDA build)",
+            f"# Written by space/deploy.py for {hardware}: the CPU build of torch, named by its +cpu tag so that no",
+            "# multi-GB CUDA build is taken (a Space installs this file in one `pip install -r`)",
             f"--extra-index-url {CPU_TORCH_INDEX}",
-            f"torch=={torch_version}",
+            f"torch=={torch_version}+cpu",
         ]
     return "\n".join([*head, *kept]) + "\n"
 

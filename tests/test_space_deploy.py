@@ -121,7 +121,7 @@ def test_folder_holds_app_library_models_and_spaces_header(cpu_folder):
     assert f"gradio=={header['sdk_version']}" in requirements
     # CPU hardware: torch pinned as the repository pins it, from PyTorch's CPU index; no `spaces`.
     pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch=="))
-    assert pin in requirements and "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
+    assert f"{pin}+cpu" in requirements and "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
     assert sum(line.startswith("torch") for line in requirements) == 1 and "spaces" not in requirements
 
 
