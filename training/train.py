@@ -240,6 +240,8 @@ def diffusion_loss(
     loss: str = "simple",
     snr_gamma: float = 5.0,
     label_dropout: float = 0.0,
+    noise: torch.Tensor | None = None,
+    timesteps: torch.Tensor | None = None,
 ) -> StepLoss:
     """One micro-batch of Algorithm 1 (the step `benchmarks/common.py` times too).
 
@@ -251,9 +253,13 @@ def diffusion_loss(
         unet: the model, possibly wrapped by accelerate (DDP).
         x_0: (B, C, H, W) in [-1, 1]. labels: (B,) long, or None for an unconditional model.
         loss: "simple", "weighted" or "min_snr" (see `per_sample_weight`).
+        noise, timesteps: given draws, (B, C, H, W) and (B,) long, instead of drawing them (to score a model on
+            fixed draws); the label dropout is still drawn.
     """
-    noise = torch.randn(x_0.shape, generator=generator).to(x_0)  # (B, C, H, W)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x_0.shape[0],), generator=generator)
+    if noise is None:
+        noise = torch.randn(x_0.shape, generator=generator).to(x_0)  # (B, C, H, W)
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x_0.shape[0],), generator=generator)
     class_labels = None
     if labels is not None:  # the null class teaches the unconditional model that guidance needs
         class_labels = extract_model_from_parallel(unet).drop_class_labels(labels, label_dropout, generator)
