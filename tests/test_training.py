@@ -197,9 +197,11 @@ def test_signal_checkpoints_at_the_next_step_and_exits(tmp_path, reference_run, 
     resume_after_stop(out, text, reference_run, resume=signum == signal.SIGTERM)  # one handler: resume once
 
 
-def test_kill_9_of_accelerate_launch_stops_train_py_with_a_checkpoint(tmp_path, reference_run):
-    """`accelerate launch` does not forward signals; killed, even by SIGKILL, train.py gets a SIGTERM from the
-    kernel (PR_SET_PDEATHSIG) and stops as after a SIGTERM, instead of training on without its launcher."""
+@pytest.mark.parametrize("how", ["kill -9 the launcher", "Ctrl-C"])
+def test_accelerate_launch_stopped_leaves_a_checkpoint_and_no_orphan(tmp_path, reference_run, how):
+    """`accelerate launch` forwards no signal. Killed, even by SIGKILL, train.py gets a SIGHUP from the kernel
+    (PR_SET_PDEATHSIG) and stops as after a SIGTERM, instead of training on without its launcher. Ctrl-C reaches
+    both; train.py then gets SIGINT and SIGHUP, which must not count as "a second signal: stop at once"."""
     out, log = tmp_path / "stopped", tmp_path / "train.log"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
@@ -207,13 +209,22 @@ def test_kill_9_of_accelerate_launch_stops_train_py_with_a_checkpoint(tmp_path, 
         process = subprocess.Popen(
             [*launcher, TRAIN, *TINY, "--output_dir", str(out), "--max_train_steps", STEPS,
              "--checkpointing_steps", EVERY],
-            stdout=subprocess.DEVNULL, stderr=stderr, env=env(),
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env(), start_new_session=True,
         )  # fmt: skip
         wait_for(lambda: (out / "checkpoints" / "checkpoint-20").is_dir(), "checkpoint-20")
-        process.kill()
+        if how == "Ctrl-C":
+            os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground process group
+        else:
+            process.kill()
         process.wait()
         wait_for(lambda: "stopped at step" in log.read_text(), "train.py to stop after its launcher died", 120)
-    resume_after_stop(out, log.read_text(), reference_run)
+    text = log.read_text()
+    if how == "Ctrl-C":  # a SIGHUP follows when the launcher dies before train.py has stopped: "already stopping"
+        assert "SIGINT received: stopping" in text and "SIGHUP received: stopping" not in text
+        text = "".join(line for line in text.splitlines(True) if "[RANK 0]" in line)  # not the launcher's traceback
+    else:
+        assert "SIGHUP received: stopping" in text
+    resume_after_stop(out, text, reference_run, resume=how != "Ctrl-C")
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):

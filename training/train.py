@@ -278,47 +278,55 @@ def diffusion_loss(
 
 
 class StopRequest:
-    """Remembers a SIGTERM / SIGINT; the loop checkpoints at the next step boundary and exits. A second signal
-    stops at once (the default action), losing the steps since the last checkpoint."""
+    """Remembers a SIGTERM, SIGINT (Ctrl-C) or SIGHUP; the loop checkpoints at the next step boundary and exits.
+
+    The same signal a second time stops at once (its default action), losing the steps since the last checkpoint.
+    A different one only confirms the stop: Ctrl-C under `accelerate launch` reaches both the launcher and this
+    process, and the launcher's death then sends this process a SIGHUP (see `_stop_when_launcher_dies`).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
+        self._received: set[int] = set()
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in self.SIGNALS:
             signal.signal(signum, self._handle)
         if _launcher() == "accelerate launch":
-            _stop_when_parent_dies()
+            _stop_when_launcher_dies()
 
     def _handle(self, signum, frame) -> None:
-        if self.signal_name is not None:
+        if signum in self._received:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        self.signal_name = signal.Signals(signum).name
-        print(
-            f"{self.signal_name} received: stopping after this step, with a checkpoint "
-            "(send it again to stop at once)",
-            file=sys.stderr,
-            flush=True,
-        )
+        self._received.add(signum)
+        name = signal.Signals(signum).name
+        if self.signal_name is None:
+            self.signal_name = name
+            text = f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)"
+        else:
+            text = f"{name} received: already stopping after this step"
+        print(text, file=sys.stderr, flush=True)
 
     def __bool__(self) -> bool:
         return self.signal_name is not None
 
 
-def _stop_when_parent_dies() -> None:
-    """Under `accelerate launch`, ask Linux for a SIGTERM when the launcher dies (even by `kill -9`), so that
-    this process checkpoints and exits instead of training on, orphaned. Elsewhere a no-op."""
+def _stop_when_launcher_dies() -> None:
+    """Under `accelerate launch`, ask Linux for a SIGHUP when the launcher dies (even by `kill -9`: it forwards no
+    signal), so that this process checkpoints and exits instead of training on, orphaned. Elsewhere a no-op."""
     if not sys.platform.startswith("linux"):
         return
     try:
         pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGHUP), 0, 0, 0)
     except (OSError, AttributeError):
         return
     if os.getppid() == 1:  # the launcher died before the request was made
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 # ----------------------------------------------------------------------------------------------------------------
