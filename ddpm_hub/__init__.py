@@ -13,7 +13,9 @@ _EXPORTS = {
     "UNET_PRESETS": ".models.unet",
     "DDPMHubUNet2DModel": ".models.unet",
     "DDPMHubUNet2DOutput": ".models.unet",
+    "ChainModelInput": ".pipelines.pipeline_ddpm",
     "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
+    "DenoisingChain": ".pipelines.pipeline_ddpm",
     "DenoisingStep": ".pipelines.pipeline_ddpm",
     "NoisingStep": ".pipelines.pipeline_ddpm",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
@@ -22,19 +24,21 @@ _EXPORTS = {
 }
 __all__ = [
     "UNET_PRESETS",
+    "ChainModelInput",
     "DDIMHubScheduler",
     "DDPMHubPipeline",
     "DDPMHubScheduler",
     "DDPMHubSchedulerOutput",
     "DDPMHubUNet2DModel",
     "DDPMHubUNet2DOutput",
+    "DenoisingChain",
     "DenoisingStep",
     "NoisingStep",
 ]
 
 if TYPE_CHECKING:
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
+    from .pipelines.pipeline_ddpm import ChainModelInput, DDPMHubPipeline, DenoisingChain, DenoisingStep, NoisingStep
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
 
