@@ -1,3 +1,3 @@
-from .pipeline_ddpm import DDPMHubPipeline, DenoisingStep, NoisingStep
+from .pipeline_ddpm import ChainModelInput, DDPMHubPipeline, DenoisingChain, DenoisingStep, NoisingStep
 
-__all__ = ["DDPMHubPipeline", "DenoisingStep", "NoisingStep"]
+__all__ = ["ChainModelInput", "DDPMHubPipeline", "DenoisingChain", "DenoisingStep", "NoisingStep"]
