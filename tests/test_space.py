@@ -32,24 +32,33 @@ pytestmark = pytest.mark.filterwarnings(
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "space"
 T = 50  # num_train_timesteps of the test model
+SCALE, GAP, GIF_SCALE = 4, 2, 2  # the Space's display upscaling, gaps in a grid, GIF upscaling (checked below)
 
 
-def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T) -> Path:
-    torch.manual_seed(0)
+def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T, prediction_type: str = "epsilon") -> Path:
+    """A tiny random pipeline. Its zero-initialised layers (the residual branches, the output) get small random
+    weights too, so that its prediction depends on x_t, t and the label (a fresh U-Net predicts zeros)."""
+    torch.manual_seed(0 if prediction_type == "epsilon" else 1)
     unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])
-    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=num_train_timesteps)).save_pretrained(
-        folder
-    )
+    with torch.no_grad():
+        for parameter in unet.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+    scheduler = DDPMHubScheduler(num_train_timesteps=num_train_timesteps, prediction_type=prediction_type)
+    DDPMHubPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
     return folder
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    """space/app.py imported as a module, with the tiny model (the env var is read at import time)."""
+    """space/app.py imported as a module, with the tiny models (the env vars are read at import time): one that
+    predicts the noise, and question 3's x_0-predicting one."""
     model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+    x0_model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_x0_pipeline"), prediction_type="sample")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DDPM_HUB_MODEL", str(model))
+        patch.setenv("DDPM_HUB_X0_MODEL", str(x0_model))
         patch.setenv("DDPM_HUB_THREADS", "1")
         patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
         spec = importlib.util.spec_from_file_location("ddpm_hub_space_app", SPACE / "app.py")
@@ -80,18 +89,19 @@ def picture_ok(picture, height=None, width=None):
 
 def test_model_comes_from_the_env_var(app):
     assert app.T == T
+    assert (app.common.SCALE, app.common.GAP, app.reverse_tab.GIF_SCALE) == (SCALE, GAP, GIF_SCALE)
     assert Path(app.MODEL_ID).name.startswith("tiny_pipeline") and app.NUM_CLASSES == 10
-    assert app.STRIP[0] == 0 and app.STRIP[-1] == T - 1 and app.STRIP == sorted(set(app.STRIP))
+    assert app.SPACE.strip[0] == 0 and app.SPACE.strip[-1] == T - 1 and app.SPACE.strip == sorted(set(app.SPACE.strip))
 
 
 def test_forward_outputs(app, digit):
     t = 20
     x0, steps, closed, stats, formula, strip, linear, cosine = app.forward(digit, t, 0)
-    size = 28 * app.SCALE
+    size = 28 * SCALE
     for picture in (x0, steps, closed, linear, cosine):
         picture_ok(picture, size, size)
     assert strip.dtype == np.uint8 and strip.shape[1] > strip.shape[0] > 2 * 28 * 3  # two rows of the strip
-    coefficients = app.SCHEDULER.coefficients(t)
+    coefficients = app.SPACE.scheduler.coefficients(t)
     assert f"{coefficients['sqrt_alpha_bar_t']:.4f}" in formula
     assert f"{coefficients['sqrt_one_minus_alpha_bar_t']:.4f}" in formula
     # The statistics table: both samples' numbers are close to what q(x_t | x_0) predicts.
@@ -122,7 +132,7 @@ def test_dataset_digits(app):
     index = app.random_digit()
     assert 0 <= index < len(app.DIGITS)
     path, caption = app.load_digit(index)
-    assert f"a **{int(app.DIGIT_LABELS[index])}**" in caption
+    assert f"a **{int(app.SPACE.digit_labels[index])}**" in caption
     with Image.open(path) as image:
         assert image.size == (28, 28) and image.mode == "L"
     with pytest.raises(gr.Error, match="digit index"):
@@ -197,7 +207,7 @@ def test_uploads_that_are_converted(app, kind, tmp_path):
     path = make_upload(kind, tmp_path)
     x0 = app.image_to_x0(str(path))
     assert x0.shape == (1, 1, 28, 28) and -1 <= x0.min() <= x0.max() <= 1
-    picture_ok(app.forward(str(path), 10, 0)[2], 28 * app.SCALE, 28 * app.SCALE)
+    picture_ok(app.forward(str(path), 10, 0)[2], 28 * SCALE, 28 * SCALE)
     payload = {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}  # preprocess=False
     assert torch.equal(app.image_to_x0(payload), x0)
 
@@ -222,14 +232,10 @@ def test_uploads_that_are_refused_with_a_message(app, kind, tmp_path):
 
 
 def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
-    monkeypatch.setattr(app, "STREAMED_FRAMES", 10)
+    monkeypatch.setattr(app.common, "STREAMED_FRAMES", 10)
     steps, batch = T, 3
-    started = time.perf_counter()
-    stream = app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch)
-    first = next(stream)
-    assert time.perf_counter() - started < 1.0  # the first frame comes after one step
-    frames = [first, *stream]
-    every = app.stream_every(steps)
+    frames = list(app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch))
+    every = app.common.stream_every(steps)
     assert every == 5 and len(frames) == math.ceil(steps / every) + 1  # every 5th step, then the final x_0
 
     chain = frames[-1][-1]
@@ -239,21 +245,27 @@ def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
     assert chain["std"][-1] == 0 and all(s > 0 for s in chain["std"][:-1])
 
     x, eps, x0, info, slider, state = frames[1]
-    assert state is chain and slider == every and "Step 6 / 50" in info and "σₜ" in info
+    assert state is chain and "Step 6 / 50" in info and "σₜ" in info and " left" in info  # the time still to go
+    # The scrub slider counts in t: at this frame's t, over the whole chain (-1 = the final x_0).
+    assert slider["value"] == chain["t"][every] == T - 1 - every
+    assert (slider["minimum"], slider["maximum"]) == (-1, T - 1)
     for picture in (x, eps, x0):
         picture_ok(picture)
         assert picture.shape == frames[-1][0].shape
     x, eps, x0, info, slider, _ = frames[-1]
-    assert slider == steps and info.startswith("**Done")
+    assert slider["value"] == -1 and info.startswith("**Done")
 
 
 def test_scrub_shows_stored_frames(app):
     *_, last = app.generate("any", 1.0, "ddim", 0.5, 10, 3, 2)
     chain = last[-1]
-    x, eps, x0, info = app.scrub(4, chain)
-    assert np.array_equal(x, app.grid(chain["x"][4])) and np.array_equal(x0, app.grid(chain["x0"][4]))
-    assert "Step 5 / 10" in info and "\\eta = 0.5" in info
-    assert app.scrub(999, chain)[3].startswith("**Done")  # clamped to the last frame
+    assert chain["t"] == [45, 40, 35, 30, 25, 20, 15, 10, 5, 0]  # 10 of T = 50 steps
+    x, eps, x0, info = app.scrub(25, chain)  # by t, not by frame index
+    assert np.array_equal(x, app.common.grid(chain["x"][4])) and np.array_equal(x0, app.common.grid(chain["x0"][4]))
+    assert "Step 5 / 10" in info and "t = 25 →" in info and "\\eta = 0.5" in info
+    assert "t = 25 →" in app.scrub(27, chain)[3]  # the nearest stored t
+    assert app.scrub(-1, chain)[3].startswith("**Done")  # the final x_0
+    assert "Step 1 / 10" in app.scrub(999, chain)[3]  # clamped to the first frame
     with pytest.raises(gr.Error, match="Generate a chain first"):
         app.scrub(0, None)
 
@@ -261,29 +273,30 @@ def test_scrub_shows_stored_frames(app):
 def test_gif_export_name_and_frames(app, monkeypatch):
     *_, last = app.generate("3", 2.0, "ddpm-fixed_small", 0.0, T, 42, 2)
     chain = last[-1]
-    path = Path(app.write_gif(chain))
+    path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit3_seed42_ddpm-fixed_small_50steps_w2.0_batch2.gif"
     with Image.open(path) as gif:
-        assert gif.n_frames == T + 1  # every stored frame (x_T ... x_0): fewer than GIF_FRAMES
-        assert gif.size == (max(2 * (2 * 28 + app.GAP) * app.GIF_SCALE + 12, 330), 28 * app.GIF_SCALE + 24)
-    monkeypatch.setattr(app, "GIF_FRAMES", 10)
-    selected = app.gif_frames(chain)
+        # every k-th stored frame (x_T ... x_0), at most GIF_FRAMES of them, and the last
+        assert gif.n_frames == len(app.reverse_tab.gif_frames(chain)) <= app.reverse_tab.GIF_FRAMES + 1
+        assert gif.size == (max(2 * (2 * 28 + GAP) * GIF_SCALE + 12, 330), 28 * GIF_SCALE + 24)
+        assert len(set(gif.convert("L").getdata())) <= app.reverse_tab.GIF_LEVELS  # a small palette packs tighter
+    monkeypatch.setattr(app.reverse_tab, "GIF_FRAMES", 10)
+    selected = app.reverse_tab.gif_frames(chain)
     assert selected[0] == 0 and selected[-1] == T and len(selected) == 11
-    with Image.open(app.write_gif(chain)) as gif:
+    with Image.open(app.export_gif(chain)) as gif:
         assert gif.n_frames == len(selected)
-    assert app.scrub_range(20) == {"__type__": "update", "minimum": 0, "maximum": 20, "value": 0}
     *_, last = app.generate("any", 0.5, "ddim", 0.25, 5, 7, 1)
-    assert Path(app.write_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
+    assert Path(app.export_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
     with pytest.raises(gr.Error, match="Generate a chain first"):
-        app.write_gif(None)
+        app.export_gif(None)
 
 
 def test_old_gif_exports_are_purged(app):
     *_, last = app.generate("2", 1.0, "ddim", 0.0, 3, 0, 1)
-    old, new = Path(app.write_gif(last[-1])), Path(app.write_gif(last[-1]))
+    old, new = Path(app.export_gif(last[-1])), Path(app.export_gif(last[-1]))
     hours_ago = time.time() - 7200
     os.utime(old.parent, (hours_ago, hours_ago))
-    app.purge_exports()
+    app.reverse_tab.purge_exports(app.SPACE)
     assert not old.exists() and new.exists()
 
 
@@ -293,8 +306,8 @@ def test_a_stopped_chain_can_be_scrubbed_and_exported(app):
         *_, chain = next(stream)
     stream.close()  # what the Stop button does to the running generator
     assert not chain["done"] and len(chain["x"]) == 3
-    assert "Step 3 / 40" in app.scrub(10, chain)[3]  # clamped to the last stored step
-    path = Path(app.write_gif(chain))
+    assert "Step 3 / 40" in app.scrub(10, chain)[3]  # t = 10 is not stored: the nearest kept frame (t = 37)
+    path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit1_seed0_ddpm-fixed_large_40steps_w1.0_stopped-at-step3.gif"
     with Image.open(path) as gif:
         assert gif.n_frames == 3
@@ -324,7 +337,7 @@ def test_compare_starts_both_samplers_from_the_same_x_T(app):
     ddpm_x, ddpm_x0, ddim_x, ddim_x0, info = frames[0]
     assert np.array_equal(ddpm_x, ddim_x)  # the same x_T
     for picture in frames[-1][:4]:
-        picture_ok(picture, 2 * 28 * app.SCALE + app.GAP * app.SCALE, 2 * 28 * app.SCALE + app.GAP * app.SCALE)
+        picture_ok(picture, 2 * 28 * SCALE + GAP * SCALE, 2 * 28 * SCALE + GAP * SCALE)
     assert "DDPM** step 20 / 20" in frames[-1][-1] and "DDIM** step 5 / 5" in frames[-1][-1]
 
 
@@ -332,14 +345,128 @@ def test_noise_then_denoise(app, digit):
     frames = list(app.noise_denoise(digit, 30, "3", 2.0, "ddpm-fixed_small", 0.0, T, 0, 3))
     x0, noised, x, x0_hat, info = frames[-1]
     assert len(frames) == 31 + 1  # the timesteps 30..0, then the final x_0
-    picture_ok(x0, 28 * app.SCALE, 28 * app.SCALE)
-    assert noised.shape == x.shape == x0_hat.shape and noised.shape[1] == 3 * 28 * app.SCALE + 2 * app.GAP * app.SCALE
+    picture_ok(x0, 28 * SCALE, 28 * SCALE)
+    assert noised.shape == x.shape == x0_hat.shape and noised.shape[1] == 3 * 28 * SCALE + 2 * GAP * SCALE
     assert all(np.array_equal(frame[1], noised) for frame in frames)  # the noised input stays on show
     assert "Noised to t = 30" in info and "31 reverse steps" in info
     few = list(app.noise_denoise(digit, 30, "any", 1.0, "ddim", 0.0, 5, 0, 1))
     assert len(few) == 4 + 1  # DDIM with 5 of T = 50 steps has t = 40, 30, 20, 10, 0: from 30 on, four
     with pytest.raises(gr.Error, match="copies|batch"):
         next(app.noise_denoise(digit, 30, "3", 2.0, "ddim", 0.0, 10, 0, app.MAX_COPIES + 1))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The objective: the bound term by term, one t in detail
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def summary_numbers(markdown: str) -> dict[str, float]:
+    """The parts of the bound from the summary table (prior, rate, distortion, total)."""
+    rows = dict(re.findall(r"\| (prior|rate|distortion|\*\*total\*\*)[^|]*\| \**([-\d.e·⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+)\**", markdown))
+    return {
+        key.strip("*"): float(value.replace("·10", "e").translate(str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")))
+        for key, value in rows.items()
+    }
+
+
+def test_bound_streams_the_library_terms_and_totals(app, digit):
+    frames = list(app.bound(digit, "any", 5))
+    assert len(frames) == app.objective_tab.BOUND_FRAMES  # every T/10 terms, the last one with the totals
+    terms, forms, summary = frames[0]
+    assert "5 of 50 terms" in summary
+    terms, forms, summary = frames[-1]
+    assert summary.startswith("**Bound done")
+    expected = app.SPACE.pipe.bits_per_dim(app.image_to_x0(digit), generator=torch.Generator().manual_seed(5))
+    numbers = summary_numbers(summary)
+    assert numbers["total"] == pytest.approx(float(expected.total[0]), abs=1e-4)
+    assert numbers["rate"] == pytest.approx(float(expected.rate[0]), abs=1e-4)
+    assert numbers["distortion"] == pytest.approx(float(expected.distortion[0]), abs=1e-4)
+    (ax,) = terms.axes
+    assert ax.get_yscale() == "log"
+    curve, l0, prior = ax.get_lines()
+    assert list(curve.get_xdata()) == list(range(T - 1, 0, -1))  # L_t for t = T-1 ... 1, then L_0 and L_T marked
+    assert np.allclose(curve.get_ydata(), expected.denoising[0].flip(0).numpy())
+    assert l0.get_ydata()[0] == pytest.approx(float(expected.reconstruction[0]))
+    assert prior.get_xdata()[0] == T and prior.get_ydata()[0] == pytest.approx(float(expected.prior[0]))
+    weights, _, errors = forms.axes
+    assert [line.get_label() for line in weights.get_lines()] == [
+        "$\\sigma_t^2=\\beta_t$",
+        "$\\sigma_t^2=\\tilde\\beta_t$",
+    ]
+    assert np.allclose(
+        weights.get_lines()[1].get_ydata(), app.SPACE.scheduler.loss_weight(torch.arange(T), "beta_tilde")
+    )
+    assert np.allclose(sorted(errors.get_lines()[0].get_ydata()), sorted(expected.noise_mse[0].numpy()))
+
+
+def test_at_t_shows_the_noise_its_prediction_and_the_score(app, digit):
+    t = 7
+    *pictures, numbers, weights = app.at_t(digit, "3", t, 1)
+    for picture in pictures:
+        picture_ok(picture, 28 * SCALE, 28 * SCALE)
+    x_t, eps, eps_hat, difference, x0_hat, score = pictures
+    assert not np.array_equal(eps, eps_hat) and not np.array_equal(score, eps_hat)
+    (step,) = app.SPACE.pipe.bound_steps(
+        app.image_to_x0(digit), class_labels=3, generator=torch.Generator().manual_seed(1), timesteps=[t]
+    )
+    assert np.array_equal(x_t, app.common.single(step.sample))
+    assert f"**{float(step.noise_mse[0]):.4f}**" in numbers  # ||eps - eps_hat||^2, L_simple's term at t
+    weight = float(app.SPACE.scheduler.loss_weight(t, "beta_tilde"))
+    assert app.common.fmt(weight) in numbers and "t = 7" in numbers
+    assert all(ax.get_lines()[-1].get_xdata()[0] == t for ax in weights.axes)  # the cursor at t
+    with pytest.raises(gr.Error, match="t must be"):
+        app.at_t(digit, "any", T, 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The four questions
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_fresh_noise_same_start_different_ends(app):
+    frames = list(app.fresh_noise("3", 2.0, "ddpm-fixed_large", 20, 0, 2))
+    assert len(frames) == 20 + 1
+    with_noise, mean_only, info = frames[0]
+    assert np.array_equal(with_noise, mean_only)  # the same x_T
+    with_noise, mean_only, info = frames[-1]
+    assert not np.array_equal(with_noise, mean_only)
+    assert "Done: 20 steps" in info and info.count("pixel std") == 2
+    with pytest.raises(gr.Error, match="sampler"):
+        next(app.fresh_noise("3", 2.0, "ddim", 20, 0, 2))
+
+
+def test_timestep_input_right_vs_wrong(app):
+    frames = list(app.timestep_input("3", 2.0, 10, 0, 2, "fixed", 45, 20))
+    right, wrong, eps_right, eps_wrong, info = frames[-1]
+    assert not np.array_equal(right, wrong)
+    assert eps_right is not None and not np.array_equal(eps_right, eps_wrong)
+    difference = float(re.search(r"difference \*\*([\d.]+)\*\*", info).group(1))
+    assert difference > 0 and "told t = 45" in info
+    # Told the true t (a shift of 0), the "wrong" chain is the right one.
+    right, same, eps_right, eps_same, info = list(app.timestep_input("3", 2.0, 10, 0, 2, "shift", 0, 20))[-1]
+    assert np.array_equal(right, same) and np.array_equal(eps_right, eps_same)
+    with pytest.raises(gr.Error, match="wrong-t rule"):
+        next(app.timestep_input("3", 2.0, 10, 0, 2, "random", 0, 20))
+
+
+def test_noise_vs_x0_two_models(app, digit, tmp_path):
+    frames = list(app.noise_vs_x0(digit, "3", 2.0, 5, 0, 2))
+    eps_samples, x0_samples, loss, info = frames[-1]
+    assert eps_samples.shape == x0_samples.shape and not np.array_equal(eps_samples, x0_samples)
+    noise_axis, x0_axis = loss.axes
+    assert [line.get_label() for line in noise_axis.get_lines()] == ["predicts ε", "predicts x₀"]
+    assert len(noise_axis.get_lines()[0].get_xdata()) == app.questions.LOSS_POINTS
+    assert "predicts x₀" in info and "Judge accuracy" in info
+
+
+def test_elbo_forms_spreads(app, digit):
+    *running, (histogram, info) = app.elbo_forms(digit, "any", 16, 0)
+    assert all(plot is None and info.startswith("Running") for plot, info in running)
+    kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
+    assert kl_std > 0 and trajectory_std > 0 and "16 trajectories" in info
+    assert len(histogram.axes) == 2
+    with pytest.raises(gr.Error, match="number of draws"):
+        next(app.elbo_forms(digit, "any", 8, 0))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -399,6 +526,13 @@ ENDPOINTS = {
     "/export_gif",
     "/compare",
     "/noise_denoise",
+    "/bound",
+    "/at_t",
+    "/fresh_noise",
+    "/timestep_input",
+    "/noise_vs_x0",
+    "/elbo_forms",
+    "/variances",
 }
 
 
@@ -431,10 +565,11 @@ def test_api_generate_scrub_export(app, client):
     final = job.result()
     assert len(job.outputs()) == 12 + 1
     x, eps, x0, info, slider = final
-    assert info.startswith("**Done") and slider == 12  # the scrub slider, moved to the last frame
+    assert info.startswith("**Done")  # the scrub slider: at the final x_0 (t = -1), spanning the chain's t
+    assert (slider["value"], slider["minimum"], slider["maximum"]) == (-1, -1, 44)
     with Image.open(x) as image:
-        assert image.size == ((2 * 28 + app.GAP) * app.SCALE, 28 * app.SCALE)
-    scrubbed = client.predict(3, api_name="/scrub")
+        assert image.size == ((2 * 28 + GAP) * SCALE, 28 * SCALE)
+    scrubbed = client.predict(32, api_name="/scrub")  # 12 of 50 steps: t = 44, 40, 36, 32, ...
     assert "Step 4 / 12" in scrubbed[3]
     gif = client.predict(api_name="/export_gif")
     assert Path(gif).name == "ddpm_digit7_seed5_ddpm-fixed_large_12steps_w2.0_batch2.gif"
@@ -453,3 +588,84 @@ def test_api_compare_and_noise_denoise(client):
     assert "Noised to t = 24" in info and len(job.outputs()) == 3 + 1  # 4 steps of 50: t = 36, 24, 12, 0
     with pytest.raises(Exception, match="number of steps|maximum"):
         client.predict(handle_file(path), 25, "7", 2.0, "ddim", 0.3, 10_000, 0, 2, api_name="/noise_denoise")
+
+
+def pixels(path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image)
+
+
+def test_api_bound_and_at_t(app, client):
+    from gradio_client import handle_file
+
+    path, _ = client.predict(300, api_name="/load_digit")
+    job = client.submit(handle_file(path), "any", 5, api_name="/bound")
+    terms, forms, summary = job.result()
+    assert len(job.outputs()) == app.objective_tab.BOUND_FRAMES and terms is not None and forms is not None
+    expected = app.SPACE.pipe.bits_per_dim(app.image_to_x0(path), generator=torch.Generator().manual_seed(5))
+    assert summary_numbers(summary)["total"] == pytest.approx(float(expected.total[0]), abs=1e-4)
+    *pictures, numbers, weights = client.predict(handle_file(path), "any", 10, 0, api_name="/at_t")
+    assert [pixels(picture).shape for picture in pictures] == [(28 * SCALE, 28 * SCALE)] * 6
+    assert "t = 10" in numbers and weights is not None
+    with pytest.raises(Exception, match="t must be"):
+        client.predict(handle_file(path), "any", T, 0, api_name="/at_t")
+
+
+def test_api_fresh_noise(client):
+    job = client.submit("3", 2.0, "ddpm-fixed_small", 12, 0, 2, api_name="/fresh_noise")
+    with_noise, mean_only, info = job.result()
+    first = job.outputs()[0]
+    assert np.array_equal(pixels(first[0]), pixels(first[1]))  # the same x_T on both sides
+    assert not np.array_equal(pixels(with_noise), pixels(mean_only))  # sigma_t z vs sigma_t = 0
+    assert pixels(with_noise).shape == (28 * SCALE, (2 * 28 + GAP) * SCALE) and "Done: 12 steps" in info
+
+
+def test_api_timestep_input(client):
+    right, wrong, eps_right, eps_wrong, info = client.predict(
+        "3", 2.0, 10, 0, 2, "shift", 20, 25, api_name="/timestep_input"
+    )
+    assert not np.array_equal(pixels(right), pixels(wrong))
+    assert not np.array_equal(pixels(eps_right), pixels(eps_wrong))  # eps_hat of the same x_t, true vs wrong t
+    assert "t = 25" in info and "told t = 45" in info  # 25 shifted by 20
+
+
+def test_api_noise_vs_x0(app, client):
+    from gradio_client import handle_file
+
+    path, _ = client.predict(700, api_name="/load_digit")
+    job = client.submit(handle_file(path), "3", 2.0, 4, 0, 2, api_name="/noise_vs_x0")
+    eps_samples, x0_samples, loss, info = job.result()
+    assert len(job.outputs()) == 4 + 2 + 1  # the 4 sampling steps, each model's loss per t, the summary
+    assert not np.array_equal(pixels(eps_samples), pixels(x0_samples)) and loss is not None
+    means = re.findall(r"\| predicts (?:ε|x₀) \| ([\d.]+) \| ([\d.]+) \|", info)
+    assert len(means) == 2 and all(float(value) > 0 for row in means for value in row)
+
+
+@pytest.fixture
+def oracle_unet(app, monkeypatch):
+    """The test U-Net replaced, for one image x_0, by the best possible denoiser of a data set that holds only x_0:
+    eps_hat = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t), the scheduler's `predict_noise_from_x0`. Every
+    KL term of the bound is then 0; what is left of the single-trajectory form's spread is its own sampling noise."""
+    from ddpm_hub import DDPMHubUNet2DOutput
+
+    path, _ = app.load_digit(300)
+    scheduler = app.SPACE.scheduler
+    x_0 = scheduler.quantize_to_pixel_bins(app.image_to_x0(path)).float()
+
+    def forward(sample, timestep, class_labels=None, return_dict=True):
+        return DDPMHubUNet2DOutput(sample=scheduler.predict_noise_from_x0(sample, timestep, x_0.expand_as(sample)))
+
+    monkeypatch.setattr(app.SPACE.pipe.unet, "forward", forward)
+    return path
+
+
+def test_api_elbo_forms_the_kl_form_varies_less(client, oracle_unet):
+    from gradio_client import handle_file
+
+    histogram, info = client.predict(handle_file(oracle_unet), "any", 16, 0, api_name="/elbo_forms")
+    kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
+    assert "16 trajectories" in info and histogram is not None
+    assert 0 <= kl_std < trajectory_std / 10
+    with pytest.raises(Exception, match="number of draws|minimum"):
+        client.predict(handle_file(oracle_unet), "any", 8, 0, api_name="/elbo_forms")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 # How a saved folder names the component code it carries (diffusers' custom-component layout:
 # model_index.json lists [module file, class] and the file sits in the component's folder).
@@ -126,87 +127,6 @@ class NoisingStep:
     sample: torch.Tensor
     closed_form_sample: torch.Tensor
     coefficients: dict
-
-
-@dataclass
-class BoundStep:
-    """The variational bound's term at one timestep t, for each of B images (`DDPMHubPipeline.bound_steps`).
-
-    x_t is drawn from q(x_t | x_0) with its own noise at each t, as in improved-diffusion's `calc_bpd_loop`. Image
-    tensors are (B, C, H, W); per-image values are (B,).
-
-    Args:
-        step_index: 0 for the first term yielded (the largest t).
-        num_steps: how many terms the walk yields.
-        timestep: t (0-based; the paper's x_{t+1}).
-        sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
-        noise: eps, the true noise in x_t.
-        noise_pred: eps_theta(x_t, t), from the model's raw output.
-        pred_original_sample: x_0 predicted from x_t (clipped as the scheduler is configured).
-        noise_mse: ||eps - eps_theta||^2 / D, L_simple's term at t (D = C x H x W).
-        x0_mse: ||x_0 - x0_theta||^2 / D.
-        vb_bpd: the bound's term at t in bits/dim: L_t = KL(q || p_theta) for t >= 1, L_0 = -log p_theta(x_0 | x_1)
-            for t = 0.
-        loss_weight: w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), with sigma_t^2 = beta_t for the
-            `fixed_large` variances and beta_tilde_t otherwise: for a fixed variance and unclipped x_0,
-            vb_bpd = w(t) noise_mse / ln 2 at t >= 1.
-        prior_bpd: L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim; the same at every step (it does not depend on t).
-    """
-
-    step_index: int
-    num_steps: int
-    timestep: int
-    sample: torch.Tensor
-    noise: torch.Tensor
-    noise_pred: torch.Tensor
-    pred_original_sample: torch.Tensor
-    noise_mse: torch.Tensor
-    x0_mse: torch.Tensor
-    vb_bpd: torch.Tensor
-    loss_weight: float
-    prior_bpd: torch.Tensor
-
-
-@dataclass
-class BitsPerDimOutput(BaseOutput):
-    """The variational bound on -log p_theta(x_0) per image, in bits/dim, and its parts (Ho et al. 2020, Table 2).
-
-    Args:
-        total: prior + rate + distortion, (B,): an upper bound on the negative log-likelihood.
-        prior: L_T = KL(q(x_T | x_0) || N(0, I)), (B,).
-        denoising: L_1 ... L_{T-1}, (B, T - 1): column t - 1 is the term at timestep t.
-        reconstruction: L_0 = -log p_theta(x_0 | x_1) under the discretized decoder, (B,).
-        rate: the sum of the denoising terms, L_1 + ... + L_{T-1}, (B,) (the paper's "rate").
-        distortion: L_0, (B,) (the paper's "distortion"; equal to `reconstruction`).
-        noise_mse: ||eps - eps_theta||^2 / D at each timestep, (B, T), column t for timestep t.
-        x0_mse: ||x_0 - x0_theta||^2 / D at each timestep, (B, T).
-    """
-
-    total: torch.Tensor
-    prior: torch.Tensor
-    denoising: torch.Tensor
-    reconstruction: torch.Tensor
-    rate: torch.Tensor
-    distortion: torch.Tensor
-    noise_mse: torch.Tensor
-    x0_mse: torch.Tensor
-
-
-@dataclass
-class ElboEstimates(BaseOutput):
-    """Repeated one-draw estimates of the bound for one image, in bits/dim (`DDPMHubPipeline.elbo_estimates`).
-
-    Each draw is one forward trajectory x_1 ... x_T of q(x_t | x_{t-1}); both forms are evaluated on the same draws
-    and both are unbiased estimates of the same bound on -log p_theta(x_0) (their means agree; their spreads do not).
-
-    Args:
-        kl_form: L_T + sum_t KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) + L_0 at each trajectory's x_t,
-            (num_draws,).
-        trajectory_form: -log [p_theta(x_{0:T}) / q(x_{1:T} | x_0)] / D at each trajectory, (num_draws,).
-    """
-
-    kl_form: torch.Tensor
-    trajectory_form: torch.Tensor
 
 
 class ChainModelInput(NamedTuple):
@@ -421,6 +341,87 @@ def _as_number(value) -> int | float:
     return int(value) if value.is_integer() else value
 
 
+@dataclass
+class BoundStep:
+    """The variational bound's term at one timestep t, for each of B images (`DDPMHubPipeline.bound_steps`).
+
+    x_t is drawn from q(x_t | x_0) with its own noise at each t, as in improved-diffusion's `calc_bpd_loop`. Image
+    tensors are (B, C, H, W); per-image values are (B,).
+
+    Args:
+        step_index: 0 for the first term yielded (the largest t).
+        num_steps: how many terms the walk yields.
+        timestep: t (0-based; the paper's x_{t+1}).
+        sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+        noise: eps, the true noise in x_t.
+        noise_pred: eps_theta(x_t, t), from the model's raw output.
+        pred_original_sample: x_0 predicted from x_t (clipped as the scheduler is configured).
+        noise_mse: ||eps - eps_theta||^2 / D, L_simple's term at t (D = C x H x W).
+        x0_mse: ||x_0 - x0_theta||^2 / D.
+        vb_bpd: the bound's term at t in bits/dim: L_t = KL(q || p_theta) for t >= 1, L_0 = -log p_theta(x_0 | x_1)
+            for t = 0.
+        loss_weight: w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), with sigma_t^2 = beta_t for the
+            `fixed_large` variances and beta_tilde_t otherwise: for a fixed variance and unclipped x_0,
+            vb_bpd = w(t) noise_mse / ln 2 at t >= 1.
+        prior_bpd: L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim; the same at every step (it does not depend on t).
+    """
+
+    step_index: int
+    num_steps: int
+    timestep: int
+    sample: torch.Tensor
+    noise: torch.Tensor
+    noise_pred: torch.Tensor
+    pred_original_sample: torch.Tensor
+    noise_mse: torch.Tensor
+    x0_mse: torch.Tensor
+    vb_bpd: torch.Tensor
+    loss_weight: float
+    prior_bpd: torch.Tensor
+
+
+@dataclass
+class BitsPerDimOutput(BaseOutput):
+    """The variational bound on -log p_theta(x_0) per image, in bits/dim, and its parts (Ho et al. 2020, Table 2).
+
+    Args:
+        total: prior + rate + distortion, (B,): an upper bound on the negative log-likelihood.
+        prior: L_T = KL(q(x_T | x_0) || N(0, I)), (B,).
+        denoising: L_1 ... L_{T-1}, (B, T - 1): column t - 1 is the term at timestep t.
+        reconstruction: L_0 = -log p_theta(x_0 | x_1) under the discretized decoder, (B,).
+        rate: the sum of the denoising terms, L_1 + ... + L_{T-1}, (B,) (the paper's "rate").
+        distortion: L_0, (B,) (the paper's "distortion"; equal to `reconstruction`).
+        noise_mse: ||eps - eps_theta||^2 / D at each timestep, (B, T), column t for timestep t.
+        x0_mse: ||x_0 - x0_theta||^2 / D at each timestep, (B, T).
+    """
+
+    total: torch.Tensor
+    prior: torch.Tensor
+    denoising: torch.Tensor
+    reconstruction: torch.Tensor
+    rate: torch.Tensor
+    distortion: torch.Tensor
+    noise_mse: torch.Tensor
+    x0_mse: torch.Tensor
+
+
+@dataclass
+class ElboEstimates(BaseOutput):
+    """Repeated one-draw estimates of the bound for one image, in bits/dim (`DDPMHubPipeline.elbo_estimates`).
+
+    Each draw is one forward trajectory x_1 ... x_T of q(x_t | x_{t-1}); both forms are evaluated on the same draws
+    and both are unbiased estimates of the same bound on -log p_theta(x_0) (their means agree; their spreads do not).
+
+    Args:
+        kl_form: L_T + sum_t KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) + L_0 at each trajectory's x_t,
+            (num_draws,).
+        trajectory_form: -log [p_theta(x_{0:T}) / q(x_{1:T} | x_0)] / D at each trajectory, (num_draws,).
+    """
+
+    kl_form: torch.Tensor
+    trajectory_form: torch.Tensor
+
+
 class DDPMHubPipeline(DiffusionPipeline):
     """Class-conditional DDPM / DDIM sampling with classifier-free guidance.
 
@@ -608,7 +609,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         """
         if class_labels is None or guidance_scale == 1:
             return self.unet_forward(sample, timestep, class_labels)
-        null_labels = torch.full_like(class_labels, self.num_classes)
+        null_labels = self.unet.null_class_labels(class_labels)
         if guidance_scale == 0:
             return self.unet_forward(sample, timestep, null_labels)
         both = self.unet_forward(torch.cat([sample, sample]), timestep, torch.cat([class_labels, null_labels]))
@@ -778,16 +779,69 @@ class DDPMHubPipeline(DiffusionPipeline):
         sample = images
         wanted = set(report)
         for t in range(report[-1] + 1):
-            noise = torch.randn(images.shape, generator=generator, device=images.device)
+            noise = randn_tensor(images.shape, generator=generator, device=images.device)
             sample = self.scheduler.q_step(sample, t, noise)
             if t in wanted:
-                closed_noise = torch.randn(images.shape, generator=generator, device=images.device)
+                closed_noise = randn_tensor(images.shape, generator=generator, device=images.device)
                 yield NoisingStep(
                     timestep=t,
                     sample=sample,
                     closed_form_sample=self.scheduler.add_noise(images, closed_noise, torch.tensor([t])),
                     coefficients=self.scheduler.coefficients(t),
                 )
+
+    def prepare_noise_then_denoise_chain(
+        self,
+        images: torch.Tensor,
+        start_timestep: int,
+        class_labels=None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = True,
+        noise_scale: float = 1.0,
+        model_timestep: Callable[[int], int] | None = None,
+        scheduler=None,
+    ) -> DenoisingChain:
+        """The chain of `noise_then_denoise_steps`, not yet run: real images noised to `start_timestep` with
+        q(x_t | x_0), then the reverse chain from there (drive it yourself, or share U-Net calls with other chains).
+
+        The chain visits the inference timesteps (from `num_inference_steps`) that are <= start_timestep, and the
+        images are noised to the first of them (with the chain's scheduler's `add_noise`): its first `sample` is the
+        noised image.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W).
+            start_timestep: how far to noise, in [0, num_train_timesteps).
+            scheduler: as in `prepare_chain` (default: a copy of `self.scheduler`).
+            class_labels, guidance_scale, num_inference_steps, generator, eta, use_clipped_model_output, noise_scale,
+                model_timestep: as in `denoising_steps`.
+        """
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if not 0 <= start_timestep < num_train_timesteps:
+            raise ValueError(f"`start_timestep` must be in [0, {num_train_timesteps - 1}], got {start_timestep}.")
+        scheduler = copy.deepcopy(self.scheduler) if scheduler is None else scheduler
+        scheduler.set_timesteps(num_inference_steps)
+        timesteps = [t for t in scheduler.timesteps.tolist() if t <= start_timestep] or [start_timestep]
+        images = images.to(self.device, torch.float32)
+        noise = randn_tensor(images.shape, generator=generator, device=images.device)
+        chain = self.prepare_chain(
+            batch_size=images.shape[0],
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            generator=generator,
+            eta=eta,
+            latents=noise,  # replaced below: only sets the shape without drawing
+            timesteps=timesteps,
+            use_clipped_model_output=use_clipped_model_output,
+            noise_scale=noise_scale,
+            model_timestep=model_timestep,
+            scheduler=scheduler,
+        )
+        start = chain.scheduler.timesteps[:1]
+        chain.sample = chain.scheduler.add_noise(images, noise, start).to(self.device, self.unet.dtype)
+        return chain
 
     def noise_then_denoise_steps(
         self,
@@ -806,9 +860,8 @@ class DDPMHubPipeline(DiffusionPipeline):
     ) -> Iterator[DenoisingStep]:
         """Noises real images to `start_timestep` with q(x_t | x_0), then runs the reverse chain from there.
 
-        The chain visits the inference timesteps (from `num_inference_steps`) that are <= start_timestep, and the
-        images are noised to the first of them (with the chain's scheduler's `add_noise`). The first step's `sample`
-        is the noised image.
+        The chain is `prepare_noise_then_denoise_chain`'s: the inference timesteps <= start_timestep, the images
+        noised to the first of them. The first step's `sample` is the noised image.
 
         Args:
             images: x_0 in [-1, 1], (B, C, H, W).
@@ -816,29 +869,18 @@ class DDPMHubPipeline(DiffusionPipeline):
             class_labels, guidance_scale, num_inference_steps, generator, eta, use_clipped_model_output, noise_scale,
                 model_timestep, callback_on_step_end, callback_on_step_end_tensor_inputs: as in `denoising_steps`.
         """
-        num_train_timesteps = self.scheduler.config.num_train_timesteps
-        if not 0 <= start_timestep < num_train_timesteps:
-            raise ValueError(f"`start_timestep` must be in [0, {num_train_timesteps - 1}], got {start_timestep}.")
-        scheduler = copy.deepcopy(self.scheduler)
-        scheduler.set_timesteps(num_inference_steps)
-        timesteps = [t for t in scheduler.timesteps.tolist() if t <= start_timestep] or [start_timestep]
-        images = images.to(self.device, torch.float32)
-        noise = torch.randn(images.shape, generator=generator, device=images.device)
-        chain = self.prepare_chain(
-            batch_size=images.shape[0],
+        chain = self.prepare_noise_then_denoise_chain(
+            images,
+            start_timestep,
             class_labels=class_labels,
             guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
             generator=generator,
             eta=eta,
-            latents=noise,  # replaced below: only sets the shape without drawing
-            timesteps=timesteps,
             use_clipped_model_output=use_clipped_model_output,
             noise_scale=noise_scale,
             model_timestep=model_timestep,
-            scheduler=scheduler,
         )
-        start = chain.scheduler.timesteps[:1]
-        chain.sample = chain.scheduler.add_noise(images, noise, start).to(self.device, self.unet.dtype)
         yield from self.denoising_steps(
             chain=chain,
             callback_on_step_end=callback_on_step_end,

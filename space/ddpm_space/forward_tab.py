@@ -1,0 +1,134 @@
+"""Tab ①: forward noising. Any image through q(x_t | x_{t-1}) step by step beside the closed form q(x_t | x_0);
+the schedules, linear vs cosine. Every number is the scheduler's (`coefficients`, `add_noise`, `snr`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from ddpm_hub import DDPMHubScheduler
+
+from .common import (
+    MAX_SEED,
+    Space,
+    as_int,
+    fmt,
+    generator,
+    grid,
+    image_to_x0,
+    single,
+    strip_picture,
+    to_u8,
+    upload_path,
+)
+
+
+def forward_formula(space: Space, t: int) -> str:
+    """The closed form and one forward step, with this t's numbers (all from `scheduler.coefficients`)."""
+    c = space.scheduler.coefficients(t)
+    return (
+        f"**t = {t}** · $\\beta_t$ = {fmt(c['beta_t'])} · $\\bar\\alpha_t$ = {fmt(c['alpha_bar_t'])} · "
+        f"SNR = $\\bar\\alpha_t/(1-\\bar\\alpha_t)$ = {fmt(c['snr_t'])} · log SNR = {c['log_snr_t']:.3f}\n\n"
+        "$$x_t = \\sqrt{\\bar\\alpha_t}\\,x_0 + \\sqrt{1-\\bar\\alpha_t}\\,\\epsilon"
+        f" = {c['sqrt_alpha_bar_t']:.4f}\\,x_0 + {c['sqrt_one_minus_alpha_bar_t']:.4f}\\,\\epsilon$$\n\n"
+        "$$x_t = \\sqrt{1-\\beta_t}\\,x_{t-1} + \\sqrt{\\beta_t}\\,\\epsilon"
+        f" = {c['sqrt_alpha_t']:.4f}\\,x_{{t-1}} + {c['sqrt_beta_t']:.4f}\\,\\epsilon$$"
+    )
+
+
+def forward_stats(space: Space, x0: torch.Tensor, step_by_step: torch.Tensor, closed: torch.Tensor, t: int) -> str:
+    """Mean, and std of the noise part x_t - E[x_t | x_0], of both samples vs what q(x_t | x_0) predicts."""
+    c = space.scheduler.coefficients(t)
+    # E[x_t | x_0] = sqrt(alpha_bar_t) x_0: the closed form with eps = 0 (the scheduler's add_noise).
+    signal = space.scheduler.add_noise(x0, torch.zeros_like(x0), torch.tensor([t]))
+
+    def row(name: str, x: torch.Tensor) -> str:
+        return f"| {name} | {x.mean().item():.4f} | {(x - signal).std().item():.4f} |"
+
+    return "\n".join(
+        [
+            f"| at t = {t} | mean of $x_t$ | std of $x_t - \\sqrt{{\\bar\\alpha_t}}\\,x_0$ |",
+            "|:--|--:|--:|",
+            f"| **predicted** by $q(x_t \\mid x_0)$ | $\\sqrt{{\\bar\\alpha_t}}\\cdot$mean$(x_0)$ = "
+            f"**{signal.mean().item():.4f}** | $\\sqrt{{1-\\bar\\alpha_t}}$ = "
+            f"**{c['sqrt_one_minus_alpha_bar_t']:.4f}** |",
+            row(f"{t + 1} single steps of $q(x_t \\mid x_{{t-1}})$", step_by_step),
+            row("one jump with the closed form", closed),
+        ]
+    )
+
+
+def forward(space: Space, image: Any, t: float = 250, seed: float = 0):
+    """x_t of an image: t+1 single forward steps beside one closed-form jump, a strip over t, linear vs cosine.
+
+    Returns: x_0, x_t (single steps), x_t (closed form), statistics (Markdown), formula (Markdown), the strip (one
+    picture: linear and cosine rows over t), x_t with the linear schedule, x_t with the cosine schedule.
+    """
+    t = as_int(t, "t", 0, space.T - 1)
+    seed = as_int(seed, "seed", 0, MAX_SEED)
+    if upload_path(space, image) is None:
+        return (
+            None,
+            None,
+            None,
+            "Upload an image or pick a digit to start.",
+            forward_formula(space, t),
+            None,
+            None,
+            None,
+        )
+    x0 = image_to_x0(space, image)  # (1, C, H, W)
+
+    # One forward step at a time vs the closed form, both from the same seed (the library's noising chain).
+    (at_t,) = space.pipe.noising_steps(x0, timesteps=[t], generator=generator(seed))
+    # Linear vs cosine at the strip's timesteps and at t, with the same noise for both schedules.
+    times = torch.tensor([*space.strip, t])
+    noise = torch.randn(
+        (len(times), space.channels, space.resolution, space.resolution), generator=generator(seed + 1)
+    )
+    x0s = x0.expand(len(times), -1, -1, -1)
+    linear = to_u8(space.linear.add_noise(x0s, noise, times))
+    cosine = to_u8(space.cosine.add_noise(x0s, noise, times))
+    return (
+        single(x0),
+        single(at_t.sample),
+        single(at_t.closed_form_sample),
+        forward_stats(space, x0, at_t.sample, at_t.closed_form_sample, t),
+        forward_formula(space, t),
+        strip_picture(space, {"linear": linear[:-1], "cosine": cosine[:-1]}),
+        grid(linear[-1:]),
+        grid(cosine[-1:]),
+    )
+
+
+@lru_cache(maxsize=8)
+def schedule_curves(scheduler: DDPMHubScheduler) -> tuple[list[float], list[float], list[float]]:
+    """beta_t, alpha_bar_t and log SNR(t) for every t, from `scheduler.coefficients` (computed once per schedule)."""
+    coefficients = [scheduler.coefficients(t) for t in range(scheduler.config.num_train_timesteps)]
+    return tuple([c[key] for c in coefficients] for key in ("beta_t", "alpha_bar_t", "log_snr_t"))
+
+
+def schedules_plot(space: Space, t: float = 250) -> Figure:
+    """beta_t, alpha_bar_t and log SNR(t) of the linear and cosine schedules, with a cursor at t."""
+    t = as_int(t, "t", 0, space.T - 1)
+    steps = list(range(space.T))
+    figure = Figure(figsize=(10.5, 2.9), dpi=90, layout="constrained")
+    axes = figure.subplots(1, 3)
+    for name, scheduler, colour in (("linear", space.linear, "#4f46e5"), ("cosine", space.cosine, "#db2777")):
+        for ax, values in zip(axes, schedule_curves(scheduler), strict=True):
+            ax.plot(steps, values, color=colour, lw=2, label=name)
+            ax.plot([t], [values[t]], "o", color=colour, ms=6)
+    for ax, title in zip(axes, (r"$\beta_t$", r"$\bar\alpha_t$", r"$\log\,\mathrm{SNR}(t)$"), strict=True):
+        ax.axvline(t, color="#111827", lw=1, ls="--")
+        ax.set_title(title, fontsize=12)
+        ax.set_xlabel("t")
+        ax.set_xlim(0, space.T - 1)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    # beta_t on a log axis: the cosine schedule's clipped end (beta -> 0.999) would flatten everything else to zero.
+    axes[0].set_yscale("log")
+    axes[0].legend(frameon=False, loc="upper left")
+    return figure

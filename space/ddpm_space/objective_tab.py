@@ -1,0 +1,229 @@
+"""Tab ③, "The bound": the variational bound of any image term by term, the two forms of the objective, and one t
+in detail (x_t, eps, eps_hat, their difference, the score). Every number comes from `pipe.bound_steps` and the
+scheduler (`loss_weight`, `x0_loss_weight`, `score_from_noise`); this module only collects and draws them."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from ddpm_hub import DDPMHubScheduler
+
+from .common import EPS_RANGE, MAX_SEED, Space, as_int, as_label, fmt, generator, image_to_x0, single
+
+BOUND_FRAMES = 10  # the bound's curve is redrawn at most this many times while it streams (plus the final one)
+COLOURS = {"kl": "#4f46e5", "l0": "#dc2626", "prior": "#059669", "beta": "#4f46e5", "beta_tilde": "#db2777"}
+
+
+def style(ax, title: str, xlabel: str = "t") -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3, which="both")
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+@lru_cache(maxsize=8)
+def weight_curves(scheduler: DDPMHubScheduler) -> dict[str, np.ndarray]:
+    """The weights of the two objective forms for every t (the scheduler's), computed once per schedule."""
+    steps = torch.arange(scheduler.config.num_train_timesteps)
+    return {
+        "eps_beta": scheduler.loss_weight(steps, variance="beta").numpy(),
+        "eps_beta_tilde": scheduler.loss_weight(steps, variance="beta_tilde").numpy(),
+        "x0_beta": scheduler.x0_loss_weight(steps, variance="beta").numpy(),
+        "x0_beta_tilde": scheduler.x0_loss_weight(steps, variance="beta_tilde").numpy(),
+    }
+
+
+def positive(ts: list[int], values: list[float]) -> tuple[list[int], list[float]]:
+    """Only the points a log axis can show."""
+    kept = [(t, v) for t, v in zip(ts, values, strict=True) if v > 0 and math.isfinite(v)]
+    return [t for t, _ in kept], [v for _, v in kept]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The whole bound, streamed
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def new_bound() -> dict:
+    """The terms collected so far, per t (python floats, bits/dim and per-pixel errors)."""
+    return {"t": [], "vb": [], "noise_mse": [], "x0_mse": [], "prior": None}
+
+
+def add_term(bound: dict, step) -> None:
+    bound["t"].append(step.timestep)
+    bound["vb"].append(float(step.vb_bpd[0]))
+    bound["noise_mse"].append(float(step.noise_mse[0]))
+    bound["x0_mse"].append(float(step.x0_mse[0]))
+    bound["prior"] = float(step.prior_bpd[0])
+
+
+def bound_parts(bound: dict) -> dict[str, float]:
+    """L_T, the rate L_1 + ... + L_{T-1} so far, L_0 (once reached), their total: sums of the library's terms."""
+    terms = dict(zip(bound["t"], bound["vb"], strict=True))
+    rate = sum(value for t, value in terms.items() if t > 0)
+    distortion = terms.get(0)
+    total = bound["prior"] + rate + (distortion or 0.0)
+    return {"prior": bound["prior"], "rate": rate, "distortion": distortion, "total": total}
+
+
+def terms_plot(space: Space, bound: dict) -> Figure:
+    """L_t over t (log scale), with L_0 and L_T marked: the bound term by term."""
+    figure = Figure(figsize=(7.2, 3.2), dpi=90, layout="constrained")
+    ax = figure.subplots()
+    later = [(t, v) for t, v in zip(bound["t"], bound["vb"], strict=True) if t > 0]  # L_1 ... L_{T-1}
+    ts, values = positive([t for t, _ in later], [v for _, v in later])
+    ax.plot(ts, values, color=COLOURS["kl"], lw=1.5, label=r"$L_{t}$ = KL(q ‖ p$_\theta$), t ≥ 1")
+    parts = bound_parts(bound)
+    if parts["distortion"] is not None and parts["distortion"] > 0:
+        ax.plot([0], [parts["distortion"]], "o", color=COLOURS["l0"], ms=7, label=r"$L_0 = -\log p_\theta(x_0|x_1)$")
+    if parts["prior"] > 0:
+        ax.plot(
+            [space.T],
+            [parts["prior"]],
+            "s",
+            color=COLOURS["prior"],
+            ms=7,
+            label=r"$L_T$ = KL(q(x$_T$|x$_0$) ‖ N(0, I))",
+        )
+    ax.set_yscale("log")
+    ax.set_xlim(-space.T * 0.02, space.T * 1.02)
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    style(ax, f"the bound's terms, bits/dim · {len(bound['t'])} of {space.T} t")
+    return figure
+
+
+def forms_plot(space: Space, bound: dict, t: int | None = None) -> Figure:
+    """The two forms of each term (004): eps-matching, ||eps - eps_hat||^2 with w(t), and x_0-matching,
+    ||x_0 - x0_hat||^2 with its weight, each for sigma^2 = beta_t and beta-tilde_t; measured errors where streamed."""
+    weights = weight_curves(space.scheduler)
+    steps = np.arange(space.T)
+    figure = Figure(figsize=(10.5, 3.0), dpi=90, layout="constrained")
+    axes = figure.subplots(1, 3)
+    for ax, form, title in (
+        (axes[0], "eps", r"ε-matching weight $w(t)=\frac{\beta_t^2}{2\sigma_t^2\alpha_t(1-\bar\alpha_t)}$"),
+        (axes[1], "x0", r"x$_0$-matching weight $\frac{\bar\alpha_{t-1}\beta_t^2}{2\sigma_t^2(1-\bar\alpha_t)^2}$"),
+    ):
+        for variance, label in (("beta", r"$\sigma_t^2=\beta_t$"), ("beta_tilde", r"$\sigma_t^2=\tilde\beta_t$")):
+            ax.plot(steps, weights[f"{form}_{variance}"], color=COLOURS[variance], lw=1.5, label=label)
+        ax.set_yscale("log")
+        ax.set_xscale("symlog", linthresh=10)  # beta_t and beta-tilde_t differ only at small t
+        style(ax, title, "t (log scale above 10)")
+        ax.legend(frameon=False, fontsize=8)
+    axes[1].get_lines()[1].set_linestyle("--")
+    axes[0].get_lines()[1].set_linestyle("--")
+    ax = axes[2]
+    if bound["t"]:
+        for key, label, colour in (
+            ("noise_mse", r"$\|\epsilon-\hat\epsilon\|^2$/D", COLOURS["beta"]),
+            ("x0_mse", r"$\|x_0-\hat x_0\|^2$/D", COLOURS["beta_tilde"]),
+        ):
+            ts, values = positive(bound["t"], bound[key])
+            ax.plot(ts, values, color=colour, lw=1, label=label)
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_yscale("log")
+    style(ax, "this image's errors, per pixel")
+    for ax in axes:
+        ax.set_xlim(0, space.T - 1)
+        if t is not None:
+            ax.axvline(t, color="#111827", lw=1, ls="--")
+    return figure
+
+
+def bound_summary(space: Space, bound: dict) -> str:
+    parts = bound_parts(bound)
+    done = len(bound["t"]) == space.T
+    head = (
+        f"**Bound done: {parts['total']:.3f} bits/dim**"
+        if done
+        else f"Walking the bound: {len(bound['t'])} of {space.T} terms (t = {bound['t'][-1]} now)…"
+    )
+    distortion = "—" if parts["distortion"] is None else f"{parts['distortion']:.4f}"
+    return (
+        f"{head}\n\n| part | bits/dim |\n|:--|--:|\n"
+        f"| prior $L_T$ | {fmt(parts['prior'])} |\n"
+        f"| rate $L_1 + \\dots + L_{{T-1}}$ | {parts['rate']:.4f} |\n"
+        f"| distortion $L_0$ | {distortion} |\n"
+        f"| **total** (an upper bound on $-\\log_2 p_\\theta(x_0)$ per pixel) | **{parts['total']:.4f}** |"
+    )
+
+
+def bound_inputs(space: Space, image: Any, digit: Any, seed: Any) -> tuple[torch.Tensor, int | None, int]:
+    x0 = image_to_x0(space, image)
+    return x0, as_label(space, digit), as_int(seed, "seed", 0, MAX_SEED)
+
+
+def bound_stream(space: Space, image: Any, digit: Any = "any", seed: float = 0):
+    """The bound of one image, term by term from t = T - 1 down to 0 (`pipe.bound_steps`), streamed.
+
+    Yields: the terms over t (plot), the two forms' weights and this image's errors over t (plot), the parts and
+    the total in bits/dim (Markdown).
+    """
+    x0, label, seed = bound_inputs(space, image, digit, seed)
+    bound = new_bound()
+    every = max(1, math.ceil(space.T / BOUND_FRAMES))
+    try:
+        for step in space.pipe.bound_steps(x0, class_labels=label, generator=generator(seed)):
+            add_term(bound, step)
+            if (step.step_index + 1) % every == 0 and step.step_index + 1 < step.num_steps:
+                yield terms_plot(space, bound), forms_plot(space, bound), bound_summary(space, bound)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    yield terms_plot(space, bound), forms_plot(space, bound), bound_summary(space, bound)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One t in detail
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def signed(image: torch.Tensor) -> np.ndarray:
+    """A signed map shown with its own largest |value| as black (-) / white (+)."""
+    largest = float(image.abs().max())
+    return single(image, largest if largest > 0 else 1.0)
+
+
+def at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: float = 0):
+    """The bound's term at one t: x_t ~ q(x_t | x_0), the true eps, eps_hat, eps - eps_hat, x0_hat, the score.
+
+    Returns: x_t, eps, eps_hat, eps - eps_hat, x0_hat, the score (pictures), the numbers (Markdown), the weights of
+    both forms with a cursor at t (plot).
+    """
+    x0, label, seed = bound_inputs(space, image, digit, seed)
+    t = as_int(t, "t", 0, space.T - 1)
+    try:
+        (step,) = space.pipe.bound_steps(x0, class_labels=label, generator=generator(seed), timesteps=[t])
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    score = space.scheduler.score_from_noise(step.sample, t, step.noise_pred)  # -eps_hat / sqrt(1 - alpha_bar_t)
+    c = space.scheduler.coefficients(t)
+    weights = weight_curves(space.scheduler)
+    term = "L_0 = -\\log p_\\theta(x_0 \\mid x_1)" if t == 0 else "L_t = \\mathrm{KL}(q \\,\\|\\, p_\\theta)"
+    numbers = (
+        f"**t = {t}** · $\\sqrt{{\\bar\\alpha_t}}$ = {c['sqrt_alpha_bar_t']:.4f} · "
+        f"$\\sqrt{{1-\\bar\\alpha_t}}$ = {c['sqrt_one_minus_alpha_bar_t']:.4f}\n\n"
+        "| | value |\n|:--|--:|\n"
+        f"| $\\|\\epsilon - \\hat\\epsilon\\|^2 / D$ (L_simple's term at t, weight 1) | "
+        f"**{float(step.noise_mse[0]):.4f}** |\n"
+        f"| $\\|x_0 - \\hat x_0\\|^2 / D$ | {float(step.x0_mse[0]):.4f} |\n"
+        f"| $w(t)$ with $\\sigma_t^2 = \\beta_t$ | {fmt(float(weights['eps_beta'][t]))} |\n"
+        f"| $w(t)$ with $\\sigma_t^2 = \\tilde\\beta_t$ | {fmt(float(weights['eps_beta_tilde'][t]))} |\n"
+        f"| the bound's term ${term}$, bits/dim | **{fmt(float(step.vb_bpd[0]))}** |\n"
+        f"| largest $|\\nabla \\log q(x_t)|$ (score, shown scaled) | {fmt(float(score.abs().max()))} |"
+    )
+    return (
+        single(step.sample),
+        single(step.noise, EPS_RANGE),
+        single(step.noise_pred, EPS_RANGE),
+        single(step.noise - step.noise_pred, EPS_RANGE),
+        single(step.pred_original_sample),
+        signed(score),
+        numbers,
+        forms_plot(space, new_bound(), t),
+    )

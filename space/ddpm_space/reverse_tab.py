@@ -1,0 +1,305 @@
+"""Tab ②, "Generate & scrub": the reverse chain streamed, every step stored for scrubbing and GIF export."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from PIL import Image, ImageDraw
+
+from . import chains
+from .common import (
+    EPS_RANGE,
+    FONT,
+    Space,
+    chain_settings,
+    fmt,
+    generator,
+    grid,
+    make_pipeline,
+    stream_every,
+    to_u8,
+)
+from .engine import Done, Progress, Queued, Stopped
+
+GIF_SCALE = 2
+GIF_FRAMES = 40  # at most this many frames in an exported GIF (plus the final one) ...
+GIF_IMAGE_FRAMES = 320  # ... and at most this many digit pictures over all frames (8 images: 40 frames, 16: 20)
+GIF_LEVELS = 16  # gray levels: noise is most of a chain, and LZW packs 16 levels far tighter than 256
+GIF_FRAME_MS = 120
+GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
+
+
+def new_chain(settings: dict, timesteps: list[int]) -> dict:
+    """What a chain keeps for scrubbing and GIF export: small uint8 arrays per step and a few numbers."""
+    return {
+        "settings": {**settings, "steps_run": len(timesteps)},
+        "timesteps": list(timesteps),  # every t the chain will visit, first to last
+        "t": [],
+        "prev_t": [],
+        "std": [],
+        "x": [],
+        "eps": [],
+        "x0": [],
+        "done": False,
+    }
+
+
+def record(chain: dict, step) -> None:
+    """Store one `DenoisingStep` as uint8 (B, H, W, C) arrays: x_t, the predicted noise, the predicted x_0."""
+    chain["t"].append(step.timestep)
+    chain["prev_t"].append(step.prev_timestep)
+    chain["std"].append(float(step.std.float().mean()))
+    chain["x"].append(to_u8(step.sample))
+    chain["eps"].append(to_u8(step.noise_pred, EPS_RANGE))
+    chain["x0"].append(to_u8(step.pred_original_sample))
+
+
+def finish(chain: dict, last_step) -> None:
+    chain["x"].append(to_u8(last_step.prev_sample))
+    chain["done"] = True
+
+
+def num_frames(chain: dict | None) -> int:
+    return len(chain["x"]) if chain else 0
+
+
+# The scrub slider counts in t: frame i shows x_t at t = chain["t"][i]; the final x_0 (after the step at the chain's
+# last t) sits at t = FINAL_T, one below.
+FINAL_T = -1
+
+
+def frame_t(chain: dict, index: int) -> int:
+    """The t of stored frame `index` (FINAL_T for the final x_0)."""
+    return chain["t"][index] if index < len(chain["t"]) else FINAL_T
+
+
+def frame_at(chain: dict, t: float) -> int:
+    """The index of the stored frame whose t is nearest to `t`."""
+    return min(range(num_frames(chain)), key=lambda index: abs(frame_t(chain, index) - float(t)))
+
+
+def scrub_update(chain: dict, index: int | None):
+    """The scrub slider over the chain's t: the whole chain while it runs (or is done), only the kept frames once
+    stopped; at frame `index` (None: leave the value)."""
+    if chain.get("stopped"):
+        low, high = chain["t"][-1], chain["t"][0]
+    else:
+        low, high = FINAL_T, chain["timesteps"][0]
+    value = {} if index is None else {"value": frame_t(chain, index)}
+    return gr.update(minimum=low, maximum=high, **value)
+
+
+def step_info(space: Space, chain: dict, index: int, progress: str | None = None) -> str:
+    """The step's t, its coefficients (from the scheduler) and sigma_t (from the step itself), as Markdown."""
+    settings = chain["settings"]
+    num_steps = settings["steps_run"]
+    if index >= len(chain["t"]):
+        return (
+            f"**Done: $x_0$ after {len(chain['t'])} steps.** The middle and right panels show the last step's "
+            "predictions. Drag the slider (it counts in t) to go back through the chain, or export it as a GIF."
+        )
+    t, prev_t, std = chain["t"][index], chain["prev_t"][index], chain["std"][index]
+    target = f"t′ = {prev_t}" if prev_t >= 0 else "x₀"
+    c = space.scheduler.coefficients(t)
+    beta = float(space.scheduler.fixed_variance(t, "beta", prev_t))  # of this (possibly strided) step
+    beta_tilde = float(space.scheduler.posterior_variance(t, prev_t))
+    variance = {"ddpm-fixed_large": r"\beta_t", "ddpm-fixed_small": r"\tilde\beta_t"}.get(
+        settings["sampler"], rf"\eta^2\tilde\beta_t,\ \eta = {settings['eta']:g}"
+    )
+    if settings["sampler"] == "ddim":
+        formula = (
+            r"$$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\hat\epsilon"
+            r" + \sigma_t z$$"
+        )
+    else:
+        formula = r"$$x_{t'} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z = \mu_\theta(x_t, t) + \sigma_t z$$"
+    progress = f" · {progress}" if progress else ""
+    return (
+        f"**Step {index + 1} / {num_steps}**{progress} · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
+        "| $\\bar\\alpha_t$ | $\\sqrt{\\bar\\alpha_t}$ | $\\sqrt{1-\\bar\\alpha_t}$ | log SNR | β of this step "
+        "| β̃ of this step | σₜ |\n|--:|--:|--:|--:|--:|--:|--:|\n"
+        f"| {fmt(c['alpha_bar_t'])} | {c['sqrt_alpha_bar_t']:.4f} | {c['sqrt_one_minus_alpha_bar_t']:.4f} | "
+        f"{c['log_snr_t']:.2f} | {fmt(beta)} | {fmt(beta_tilde)} | **{fmt(std)}** ($\\sigma_t^2 = {variance}$) |"
+        f"\n\n{formula}"
+    )
+
+
+def chain_frame(space: Space, chain: dict | None, index: float, progress: str | None = None) -> tuple:
+    """The stored frame `index`: x_t, predicted noise, predicted x_0 (upscaled grids) and the step's Markdown."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first: the slider scrubs through the last chain you generated.")
+    index = min(max(int(index), 0), num_frames(chain) - 1)
+    prediction = min(index, len(chain["eps"]) - 1)
+    return (
+        grid(chain["x"][index]),
+        grid(chain["eps"][prediction]),
+        grid(chain["x0"][prediction]),
+        step_info(space, chain, index, progress),
+    )
+
+
+def stopped_info(chain: dict) -> str:
+    kept, total = len(chain["t"]), chain["settings"]["steps_run"]
+    return (
+        f"**Stopped at t = {chain['t'][-1]}**, after {kept} of {total} steps. The slider scrubs the {kept} kept "
+        f"frames (t = {chain['t'][0]} … {chain['t'][-1]}); export them as a GIF, or press Generate again.\n\n"
+    )
+
+
+def generate(
+    space: Space,
+    digit: Any = "3",
+    guidance: float = 2.0,
+    sampler: str = "ddpm-fixed_small",
+    eta: float = 0.0,
+    steps: float = 1000,
+    seed: float = 0,
+    batch: float = 8,
+    request: gr.Request = None,
+):
+    """Runs the reverse chain in the shared engine and streams it: every k-th step (at most ~100 frames), then the
+    final x_0; while it waits for a slot, its place in the queue. Stop (`stop_generate`) ends it with a "stopped"
+    frame.
+
+    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the scrub slider (at the frame's t),
+    the stored chain.
+    """
+    settings = chain_settings(space, digit, guidance, sampler, eta, steps, seed, batch)
+    try:
+        denoising = make_pipeline(space, settings["sampler"]).prepare_chain(
+            batch_size=settings["batch"],
+            class_labels=settings["label"],
+            guidance_scale=settings["guidance"],
+            num_inference_steps=settings["steps"],
+            generator=generator(settings["seed"]),
+            eta=settings["eta"],
+        )
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    chain = new_chain(settings, denoising.timesteps)
+    every = stream_every(denoising.num_steps)
+    unchanged = (gr.update(), gr.update(), gr.update())
+    with closing(chains.submit(space, denoising, request, "generate").updates()) as updates:
+        for update in updates:
+            if isinstance(update, Queued):
+                yield (*unchanged, chains.waiting(space, update), scrub_update(chain, None), chain)
+            elif isinstance(update, Progress):
+                record(chain, update.step)
+                index = update.k - 1
+                if index % every == 0:
+                    yield (*chain_frame(space, chain, index, chains.left(update)), scrub_update(chain, index), chain)
+            elif isinstance(update, Done):
+                finish(chain, update.step)
+                last = num_frames(chain) - 1
+                x, eps, x0, info = chain_frame(space, chain, last)
+                if (last - 1) % every == 0:  # the last step's predictions are on the page already: not again (Gradio
+                    eps = x0 = gr.update()  # rewrites a picture's cache file in place while it may be downloading)
+                yield x, eps, x0, info, scrub_update(chain, last), chain
+            elif isinstance(update, Stopped):
+                if not num_frames(chain):
+                    yield (*unchanged, "**Stopped** before the first step.", gr.update(), None)
+                    return
+                chain["stopped"] = True
+                last = num_frames(chain) - 1
+                x, eps, x0, info = chain_frame(space, chain, last)
+                yield x, eps, x0, stopped_info(chain) + info, scrub_update(chain, last), chain
+            else:
+                raise gr.Error(update.message)
+
+
+def stop_generate(space: Space, request: gr.Request = None) -> None:
+    """Stops this visitor's Generate chain; its stream ends with a "stopped at t = ..." frame."""
+    chains.stop(space, "generate", request)
+
+
+def scrub(space: Space, t: float, chain: dict | None):
+    """The stored frame of the last chain nearest to t (-1 = the final x_0). Returns: x_t, predicted noise,
+    predicted x_0, step info (Markdown)."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first: the slider scrubs through the last chain you generated.")
+    return chain_frame(space, chain, frame_at(chain, t))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# GIF export
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def number_name(value: float) -> str:
+    """2.0 -> "2.0", 1.25 -> "1.25" (for file names)."""
+    text = f"{round(float(value), 3):g}"
+    return text if "." in text or "e" in text else f"{text}.0"
+
+
+def gif_name(settings: dict, stopped_at: int | None = None) -> str:
+    """The GIF's file name, with the seed and settings, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0.gif."""
+    digit = "uncond" if settings["label"] is None else f"digit{settings['label']}"
+    sampler = settings["sampler"] if settings["sampler"] != "ddim" else f"ddim-eta{number_name(settings['eta'])}"
+    batch = "" if settings["batch"] == 1 else f"_batch{settings['batch']}"
+    stopped = "" if stopped_at is None else f"_stopped-at-step{stopped_at}"
+    return (
+        f"ddpm_{digit}_seed{settings['seed']}_{sampler}_{settings['steps']}steps_w{number_name(settings['guidance'])}"
+        f"{batch}{stopped}.gif"
+    )
+
+
+def gif_frames(chain: dict) -> list[int]:
+    """Which stored frames go into the GIF: every k-th (at most GIF_FRAMES, fewer for many images), and the last."""
+    count = num_frames(chain)
+    budget = max(8, min(GIF_FRAMES, GIF_IMAGE_FRAMES // chain["settings"]["batch"]))
+    every = max(1, math.ceil((count - 1) / budget))
+    frames = list(range(0, count - 1, every))
+    return [*frames, count - 1]
+
+
+def gif_frame(chain: dict, index: int, font) -> Image.Image:
+    """x_t beside the predicted x_0, under a caption line with the step and t."""
+    prediction = min(index, len(chain["x0"]) - 1)
+    x = grid(chain["x"][index], scale=GIF_SCALE)
+    x0 = grid(chain["x0"][prediction], scale=GIF_SCALE)
+    if index < len(chain["t"]):
+        caption = f"step {index + 1}/{len(chain['t'])}  t = {chain['t'][index]}  ·  x_t | predicted x_0"
+    else:
+        caption = f"x_0 after {len(chain['t'])} steps  ·  x_0 | last predicted x_0"
+    height, width = x.shape[:2]
+    canvas_width = max(2 * width + 12, 330)  # room for the caption when the grid is small
+    canvas = Image.new("L", (canvas_width, height + 24), 16)
+    left = (canvas_width - 2 * width - 12) // 2
+    canvas.paste(Image.fromarray(x), (left, 24))
+    canvas.paste(Image.fromarray(x0), (left + width + 12, 24))
+    ImageDraw.Draw(canvas).text((4, 4), caption, fill=235, font=font)
+    step = 256 // GIF_LEVELS
+    return canvas.point([min(255, value // step * step + step // 2) for value in range(256)])
+
+
+def purge_exports(space: Space, max_age_s: float = 3600) -> None:
+    """Deletes exported GIFs older than an hour (Gradio serves its own copies; these are the originals)."""
+    now = time.time()
+    for folder in space.work_dir.glob("gif_*"):
+        if now - folder.stat().st_mtime > max_age_s:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_gif(space: Space, chain: dict | None) -> str:
+    """The last chain as an animated GIF (x_t beside the predicted x_0); the file name carries the settings."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first, then export it.")
+    frames = [gif_frame(chain, index, FONT) for index in gif_frames(chain)]
+    purge_exports(space)
+    folder = Path(tempfile.mkdtemp(prefix="gif_", dir=space.work_dir))
+    path = folder / gif_name(chain["settings"], None if chain["done"] else len(chain["t"]))
+    durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_HOLD_MS]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True)
+    return str(path)
+
+
+def export_gif(space: Space, chain: dict | None) -> str:
+    """The last chain as an animated GIF file, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0_batch8.gif."""
+    return write_gif(space, chain)

@@ -1,0 +1,142 @@
+"""The page's recurring components, so that app.py's layout reads as a layout."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .common import MAX_SEED, SAMPLERS, UNCONDITIONAL
+
+
+def picture(label: str, height: int = 250, min_width: int = 200, buttons: bool = True, **kwargs) -> gr.Image:
+    """An output picture: crisp pixels, PNG, download and fullscreen buttons (`buttons=False`: none, for small ones).
+    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room."""
+    return gr.Image(
+        label=label,
+        interactive=False,
+        format="png",
+        height=height,
+        min_width=min_width,
+        buttons=["download", "fullscreen"] if buttons else [],
+        elem_classes=["pixelated"] if buttons else ["pixelated", "no-buttons"],
+        **kwargs,
+    )
+
+
+def upload(label: str, elem_id: str) -> gr.Image:
+    """An image input; its events run with preprocess=False so that every file reaches `preprocess_image`."""
+    return gr.Image(
+        label=label,
+        type="filepath",
+        image_mode=None,
+        sources=["upload", "clipboard"],
+        height=230,
+        elem_classes=["pixelated", "upload-box"],
+        placeholder="Drop any image here",
+        elem_id=elem_id,
+    )
+
+
+def digit_index(value: int, count: int, **kwargs) -> gr.Number:
+    """The number of a held-out digit."""
+    return gr.Number(
+        value=value, label="Held-out digit #", precision=0, minimum=0, maximum=count - 1, min_width=110, **kwargs
+    )
+
+
+def digit_picker(num_classes: int | None, value: str = "3") -> gr.Radio:
+    choices = [("any", UNCONDITIONAL)] + [(str(d), str(d)) for d in range(num_classes or 0)]
+    return gr.Radio(
+        choices,
+        value=value if num_classes else UNCONDITIONAL,
+        label='Digit y ("any" = unconditional)',
+        visible=num_classes is not None,
+    )
+
+
+def guidance_slider(num_classes: int | None, interactive: bool = True) -> gr.Slider:
+    """w of eps = eps_u + w (eps_c - eps_u); off while the digit is "any" (no eps_c to guide with)."""
+    return gr.Slider(
+        0,
+        8,
+        value=2.0,
+        step=0.5,
+        label="Guidance scale w",
+        info="0: ignore the digit · 1: conditional · >1: more so · off for “any”",
+        visible=num_classes is not None,
+        interactive=interactive,
+    )
+
+
+def sampler_picker() -> gr.Radio:
+    return gr.Radio(
+        [(label, value) for value, (label, _, _) in SAMPLERS.items()], value="ddpm-fixed_small", label="Sampler"
+    )
+
+
+def eta_slider(interactive: bool = True) -> gr.Slider:
+    """DDIM's eta; off while a DDPM sampler is chosen (they take sigma_t from beta or beta-tilde, not from eta)."""
+    return gr.Slider(
+        0,
+        1,
+        value=0.0,
+        step=0.1,
+        label="DDIM η",
+        info="0: deterministic · 1: like DDPM with β̃ₜ · DDIM only",
+        interactive=interactive,
+    )
+
+
+def guidance_control(digit: str) -> dict:
+    """The guidance slider's state for this digit choice: usable only with a digit."""
+    return gr.update(interactive=digit != UNCONDITIONAL)
+
+
+def eta_control(sampler: str) -> dict:
+    """The eta slider's state for this sampler: usable only with DDIM."""
+    return gr.update(interactive=sampler == "ddim")
+
+
+def seed_box(value: int = 0) -> gr.Number:
+    return gr.Number(value=value, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, min_width=100)
+
+
+class ImageSource:
+    """An image input with a held-out digit picker (number, Load, Random), a caption and optional examples; built in
+    the current layout context, wired by `wire`."""
+
+    def __init__(self, label: str, elem_id: str, index: int, count: int, examples: list[str] | None = None):
+        self.image = upload(label, elem_id)
+        with gr.Row():
+            self.index = digit_index(index, count, elem_id=f"{elem_id}-index")
+            with gr.Column(min_width=110):
+                self.load = gr.Button("Load digit", size="sm", elem_id=f"{elem_id}-load")
+                self.random = gr.Button("🎲 Random digit", size="sm")
+        self.caption = gr.Markdown(elem_classes=["subtle"], elem_id=f"{elem_id}-caption", label="caption")
+        if examples:
+            gr.Examples(
+                examples,
+                inputs=[self.image],
+                outputs=[self.caption],
+                fn=lambda *_: "",
+                run_on_click=True,
+                cache_examples=False,
+                label="Examples",
+                api_visibility="private",
+            )
+
+    def wire(self, demo: gr.Blocks, load_digit, random_digit, **event) -> None:
+        """Load and Random put a held-out digit in the image (and one on page load); an upload clears the caption."""
+        digit = {"fn": load_digit, "inputs": [self.index], "outputs": [self.image, self.caption]}
+        self.load.click(**digit, api_visibility="private", **event)
+        self.random.click(random_digit, None, [self.index], api_visibility="private", **event).then(
+            **digit, api_visibility="private", **event
+        )
+        demo.load(**digit, api_visibility="private", **event)
+        gr.on(
+            [self.image.upload, self.image.clear],
+            lambda: "",
+            None,
+            [self.caption],
+            api_visibility="private",
+            queue=False,
+        )
