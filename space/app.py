@@ -421,7 +421,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             q4_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
                             with gr.Row():
                                 q4_seed = seed_box(4)
-                                q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=32, step=1, label="Trajectories")
+                                q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=16, step=1, label="Trajectories")
                             q4_run = gr.Button("▶ Estimate both", variant="primary")
                         with gr.Column(scale=3):
                             q4_plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
