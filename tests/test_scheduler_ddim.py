@@ -6,13 +6,16 @@ The helpers shared with the DDPM tests (the pairwise grid, the float32 condition
 `test_scheduler_ddpm`, which pytest puts on the path (tests/ has no __init__.py, as for `olah_hub` in conftest).
 """
 
+import ast
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler
-from test_scheduler_ddpm import ATOL, TRAINED_BETAS, pairwise_cases, schedule_perturbation
+from test_scheduler_ddpm import ATOL, F64_ATOL, TRAINED_BETAS, float64_twin, pairwise_cases, schedule_perturbation
 
 from ddpm_hub.schedulers import DDIMHubScheduler, DDPMHubScheduler, DDPMHubSchedulerOutput
 
@@ -83,33 +86,44 @@ def make_config(case: dict) -> tuple[dict, int]:
     return {**config, **extra}, num_inference_steps
 
 
-def compare_ddim_chains(ours, theirs, num_steps: int, native_schedules: bool, **step_kwargs) -> float:
+def compare_ddim_chains(ours, theirs, num_steps: int, tolerance: float, dtype=torch.float32, **step_kwargs) -> float:
     """Both chains with the same model outputs and generator; errors relative to max(1, magnitude) of the step's
-    tensors, within ATOL (a shared schedule) or ATOL plus the accumulated `schedule_perturbation` (each
-    implementation's own float32 schedule: see test_scheduler_ddpm). Returns the largest error."""
+    tensors, within `tolerance`, plus for float32 chains the accumulated `schedule_perturbation` (each
+    implementation's own float32 arithmetic and schedule: see test_scheduler_ddpm). Returns the largest error.
+
+    On the chain's last step (to x_0) ours adds no noise; diffusers adds sigma_t z there, which is not 0 when
+    set_alpha_to_one=False. That step is compared with diffusers' eta = 0 step (sigma_t = 0)."""
     generator = torch.Generator().manual_seed(0)
-    outputs = [torch.randn(SHAPE, generator=generator) for _ in range(num_steps)]
-    sample = torch.randn(SHAPE, generator=generator)
+    outputs = [torch.randn(SHAPE, generator=generator).to(dtype) for _ in range(num_steps)]
+    sample = torch.randn(SHAPE, generator=generator).to(dtype)
     ours_sample, theirs_sample = sample.clone(), sample.clone()
     ours_generator, theirs_generator = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     budget = worst = 0.0
     for t, out in zip(ours.timesteps, outputs, strict=True):
+        prev_t = ours.previous_timestep(int(t))
         ours_step = ours.step(out, t, ours_sample, generator=ours_generator, **step_kwargs)
         theirs_step = theirs.step(out, t, theirs_sample, generator=theirs_generator, **step_kwargs)
         assert isinstance(ours_step, DDPMHubSchedulerOutput)
+        assert ours_step.prev_sample.dtype == dtype
+        expected_prev = theirs_step.prev_sample
+        if prev_t < 0:
+            assert ours_step.std.abs().max() == 0 and ours_step.prev_sample.equal(ours_step.mean)
+            expected_prev = theirs.step(out, t, theirs_sample, **{**step_kwargs, "eta": 0.0}).prev_sample
         magnitude = max(
             1.0,
             theirs_sample.abs().max().item(),
             theirs_step.pred_original_sample.abs().max().item(),
             theirs_step.prev_sample.abs().max().item(),
         )
-        if native_schedules:
-            budget += schedule_perturbation(ours, theirs, int(t), ours.previous_timestep(t))
-        for field in ("pred_original_sample", "prev_sample"):
-            got, expected = getattr(ours_step, field), getattr(theirs_step, field)
+        if dtype == torch.float32:
+            budget += schedule_perturbation(ours, theirs, int(t), prev_t)
+        for field, got, expected in [
+            ("pred_original_sample", ours_step.pred_original_sample, theirs_step.pred_original_sample),
+            ("prev_sample", ours_step.prev_sample, expected_prev),
+        ]:
             assert torch.isfinite(got).all() and torch.isfinite(expected).all()
             error = (got - expected).abs().max().item() / magnitude
-            assert error <= ATOL + budget, f"t={int(t)}: {field} differs by {error:.2e} relative"
+            assert error <= tolerance + budget, f"t={int(t)}: {field} differs by {error:.2e} relative"
             worst = max(worst, error)
         ours_sample, theirs_sample = ours_step.prev_sample, theirs_step.prev_sample
     assert torch.equal(torch.randn(3, generator=ours_generator), torch.randn(3, generator=theirs_generator))
@@ -132,14 +146,11 @@ def test_parity_with_diffusers_ddim(case):
     assert theirs.final_alpha_cumprod.item() == ours.alphas_cumprod_padded[0].item()  # alpha_bar after the last step
 
     step_kwargs = {"eta": case["eta"], "use_clipped_model_output": case["use_clipped_model_output"]}
-    # (1) diffusers on our float32 schedule: only the step formulas differ
-    shared = DDIMScheduler(**config)
-    shared.alphas_cumprod = ours.alphas_cumprod.clone()
-    shared.final_alpha_cumprod = ours.alphas_cumprod_padded[0].clone()
-    shared.set_timesteps(num_steps)
-    compare_ddim_chains(ours, shared, num_steps, native_schedules=False, **step_kwargs)
-    # (2) each with its own schedule
-    compare_ddim_chains(ours, theirs, num_steps, native_schedules=True, **step_kwargs)
+    # (1) in float64, diffusers on our float64 schedule: only the step formulas differ
+    shared = float64_twin(ours, DDIMScheduler, config, {"num_inference_steps": num_steps})
+    compare_ddim_chains(ours, shared, num_steps, F64_ATOL, dtype=torch.float64, **step_kwargs)
+    # (2) in float32, each with its own schedule
+    compare_ddim_chains(ours, theirs, num_steps, ATOL, **step_kwargs)
 
 
 def test_previous_timestep_follows_the_timesteps_where_diffusers_does_not():
@@ -282,8 +293,8 @@ def test_step_in_float64(thresholding):
         out = scheduler.step(eps, t, sample, eta=1.0, generator=generator)
         for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
             assert getattr(out, field).dtype == torch.float64, field
-        # x_0 in float64 from the (float32) alpha_bar, thresholding included
-        alpha_bar = scheduler.alphas_cumprod[int(t)].double()
+        # x_0 in float64 from the float64 definition of the schedule, thresholding included
+        alpha_bar = torch.from_numpy(np.cumprod(1 - np.linspace(1e-4, 0.02, T)))[int(t)]
         x_0 = (sample - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
         if thresholding:
             s = torch.quantile(x_0.reshape(SHAPE[0], -1).abs(), 0.995, dim=1).clamp(1, 2).reshape(-1, 1, 1, 1)
@@ -347,22 +358,190 @@ def test_diffusers_ddim_loads_our_config(beta_schedule):
 
 
 def test_sigmoid_schedule_is_supported():
-    """diffusers' DDIMScheduler has no sigmoid schedule; ours shares DDPM's."""
+    """diffusers' DDIMScheduler has no sigmoid schedule; ours has GeoDiff's, the same as diffusers' DDPMScheduler's:
+    beta = sigmoid(linspace(-6, 6, T)) (beta_end - beta_start) + beta_start, checked against that formula in float64
+    and against diffusers' DDPMScheduler (an implementation that shares no code with ours)."""
     with pytest.raises(NotImplementedError):
         DDIMScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
-    ddim = DDIMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid")
-    assert torch.equal(
-        ddim.alphas_cumprod, DDPMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid").alphas_cumprod
+    ddim = DDIMHubScheduler(num_train_timesteps=T, beta_schedule="sigmoid", beta_start=0.001, beta_end=0.05)
+    betas = 1 / (1 + np.exp(-np.linspace(-6, 6, T))) * (0.05 - 0.001) + 0.001
+    torch.testing.assert_close(ddim.betas_float64, torch.from_numpy(betas), atol=0, rtol=1e-15)
+    torch.testing.assert_close(
+        ddim.alphas_cumprod_padded_float64[1:], torch.from_numpy(np.cumprod(1 - betas)), atol=0, rtol=1e-15
     )
+    theirs = DDPMScheduler(num_train_timesteps=T, beta_schedule="sigmoid", beta_start=0.001, beta_end=0.05)
+    torch.testing.assert_close(ddim.betas, theirs.betas, atol=0, rtol=1e-6)
+    torch.testing.assert_close(ddim.alphas_cumprod, theirs.alphas_cumprod, atol=0, rtol=1e-5)
 
 
 def test_invalid_step_arguments_are_rejected():
     scheduler = DDIMHubScheduler(num_train_timesteps=T)
     scheduler.set_timesteps(10)
     sample = torch.randn(SHAPE)
-    with pytest.raises(ValueError, match=r"Invalid `eta`=-0\.1: allowed values are numbers >= 0"):
-        scheduler.step(sample, 90, sample, eta=-0.1)
     with pytest.raises(ValueError, match="either `generator` or `variance_noise`"):
         scheduler.step(sample, 90, sample, eta=1.0, generator=torch.Generator(), variance_noise=sample)
-    with pytest.raises(ValueError, match=r"`timestep`=95.*the timesteps set by `set_timesteps`"):
-        scheduler.step(sample, 95, sample)
+    with pytest.raises(ValueError, match=r"`variance_noise`.*sample's shape"):
+        scheduler.step(sample, 90, sample, eta=1.0, variance_noise=sample[:1])
+    with pytest.raises(ValueError, match=r"`timestep`=100.*integers in \[0, 100\)"):
+        scheduler.step(sample, 100, sample)
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5, 2.0, float("nan"), float("inf")])
+def test_eta_outside_zero_one_is_rejected(eta):
+    """eta > 1 makes 1 - alpha_bar_prev - sigma_t^2 negative: diffusers returns NaN images (1.5 and 2 gave 100% NaN
+    pixels here before); ours refuses, naming `eta` and [0, 1]."""
+    scheduler = DDIMHubScheduler(num_train_timesteps=T)
+    scheduler.set_timesteps(10)
+    sample = torch.randn(SHAPE)
+    if eta in (1.5, 2.0):  # diffusers' chain ends all-NaN
+        theirs, x = DDIMScheduler(num_train_timesteps=T), sample
+        theirs.set_timesteps(10)
+        for t in theirs.timesteps:
+            x = theirs.step(sample, t, x, eta=eta).prev_sample
+        assert torch.isnan(x).all()
+    with pytest.raises(ValueError, match=r"Invalid `eta`=.*allowed values are numbers in \[0, 1\]"):
+        scheduler.step(sample, 90, sample, eta=eta)
+    for ok in (0.0, 0.5, 1.0):
+        assert torch.isfinite(scheduler.step(sample, 90, sample, eta=ok).prev_sample).all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Corners: zero terminal SNR, the chain's last step
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_zero_terminal_snr_chain_is_finite(eta, prediction_type):
+    """With `rescale_betas_zero_snr` a chain from t = T - 1 is finite for every eta: before, beta_{T-1} < 0 made
+    beta_tilde negative and sigma_t = eta sqrt(beta_tilde) NaN for eta > 0."""
+    scheduler = DDIMHubScheduler(rescale_betas_zero_snr=True, prediction_type=prediction_type)
+    scheduler.set_timesteps(timesteps=[999, 998, 997, 500, 0])
+    assert (scheduler.alphas_cumprod.diff() < 0).all() and ((scheduler.betas > 0) & (scheduler.betas <= 1)).all()
+    generator = torch.Generator().manual_seed(0)
+    sample = torch.randn(SHAPE, generator=generator)
+    for t in scheduler.timesteps:
+        step = scheduler.step(torch.randn(SHAPE, generator=generator), t, sample, eta=eta, generator=generator)
+        for field in ("prev_sample", "pred_original_sample", "pred_epsilon", "mean", "std"):
+            assert torch.isfinite(getattr(step, field)).all(), (int(t), field)
+        sample = step.prev_sample
+
+
+@pytest.mark.parametrize("eta", [0.5, 1.0])
+def test_no_noise_on_the_last_step_whatever_its_t(eta):
+    """The last step (to x_0) adds no noise. With set_alpha_to_one=False and trailing spacing it goes from t = 9 to
+    alpha_bar_0, where beta_tilde > 0: diffusers adds eta sqrt(beta_tilde) z there; ours returns the eta = 0 step."""
+    scheduler = DDIMHubScheduler(num_train_timesteps=T, timestep_spacing="trailing", set_alpha_to_one=False)
+    scheduler.set_timesteps(10)
+    last = int(scheduler.timesteps[-1])
+    assert last == 9 and scheduler.previous_timestep(last) == -1
+    assert scheduler._get_variance(last, -1) > 0  # so the rule, not the schedule, is what removes the noise
+    generator = torch.Generator().manual_seed(0)
+    sample, out, z = (torch.randn(SHAPE, generator=generator) for _ in range(3))
+    step = scheduler.step(out, last, sample, eta=eta, variance_noise=z)
+    assert step.std.abs().max() == 0 and step.prev_sample.equal(step.mean)
+    assert step.prev_sample.equal(scheduler.step(out, last, sample, eta=0.0).prev_sample)
+    before = int(scheduler.timesteps[-2])
+    assert scheduler.step(out, before, sample, eta=eta, variance_noise=z).std.abs().max() > 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# What diffusers' own DDIMScheduler tests check (tests/schedulers/test_scheduler_ddim.py, SchedulerCommonTest)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_step_from_any_timestep():
+    """diffusers' DDIM steps from any t, also one that is not in `timesteps` (its tests step from t = 0, 1, 10 and
+    49 with 50 leading steps [980, ..., 20, 0] and steps_offset=1). Ours goes from such a t to the next inference
+    timestep below it (-1 below the last), so the chain continues on the timesteps the model is asked at; the step is
+    Eq. 12 with that prev_t, computed here in float64."""
+    scheduler = DDIMHubScheduler(clip_sample=False)
+    scheduler.set_timesteps(50)
+    assert scheduler.timesteps[-3:].tolist() == [40, 20, 0]
+    assert [scheduler.previous_timestep(t) for t in (49, 40, 21, 20, 1, 0)] == [40, 20, 20, 0, 0, -1]
+    assert scheduler.previous_timestep(torch.tensor(49)).item() == 40
+    alpha_bar = np.append(1.0, np.cumprod(1 - np.linspace(1e-4, 0.02, 1000)))  # entry t + 1 is alpha_bar_t
+    generator = torch.Generator().manual_seed(0)
+    sample, eps = torch.randn(2, *SHAPE, generator=generator, dtype=torch.float64)
+    for t in (49, 10, 1):
+        prev_t = scheduler.previous_timestep(t)
+        x_0 = (sample - math.sqrt(1 - alpha_bar[t + 1]) * eps) / math.sqrt(alpha_bar[t + 1])
+        expected = math.sqrt(alpha_bar[prev_t + 1]) * x_0 + math.sqrt(1 - alpha_bar[prev_t + 1]) * eps
+        torch.testing.assert_close(scheduler.step(eps, t, sample).prev_sample, expected, atol=1e-12, rtol=1e-12)
+    # and with steps_offset=1 (timesteps [..., 21, 1]) from t = 0, below the last timestep: straight to x_0
+    offset = DDIMHubScheduler(steps_offset=1)
+    offset.set_timesteps(5)
+    assert offset.timesteps.tolist() == [801, 601, 401, 201, 1]
+    assert offset.previous_timestep(0) == -1
+    assert torch.isfinite(offset.step(eps.float(), 0, sample.float(), eta=1.0).prev_sample).all()
+
+
+def test_get_variance_is_diffusers_get_variance():
+    """`_get_variance(timestep, prev_timestep)`, which CycleDiffusion and LEDITS++ call on a DDIM scheduler:
+    beta_tilde of the step, alpha_bar after the last step for any prev_timestep < 0. diffusers' test values: 0 at
+    (0, 0), 0.14771 at (420, 400), 0.32460 at (980, 960), 0.00979 at (487, 486), 0.02 at (999, 998)."""
+    for set_alpha_to_one in (True, False):
+        ours = DDIMHubScheduler(set_alpha_to_one=set_alpha_to_one)
+        theirs = DDIMScheduler(set_alpha_to_one=set_alpha_to_one)
+        for t, prev_t in [(0, 0), (420, 400), (980, 960), (487, 486), (999, 998), (1, 0), (20, -1), (5, -15)]:
+            got, expected = ours._get_variance(t, prev_t), theirs._get_variance(t, prev_t)
+            assert got.shape == expected.shape == ()
+            # diffusers' float32 arithmetic: each difference d of numbers near 1 (1 - alpha_bar_t, 1 - alpha_bar_prev,
+            # beta = 1 - alpha_bar_t / alpha_bar_prev) loses 2^-24 / d relative (see test_scheduler_ddpm's COND)
+            padded = ours.alphas_cumprod_padded_float64
+            alpha_bar_t, alpha_bar_prev = padded[t + 1].item(), padded[max(prev_t, -1) + 1].item()
+            differences = [1 - alpha_bar_t, 1 - alpha_bar_prev, 1 - alpha_bar_t / alpha_bar_prev]
+            rtol = 4 * 2**-24 * sum(1 / max(d, 1e-12) for d in differences)
+            torch.testing.assert_close(got, expected, atol=1e-12, rtol=rtol)
+    scheduler = DDIMHubScheduler()
+    for (t, prev_t), value in {(0, 0): 0.0, (420, 400): 0.14771, (980, 960): 0.32460, (487, 486): 0.00979}.items():
+        assert abs(scheduler._get_variance(t, prev_t).item() - value) < 1e-5
+
+
+def diffusers_function(module: str, name: str):
+    """A top-level function of an installed diffusers module, compiled from its source without importing the module
+    (the pipelines import transformers, which this project does not install)."""
+    path = Path(importlib.util.find_spec("diffusers").submodule_search_locations[0], *module.split(".")).with_suffix(
+        ".py"
+    )
+    tree = ast.parse(path.read_text())
+    nodes = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name]
+    assert nodes, f"diffusers.{module} has no function {name} any more"
+    from diffusers.utils.torch_utils import randn_tensor
+
+    namespace = {"torch": torch, "randn_tensor": randn_tensor}
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace[name]
+
+
+@pytest.mark.parametrize("set_alpha_to_one", [True, False])
+def test_cycle_diffusion_and_ledits_helpers_run_on_ours(set_alpha_to_one):
+    """The DDIM helpers of diffusers' CycleDiffusion (`posterior_sample`, `compute_noise`) and LEDITS++
+    (`compute_noise_ddim`) read `alphas_cumprod`, `final_alpha_cumprod` and `_get_variance(t, prev_t)` of the
+    scheduler they are given: on ours they give what they give on diffusers' DDIMScheduler."""
+    posterior_sample = diffusers_function(
+        "pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion", "posterior_sample"
+    )
+    compute_noise = diffusers_function(
+        "pipelines.deprecated.stable_diffusion_variants.pipeline_cycle_diffusion", "compute_noise"
+    )
+    compute_noise_ddim = diffusers_function(
+        "pipelines.ledits_pp.pipeline_leditspp_stable_diffusion", "compute_noise_ddim"
+    )
+    ours, theirs = (
+        DDIMHubScheduler(set_alpha_to_one=set_alpha_to_one),
+        DDIMScheduler(set_alpha_to_one=set_alpha_to_one),
+    )
+    for scheduler in (ours, theirs):
+        scheduler.set_timesteps(10)
+    generator = torch.Generator().manual_seed(0)
+    latents, clean, prev_latents, noise_pred = (torch.randn(SHAPE, generator=generator) for _ in range(4))
+    for t in (900, 400, 100):  # from t = 0 (prev_t < 0, sigma_t = 0) `compute_noise` divides by 0 in both
+        results = []
+        for scheduler in (ours, theirs):
+            sample = posterior_sample(scheduler, latents, t, clean, torch.Generator().manual_seed(1), 0.7)
+            noise, mu = compute_noise_ddim(scheduler, prev_latents, latents, t, noise_pred, 0.7)
+            results.append([sample, compute_noise(scheduler, prev_latents, latents, t, noise_pred, 0.7), noise, mu])
+        for got, expected in zip(*results, strict=True):
+            assert torch.isfinite(got).all()
+            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

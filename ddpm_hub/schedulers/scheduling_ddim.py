@@ -5,8 +5,9 @@ DDIM keeps the forward marginals q(x_t | x_0) of DDPM and changes only the rever
     x_{t-1} = sqrt(alpha_bar_{t-1}) x_0_pred + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps_pred + sigma_t z   (Eq. 12)
     sigma_t = eta sqrt(beta_tilde_t)                                                                      (Eq. 16)
 
-eta = 0 is deterministic; eta = 1 is DDPM's ancestral step with sigma_t^2 = beta_tilde_t. Every quantity
-(alpha_bar, x_0 from eps, beta_tilde) comes from `DDPMHubScheduler`; this file adds only Eq. 12 and 16.
+eta = 0 is deterministic; eta = 1 is DDPM's ancestral step with sigma_t^2 = beta_tilde_t; eta must be in [0, 1]
+(beyond 1, 1 - alpha_bar_{t-1} - sigma_t^2 turns negative). Every quantity (alpha_bar, x_0 from eps, beta_tilde)
+comes from `DDPMHubScheduler`; this file adds only Eq. 12 and 16.
 """
 
 from typing import Literal
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
 
-from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
+from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput, _check_variance_noise
 
 
 class DDIMHubScheduler(DDPMHubScheduler):
@@ -63,6 +64,20 @@ class DDIMHubScheduler(DDPMHubScheduler):
         # Not super().__init__: that would register DDPM-only keys (variance_type) in this config.
         self._validate_config()
         self._build_schedule(alpha_bar_0_after_last_step=not set_alpha_to_one)
+        self.final_alpha_cumprod = self.alphas_cumprod_padded[0]  # diffusers' name, read by CycleDiffusion, LEDITS++
+
+    def _previous_timestep(self, timestep: int) -> int:
+        """From a t between two inference timesteps (diffusers' DDIM steps from any t), the next inference timestep
+        below t, or -1 below the last: a chain entered anywhere continues on the timesteps the model is asked at."""
+        if self._previous is None or timestep in self._previous or not 0 <= timestep < len(self):
+            return super()._previous_timestep(timestep)
+        return max((s for s in self._previous if s < timestep), default=-1)
+
+    def _get_variance(self, timestep: int | torch.Tensor, prev_timestep: int | torch.Tensor) -> torch.Tensor:
+        """diffusers' `DDIMScheduler._get_variance`, for pipelines that call it (CycleDiffusion, LEDITS++):
+        beta_tilde of the step prev_timestep -> timestep (any prev_timestep < 0 means after the last step), 0-d."""
+        beta_tilde = self._step_variances(int(timestep), int(prev_timestep), (1,))[1]
+        return beta_tilde.float().reshape(())
 
     def step(
         self,
@@ -79,24 +94,26 @@ class DDIMHubScheduler(DDPMHubScheduler):
 
         Args:
             model_output: the model's output at (x_t, t), (B, C, H, W).
-            timestep: t, one of `self.timesteps`.
+            timestep: t, one of `self.timesteps` (or any t in [0, T): see `previous_timestep`).
             sample: x_t, (B, C, H, W).
-            eta: 0 for deterministic DDIM, 1 for DDPM's posterior variance.
+            eta: in [0, 1]: 0 for deterministic DDIM, 1 for DDPM's posterior variance.
             use_clipped_model_output: recompute eps from the clipped x_0 before using it in the direction term.
                 False here, as in diffusers; `DDPMHubPipeline` passes True by default.
             generator: the random generator for z ~ N(0, I) (used when eta > 0).
-            variance_noise: z itself, instead of drawing it with `generator`.
+            variance_noise: z itself, (B, C, H, W), instead of drawing it with `generator`.
             return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order.
         """
-        if eta < 0:
-            raise ValueError(f"Invalid `eta`={eta!r}: allowed values are numbers >= 0.")
-        if variance_noise is not None and generator is not None:
-            raise ValueError("Pass either `generator` or `variance_noise` to `step`, not both.")
+        if not 0 <= eta <= 1:  # also False for NaN
+            raise ValueError(
+                f"Invalid `eta`={eta!r}: allowed values are numbers in [0, 1] (0: deterministic DDIM, 1: DDPM's "
+                "posterior variance; above 1, 1 - alpha_bar_prev - sigma_t^2 < 0 and the step is NaN)."
+            )
+        _check_variance_noise(variance_noise, generator, sample)
         t = int(timestep)
         prev_t = self.previous_timestep(t)
         if model_output.shape[1] == 2 * sample.shape[1]:  # a learned-variance model: DDIM sets its own sigma_t
             model_output = model_output[:, : sample.shape[1]]
-        alpha_bar_prev = self._alpha_bar(prev_t, sample.shape).to(sample)
+        alpha_bar_prev = self._alpha_bar(prev_t, sample.shape)  # float64
 
         # 1. predicted x_0 and eps from the model output, Eq. 9 of Song et al. 2021
         pred_x0, pred_eps = self.split_model_output(model_output, sample, t)
@@ -106,11 +123,16 @@ class DDIMHubScheduler(DDPMHubScheduler):
         if use_clipped_model_output:
             pred_eps = self.predict_noise_from_x0(sample, t, pred_x0)
 
-        # 3. sigma_t = eta * sqrt(beta_tilde_t), Eq. 16
-        std = (eta * self.posterior_variance(t, prev_t).sqrt()).reshape(1, *([1] * (sample.ndim - 1))).to(sample)
+        # 3. sigma_t = eta * sqrt(beta_tilde_t), Eq. 16; none on the chain's last step, the one to x_0, whatever t is
+        # (it is already 0 there with set_alpha_to_one, where alpha_bar_prev = 1 makes beta_tilde 0)
+        std = eta * self._step_variances(t, prev_t, sample.shape)[1].sqrt()
+        if prev_t < 0:
+            std = torch.zeros_like(std)
 
         # 4. x_{t-1} = sqrt(alpha_bar_{t-1}) x_0 + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps (+ sigma_t z), Eq. 12
-        mean = alpha_bar_prev.sqrt() * pred_x0 + (1 - alpha_bar_prev - std**2).sqrt() * pred_eps
+        direction = (1 - alpha_bar_prev - std**2).clamp(min=0).sqrt()  # >= 0 for eta <= 1; clamp: float64 rounding
+        mean = alpha_bar_prev.sqrt().to(sample) * pred_x0 + direction.to(sample) * pred_eps
+        std = std.to(sample)
         prev_sample = mean
         if eta > 0:  # drawn at every step, even where sigma_t = 0, to match diffusers' use of the generator
             if variance_noise is None:

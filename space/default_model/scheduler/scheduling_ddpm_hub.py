@@ -14,6 +14,10 @@ Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"; the notes 
 
 Timesteps are 0-based as in diffusers: t = 0 is the first noising step and alpha_bar_{-1} := 1.
 
+The schedule is computed and kept in float64 (`betas_float64`, `alphas_cumprod_padded_float64`); every coefficient
+is computed from those in float64 and cast to the dtype of the tensor it multiplies. The float32 copies (`betas`,
+`alphas_cumprod`, ...) are for diffusers' code and for display.
+
 The config uses the same keys as `diffusers.DDPMScheduler`, so configs move between the two both ways. This file
 imports nothing from `ddpm_hub`: it is copied verbatim into saved pipelines and loaded there as remote code.
 """
@@ -30,7 +34,16 @@ from diffusers.utils import BaseOutput
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+VARIANCE_TYPES = (
+    "fixed_small",
+    "fixed_small_log",
+    "fixed_large",
+    "fixed_large_log",
+    "learned",
+    "learned_log",
+    "learned_range",
+)
+TERMINAL_ALPHA_BAR = 2.0**-24  # alpha_bar_{T-1} of `rescale_betas_zero_snr`: SNR 6e-8, zero in all but name
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
@@ -83,11 +96,25 @@ def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> n
     return np.minimum(np.array(betas, dtype=np.float64), max_beta)
 
 
-def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
-    """Shifts and scales sqrt(alpha_bar) so that alpha_bar_{T-1} = 0 (Lin et al. 2023, Algorithm 1)."""
+def _rescale_zero_terminal_snr(betas: np.ndarray, terminal_alpha_bar: float = TERMINAL_ALPHA_BAR) -> np.ndarray:
+    """Maps sqrt(alpha_bar) affinely so that alpha_bar_0 is kept and alpha_bar_{T-1} = `terminal_alpha_bar`.
+
+    Lin et al. 2023 (Algorithm 1) map sqrt(alpha_bar_{T-1}) to exactly 0; then beta_{T-1} = 1, and x_0 from eps,
+    log beta_tilde and the ELBO weight are infinite at T - 1. Mapping it to sqrt(2^-24) instead (the terminal value
+    diffusers' Euler scheduler uses) keeps every quantity finite. Because the map is affine with a positive slope,
+    alpha_bar stays strictly decreasing and every beta stays in (0, 1); setting alpha_bar_{T-1} = 2^-24 *after* an
+    exact-zero rescale would not (the rescaled alpha_bar_{T-4..T-2} are already below 2^-24 on the linear schedule).
+    """
     sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - betas))
-    first, last = sqrt_alpha_bar[0], sqrt_alpha_bar[-1]
-    sqrt_alpha_bar = (sqrt_alpha_bar - last) * first / (first - last)
+    first, last, floor = sqrt_alpha_bar[0], sqrt_alpha_bar[-1], math.sqrt(terminal_alpha_bar)
+    if len(betas) == 1:
+        return np.array([1.0 - terminal_alpha_bar])
+    if first <= floor:
+        raise ValueError(
+            f"Invalid `rescale_betas_zero_snr`=True for these betas: alpha_bar_0 = {first**2:.3g} is already below "
+            f"the terminal value; allowed are schedules with alpha_bar_0 > {terminal_alpha_bar:.3g}."
+        )
+    sqrt_alpha_bar = floor + (sqrt_alpha_bar - last) * (first - floor) / (first - last)
     alpha_bar = sqrt_alpha_bar**2
     alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
     return 1.0 - alphas
@@ -95,6 +122,20 @@ def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
 
 def _invalid(key: str, value, allowed: str) -> ValueError:
     return ValueError(f"Invalid `{key}`={value!r}: allowed values are {allowed}.")
+
+
+def _check_variance_noise(variance_noise: torch.Tensor | None, generator, sample: torch.Tensor) -> None:
+    """`step`'s z: at most one of `variance_noise` and `generator`, and z shaped like the sample."""
+    if variance_noise is None:
+        return
+    if generator is not None:
+        raise ValueError("Pass either `generator` or `variance_noise` to `step`, not both.")
+    if variance_noise.shape != sample.shape:
+        raise _invalid(
+            "variance_noise",
+            f"<tensor of shape {tuple(variance_noise.shape)}>",
+            f"tensors of the sample's shape {tuple(sample.shape)}",
+        )
 
 
 class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
@@ -110,8 +151,10 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         trained_betas: explicit betas (length `num_train_timesteps`), overriding `beta_schedule`.
         variance_type: sigma_t^2 of p(x_{t-1} | x_t): `fixed_small` = beta_tilde_t (the posterior variance),
             `fixed_large` = beta_t; the `_log` variants compute the same through the log (`fixed_large_log` is
-            GLIDE's "max_log"); `learned` = the model outputs log sigma_t^2; `learned_range` = the model outputs v
-            and log sigma_t^2 = v' log beta_t + (1 - v') log beta_tilde_t with v' = (v + 1) / 2 (Nichol & Dhariwal).
+            GLIDE's "max_log"); `learned` = the model outputs sigma_t^2 itself (diffusers' meaning; negative values
+            are an error); `learned_log` = the model outputs log sigma_t^2 (improved-diffusion's LEARNED);
+            `learned_range` = the model outputs v and log sigma_t^2 = v' log beta_t + (1 - v') log beta_tilde_t with
+            v' = (v + 1) / 2 (Nichol & Dhariwal).
         clip_sample: clip the predicted x_0 to [-clip_sample_range, clip_sample_range].
         prediction_type: what the model predicts: `epsilon` (the noise), `sample` (x_0), or `v_prediction`
             (v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, Salimans & Ho 2022).
@@ -122,7 +165,8 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         timestep_spacing: how inference timesteps are picked from the T training steps: `leading`, `trailing`,
             `linspace` (Table 2 of Lin et al. 2023).
         steps_offset: added to every inference timestep with `leading` spacing.
-        rescale_betas_zero_snr: rescale the betas so the last step has zero SNR (Lin et al. 2023).
+        rescale_betas_zero_snr: rescale the betas so the last step has (nearly) zero SNR (Lin et al. 2023):
+            alpha_bar_{T-1} = 2^-24, not 0, so that every variance type and eps-prediction stay finite.
     """
 
     _compatibles = ["DDPMScheduler", "DDIMScheduler"]
@@ -137,7 +181,13 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"] = "linear",
         trained_betas: np.ndarray | list[float] | None = None,
         variance_type: Literal[
-            "fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"
+            "fixed_small",
+            "fixed_small_log",
+            "fixed_large",
+            "fixed_large_log",
+            "learned",
+            "learned_log",
+            "learned_range",
         ] = "fixed_small",
         clip_sample: bool = True,
         prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
@@ -198,11 +248,11 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             raise _invalid("steps_offset", config.steps_offset, f"integers in [0, {config.num_train_timesteps})")
 
     def _build_schedule(self, alpha_bar_0_after_last_step: bool = False) -> None:
-        """Computes beta_t, alpha_t, alpha_bar_t in float64 and stores them as float32 tensors of shape (T,).
+        """Computes beta_t, alpha_t, alpha_bar_t in float64, shape (T,), and keeps them in float64 and float32.
 
         alpha_bar_{-1}, the value used after the last step, is 1 (DDPM), or alpha_bar_0 when
         `alpha_bar_0_after_last_step` (DDIM's `set_alpha_to_one=False`). It is stored as entry 0 of
-        `alphas_cumprod_padded`, shape (T + 1,), so that `alphas_cumprod_padded[t + 1]` is alpha_bar_t for every t in
+        `alphas_cumprod_padded[_float64]`, shape (T + 1,), so that entry t + 1 is alpha_bar_t for every t in
         [-1, T - 1] without a branch.
         """
         config = self.config
@@ -223,13 +273,13 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
         alphas = 1.0 - betas
         alphas_cumprod = np.cumprod(alphas)
-        if config.rescale_betas_zero_snr:
-            alphas_cumprod[-1] = 2**-24  # zero terminal SNR, kept finite so that x_0 = x_t / sqrt(alpha_bar) exists
         first = alphas_cumprod[0] if alpha_bar_0_after_last_step else 1.0
-        self.betas = torch.from_numpy(betas).float()
+        self.betas_float64 = torch.from_numpy(betas)
+        self.alphas_cumprod_padded_float64 = torch.from_numpy(np.concatenate([[first], alphas_cumprod]))
+        self.betas = self.betas_float64.float()
         self.alphas = torch.from_numpy(alphas).float()
         self.alphas_cumprod = torch.from_numpy(alphas_cumprod).float()
-        self.alphas_cumprod_padded = torch.from_numpy(np.concatenate([[first], alphas_cumprod])).float()
+        self.alphas_cumprod_padded = self.alphas_cumprod_padded_float64.float()
         self.one = torch.tensor(1.0)
 
         self.init_noise_sigma = 1.0  # standard deviation of x_T ~ N(0, I)
@@ -238,21 +288,48 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         self.timesteps = torch.from_numpy(np.arange(0, steps)[::-1].copy())
         self._previous = None  # maps an inference timestep to the one after it; None means t - 1
 
+    # Every coefficient below is float64, shaped (B, 1, 1, 1) (or (1, 1, 1, 1) for a scalar t) to broadcast against
+    # `shape`; the formulas cast them to their tensors' dtype and device.
+
     def _alpha_bar(self, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """alpha_bar_t for t in [-1, T - 1] (alpha_bar_{-1} = 1), shaped to broadcast against `shape`."""
+        """alpha_bar_t for t in [0, T - 1]; every t < 0 means "after the last step": alpha_bar_{-1} = 1 (alpha_bar_0
+        with DDIM's `set_alpha_to_one=False`)."""
         t = t if torch.is_tensor(t) else torch.tensor(t)
-        return _extract(self.alphas_cumprod_padded, t + 1, shape)
+        return _extract(self.alphas_cumprod_padded_float64, t.clamp(min=-1) + 1, shape)
+
+    def _marginal_coefficients(self, t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), the coefficients of x_0 and eps in q(x_t | x_0)."""
+        alpha_bar_t = self._alpha_bar(t, shape)
+        return alpha_bar_t.sqrt(), (1 - alpha_bar_t).sqrt()
+
+    def _forward_step_coefficients(self, t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha_t and beta_t of the single forward step q(x_t | x_{t-1}), from the float64 betas."""
+        beta_t = _extract(self.betas_float64, t, shape)
+        return 1 - beta_t, beta_t
 
     def _step_coefficients(self, t, prev_t, shape):
         """alpha_bar_t, alpha_bar_{prev}, and the alpha and beta of the (possibly strided) step prev -> t.
 
         With fewer inference steps than training steps, one reverse step jumps from t to prev_t < t - 1; the step
         then behaves like a single forward step with alpha = alpha_bar_t / alpha_bar_prev (Nichol & Dhariwal, Sec. 4).
+        In float64 this beta is beta_t to ~1e-12 when prev_t = t - 1 (in float32 it would be off by ~4e-4 at t = 1).
         """
         alpha_bar_t = self._alpha_bar(t, shape)
         alpha_bar_prev = self._alpha_bar(prev_t, shape)
         alpha_t = alpha_bar_t / alpha_bar_prev
         return alpha_bar_t, alpha_bar_prev, alpha_t, 1 - alpha_t
+
+    def _step_variances(self, t, prev_t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """beta and beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta of the step prev_t -> t (Eq. 7)."""
+        alpha_bar_t, alpha_bar_prev, _, beta = self._step_coefficients(t, prev_t, shape)
+        return beta, (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta
+
+    @staticmethod
+    def _schedule_value(values: torch.Tensor, t) -> torch.Tensor:
+        """A (B, 1, 1, 1) float64 coefficient as a public schedule value: float32, shaped like t (0-d for an int)."""
+        if not torch.is_tensor(t):
+            return values.float().reshape(())
+        return values.to(t.device, torch.float32).reshape(t.shape)
 
     # ------------------------------------------------------------------------------------------------------------
     # The forward process q
@@ -269,8 +346,8 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, (B, C, H, W).
         """
-        beta_t = _extract(self.betas, t, x_prev.shape).to(x_prev)
-        return (1 - beta_t).sqrt() * x_prev + beta_t.sqrt() * noise
+        alpha_t, beta_t = self._forward_step_coefficients(t, x_prev.shape)
+        return alpha_t.sqrt().to(x_prev) * x_prev + beta_t.sqrt().to(x_prev) * noise
 
     def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The closed form, a sample of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
@@ -285,15 +362,19 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, (B, C, H, W).
         """
-        alpha_bar_t = _extract(self.alphas_cumprod, timesteps, original_samples.shape).to(original_samples)
-        return alpha_bar_t.sqrt() * original_samples + (1 - alpha_bar_t).sqrt() * noise
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (
+            c.to(original_samples) for c in self._marginal_coefficients(timesteps, original_samples.shape)
+        )
+        return sqrt_alpha_bar * original_samples + sqrt_one_minus_alpha_bar * noise
 
     q_sample = add_noise
 
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, (B, C, H, W)."""
-        alpha_bar_t = _extract(self.alphas_cumprod, timesteps, sample.shape).to(sample)
-        return alpha_bar_t.sqrt() * noise - (1 - alpha_bar_t).sqrt() * sample
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (
+            c.to(sample) for c in self._marginal_coefficients(timesteps, sample.shape)
+        )
+        return sqrt_alpha_bar * noise - sqrt_one_minus_alpha_bar * sample
 
     # ------------------------------------------------------------------------------------------------------------
     # The true posterior q(x_{t-1} | x_t, x_0) and what the model predicts
@@ -308,11 +389,9 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         `prev_t` (default t - 1) is the step the reverse chain goes to; it is earlier than t - 1 with strided steps.
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = (
-            c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape)
-        )
-        x_0_coefficient = alpha_bar_prev.sqrt() * beta_t / (1 - alpha_bar_t)
-        x_t_coefficient = alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
+        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
+        x_0_coefficient = (alpha_bar_prev.sqrt() * beta_t / (1 - alpha_bar_t)).to(x_t)
+        x_t_coefficient = (alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)).to(x_t)
         return x_0_coefficient * x_0 + x_t_coefficient * x_t
 
     def posterior_variance(self, t, prev_t=None) -> torch.Tensor:
@@ -321,9 +400,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Returns (B,) for (B,) timesteps, or a 0-d tensor for a scalar t.
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        alpha_bar_t, alpha_bar_prev, _, beta_t = self._step_coefficients(t, prev_t, (1,))
-        variance = (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta_t
-        return variance.reshape(-1) if torch.is_tensor(t) and t.ndim > 0 else variance.reshape(())
+        return self._schedule_value(self._step_variances(t, prev_t, (1,))[1], t)
 
     def fixed_variance(self, t, kind: Literal["beta", "beta_tilde"] = "beta_tilde", prev_t=None) -> torch.Tensor:
         """The two fixed choices of sigma_t^2 in p_theta(x_{t-1} | x_t) (Sec. 3.2): beta_t, or beta_tilde_t.
@@ -334,8 +411,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             return self.posterior_variance(t, prev_t)
         if kind == "beta":
             prev_t = t - 1 if prev_t is None else prev_t
-            beta_t = self._step_coefficients(t, prev_t, (1,))[3]
-            return beta_t.reshape(-1) if torch.is_tensor(t) and t.ndim > 0 else beta_t.reshape(())
+            return self._schedule_value(self._step_variances(t, prev_t, (1,))[0], t)
         raise _invalid("kind", kind, "'beta', 'beta_tilde'")
 
     def predict_x0_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
@@ -343,13 +419,13 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
         x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
         """
-        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
-        return (x_t - (1 - alpha_bar_t).sqrt() * noise) / alpha_bar_t.sqrt()
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(x_t) for c in self._marginal_coefficients(t, x_t.shape))
+        return (x_t - sqrt_one_minus_alpha_bar * noise) / sqrt_alpha_bar
 
     def predict_noise_from_x0(self, x_t: torch.Tensor, t, x_0: torch.Tensor) -> torch.Tensor:
         """The noise implied by x_t and an x_0: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
-        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
-        return (x_t - alpha_bar_t.sqrt() * x_0) / (1 - alpha_bar_t).sqrt()
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(x_t) for c in self._marginal_coefficients(t, x_t.shape))
+        return (x_t - sqrt_alpha_bar * x_0) / sqrt_one_minus_alpha_bar
 
     def learned_mean(self, x_t: torch.Tensor, t, noise: torch.Tensor, prev_t=None) -> torch.Tensor:
         """mu_theta(x_t, t), the mean of p_theta(x_{t-1} | x_t) from the predicted noise (Eq. 11), (B, C, H, W).
@@ -359,8 +435,9 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Equal to `q_posterior_mean` at x_0 = `predict_x0_from_noise` (without clipping).
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        alpha_bar_t, _, alpha_t, beta_t = (c.to(x_t) for c in self._step_coefficients(t, prev_t, x_t.shape))
-        return (x_t - beta_t / (1 - alpha_bar_t).sqrt() * noise) / alpha_t.sqrt()
+        _, _, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
+        noise_coefficient = (beta_t / self._marginal_coefficients(t, x_t.shape)[1]).to(x_t)
+        return (x_t - noise_coefficient * noise) / alpha_t.sqrt().to(x_t)
 
     def split_model_output(self, model_output: torch.Tensor, sample: torch.Tensor, t):
         """Turns the model's raw output into (x_0, eps) according to `prediction_type`.
@@ -373,15 +450,14 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             (pred_x0, pred_eps), each (B, C, H, W), not clipped.
         """
-        alpha_bar_t = self._alpha_bar(t, sample.shape).to(sample)
         if self.config.prediction_type == "epsilon":
-            pred_x0 = (sample - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
-            return pred_x0, model_output
+            return self.predict_x0_from_noise(sample, t, model_output), model_output
         if self.config.prediction_type == "sample":
-            return model_output, (sample - alpha_bar_t.sqrt() * model_output) / (1 - alpha_bar_t).sqrt()
+            return model_output, self.predict_noise_from_x0(sample, t, model_output)
         # v_prediction: x_0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(a) v + sqrt(1 - a) x_t, with a = alpha_bar_t
-        pred_x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
-        pred_eps = alpha_bar_t.sqrt() * model_output + (1 - alpha_bar_t).sqrt() * sample
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(sample) for c in self._marginal_coefficients(t, sample.shape))
+        pred_x0 = sqrt_alpha_bar * sample - sqrt_one_minus_alpha_bar * model_output
+        pred_eps = sqrt_alpha_bar * model_output + sqrt_one_minus_alpha_bar * sample
         return pred_x0, pred_eps
 
     def training_target(self, x_0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
@@ -416,8 +492,10 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
     def snr(self, t) -> torch.Tensor:
         """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) of q(x_t | x_0) (Kingma et al. 2021). Same shape as t."""
-        t = t if torch.is_tensor(t) else torch.tensor(t)
-        alpha_bar_t = self.alphas_cumprod[t.long()]
+        return self._schedule_value(self._snr(t, (1,)), t)
+
+    def _snr(self, t, shape) -> torch.Tensor:
+        alpha_bar_t = self._alpha_bar(t, shape)
         return alpha_bar_t / (1 - alpha_bar_t)
 
     def loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
@@ -427,21 +505,18 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         w(t) = 1. With sigma_t^2 = beta_tilde_t, w is infinite at t = 0 (beta_tilde_0 = 0); there, as in
         improved-diffusion, beta_tilde_1 stands in. Same shape as t.
         """
-        t = (t if torch.is_tensor(t) else torch.tensor(t)).long()
-        beta_t = self.betas[t]
-        alpha_t = self.alphas[t]
-        alpha_bar_t = self.alphas_cumprod[t]
+        steps = (t if torch.is_tensor(t) else torch.tensor(t)).long()
+        alpha_t, beta_t = self._forward_step_coefficients(steps, (1,))
+        alpha_bar_t = self._alpha_bar(steps, (1,))
         if variance == "beta":
             sigma2 = beta_t
         elif variance == "beta_tilde":
-            steps = torch.arange(len(self.betas))
-            beta_tilde = self.posterior_variance(steps)
-            if len(beta_tilde) > 1:
-                beta_tilde[0] = beta_tilde[1]
-            sigma2 = beta_tilde[t]
+            if self.config.num_train_timesteps > 1:
+                steps = torch.where(steps == 0, 1, steps)
+            sigma2 = self._step_variances(steps, steps - 1, (1,))[1]
         else:
             raise _invalid("variance", variance, "'beta', 'beta_tilde'")
-        return beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t))
+        return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t)
 
     def min_snr_loss_weight(self, t, gamma: float = 5.0) -> torch.Tensor:
         """Min-SNR-gamma weight (Hang et al. 2023): min(SNR(t), gamma) / SNR(t), written for this scheduler's
@@ -463,8 +538,8 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         This is the link to Langevin dynamics and score matching (Song & Ermon 2019): predicting the noise is
         predicting the score, scaled.
         """
-        alpha_bar_t = self._alpha_bar(t, x_t.shape).to(x_t)
-        return -noise / (1 - alpha_bar_t).sqrt()
+        sqrt_one_minus_alpha_bar = self._marginal_coefficients(t, x_t.shape)[1].to(x_t)
+        return -noise / sqrt_one_minus_alpha_bar
 
     def classifier_free_guidance(
         self, conditional: torch.Tensor, unconditional: torch.Tensor, guidance_scale: float
@@ -485,18 +560,20 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         t = int(t)
         if not 0 <= t < self.config.num_train_timesteps:
             raise _invalid("t", t, f"integers in [0, {self.config.num_train_timesteps})")
-        beta = float(self.betas[t])
-        alpha_bar = float(self.alphas_cumprod[t])
-        snr = float(self.snr(t))
+        # each value from the helper the formulas themselves use, in float64
+        alpha, beta = (float(c) for c in self._forward_step_coefficients(t, (1,)))
+        alpha_bar = float(self._alpha_bar(t, (1,)))
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (float(c) for c in self._marginal_coefficients(t, (1,)))
+        snr = float(self._snr(t, (1,)))
         return {
             "beta_t": beta,
-            "alpha_t": 1 - beta,
+            "alpha_t": alpha,
             "alpha_bar_t": alpha_bar,
-            "sqrt_alpha_t": math.sqrt(1 - beta),
+            "sqrt_alpha_t": math.sqrt(alpha),
             "sqrt_beta_t": math.sqrt(beta),
-            "sqrt_alpha_bar_t": math.sqrt(alpha_bar),
-            "sqrt_one_minus_alpha_bar_t": math.sqrt(1 - alpha_bar),
-            "beta_tilde_t": float(self.posterior_variance(t)),
+            "sqrt_alpha_bar_t": sqrt_alpha_bar,
+            "sqrt_one_minus_alpha_bar_t": sqrt_one_minus_alpha_bar,
+            "beta_tilde_t": float(self._step_variances(t, t - 1, (1,))[1]),
             "snr_t": snr,
             "log_snr_t": math.log(snr) if snr > 0 else float("-inf"),
             "loss_weight_t": float(self.loss_weight(t)),
@@ -561,9 +638,20 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         following = np.append(timesteps[1:], -1)
         self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
 
-    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
-        """The timestep the reverse chain goes to from `timestep`: the next inference timestep, or -1 at the end."""
-        timestep = int(timestep)
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
+        """The timestep the reverse chain goes to from `timestep`: the next inference timestep, or -1 at the end.
+
+        An int for an int; for a tensor, a long tensor of the same shape and device, as diffusers returns.
+        """
+        if torch.is_tensor(timestep):
+            previous = [self._previous_timestep(int(t)) for t in timestep.reshape(-1).tolist()]
+            return torch.tensor(previous, dtype=torch.long, device=timestep.device).reshape(timestep.shape)
+        return self._previous_timestep(int(timestep))
+
+    def _previous_timestep(self, timestep: int) -> int:
+        steps = self.config.num_train_timesteps
+        if not 0 <= timestep < steps:
+            raise _invalid("timestep", timestep, f"integers in [0, {steps}) (num_train_timesteps)")
         if self._previous is None:
             return timestep - 1
         if timestep not in self._previous:
@@ -572,7 +660,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
     def _split_learned_variance(self, model_output: torch.Tensor, sample: torch.Tensor):
         """For learned variances the model outputs 2C channels: the prediction, then the variance values."""
-        if self.config.variance_type in ("learned", "learned_range"):
+        if self.config.variance_type in ("learned", "learned_log", "learned_range"):
             if model_output.shape[1] != 2 * sample.shape[1]:
                 raise ValueError(
                     f"variance_type={self.config.variance_type!r} needs a model output with 2 x {sample.shape[1]} "
@@ -581,25 +669,68 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             return torch.split(model_output, sample.shape[1], dim=1)
         return model_output, None
 
+    def _log_variance(self, t, prev_t, predicted_variance, shape, variance_type: str | None = None) -> torch.Tensor:
+        """log sigma_t^2 of p_theta(x_{prev} | x_t) for `variance_type` (default: the config's).
+
+        float64 and broadcastable against `shape` for the fixed types; for the learned ones the dtype and shape of
+        `predicted_variance`, (B, C, H, W).
+        """
+        variance_type = variance_type or self.config.variance_type
+        if variance_type not in VARIANCE_TYPES:
+            raise _invalid("variance_type", variance_type, ", ".join(VARIANCE_TYPES))
+        if variance_type == "learned_log":  # the model outputs log sigma_t^2 (improved-diffusion's LEARNED)
+            return predicted_variance
+        if variance_type == "learned":  # diffusers' meaning: the model outputs sigma_t^2 itself
+            if not bool((predicted_variance >= 0).all()):
+                raise ValueError(
+                    "variance_type='learned' reads the model's variance channels as sigma_t^2 (diffusers' meaning), "
+                    "which must be >= 0, but this output has negative or NaN values. For a model that outputs "
+                    "log sigma_t^2 (improved-diffusion's LEARNED), use variance_type='learned_log'."
+                )
+            return predicted_variance.log()
+        beta, beta_tilde = self._step_variances(t, prev_t, shape)
+        log_beta_tilde = beta_tilde.clamp(min=1e-20).log()  # beta_tilde = 0 where the step lands on alpha_bar = 1
+        if variance_type in ("fixed_small", "fixed_small_log"):
+            return log_beta_tilde
+        if variance_type in ("fixed_large", "fixed_large_log"):
+            return beta.log()
+        # "learned_range": interpolate between the two fixed choices in log space (Nichol & Dhariwal, Eq. 15)
+        fraction = (predicted_variance + 1) / 2
+        return fraction * beta.log().to(fraction) + (1 - fraction) * log_beta_tilde.to(fraction)
+
     def step_std(self, t, prev_t, predicted_variance: torch.Tensor | None = None, shape=(1,)) -> torch.Tensor:
         """sigma_t, the standard deviation of p_theta(x_{t-1} | x_t) for this scheduler's `variance_type`.
 
-        Returns a tensor that broadcasts against `shape` (or against `predicted_variance` when learned).
+        Returns a tensor that broadcasts against `shape` (or against `predicted_variance` when learned): float64
+        for the fixed variance types, the dtype of `predicted_variance` for the learned ones.
         """
-        variance_type = self.config.variance_type
-        beta_tilde = self.posterior_variance(t, prev_t).clamp(min=1e-20)
-        beta = self.fixed_variance(t, "beta", prev_t)
-        if variance_type in ("fixed_small", "fixed_small_log"):
-            log_variance = beta_tilde.log()
-        elif variance_type in ("fixed_large", "fixed_large_log"):
-            log_variance = beta.log()
-        elif variance_type == "learned":  # the model outputs log sigma_t^2 (improved-diffusion's LEARNED)
-            return torch.exp(0.5 * predicted_variance)
-        else:  # "learned_range": interpolate between the two fixed choices in log space (Nichol & Dhariwal, Eq. 15)
-            fraction = (predicted_variance + 1) / 2
-            log_variance = fraction * beta.log().to(fraction) + (1 - fraction) * beta_tilde.log().to(fraction)
+        return torch.exp(0.5 * self._log_variance(t, prev_t, predicted_variance, shape))
+
+    def _get_variance(
+        self,
+        t: int | torch.Tensor,
+        predicted_variance: torch.Tensor | None = None,
+        variance_type: str | None = None,
+    ) -> torch.Tensor:
+        """diffusers' `DDPMScheduler._get_variance`, for code written against it: the step from t to
+        `previous_timestep(t)`, in diffusers' per-type convention (`step` uses `step_std` instead).
+
+        Returns sigma_t^2 for `fixed_small`, `fixed_large` and `learned` (the model output itself); sigma_t for
+        `fixed_small_log`; log sigma_t^2 for `fixed_large_log`, `learned_range` and `learned_log`. float32, 0-d for
+        the fixed types.
+        """
+        variance_type = variance_type or self.config.variance_type
+        if variance_type == "learned":
+            return predicted_variance
+        t = int(t)
+        log_variance = self._log_variance(t, self.previous_timestep(t), predicted_variance, (1,), variance_type)
+        if log_variance.dtype == torch.float64:  # a fixed type
+            log_variance = log_variance.float().reshape(())
+        if variance_type in ("fixed_small", "fixed_large"):
+            return log_variance.exp()
+        if variance_type == "fixed_small_log":
             return torch.exp(0.5 * log_variance)
-        return torch.exp(0.5 * log_variance).reshape(-1, *([1] * (len(shape) - 1)))
+        return log_variance
 
     def step(
         self,
@@ -617,10 +748,11 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             timestep: t, one of `self.timesteps`.
             sample: x_t, (B, C, H, W).
             generator: the random generator for the noise z ~ N(0, I).
-            variance_noise: z itself, instead of drawing it with `generator`.
+            variance_noise: z itself, (B, C, H, W), instead of drawing it with `generator`; zeros give the mean.
             return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order
                 (prev_sample, pred_original_sample, pred_epsilon, mean, std).
         """
+        _check_variance_noise(variance_noise, generator, sample)
         t = int(timestep)
         prev_t = self.previous_timestep(t)
         model_output, predicted_variance = self._split_learned_variance(model_output, sample)
@@ -634,9 +766,10 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         # 3. mean of p_theta(x_{t-1} | x_t): the posterior mean mu_tilde at the predicted x_0, Eq. 7 of Ho et al.
         mean = self.q_posterior_mean(clipped_x0, sample, t, prev_t)
 
-        # 4. sigma_t from the variance choice; no noise at the last step (Algorithm 2: z = 0 if t = 1)
+        # 4. sigma_t from the variance choice; no noise on the chain's last step, the one to x_0 (Algorithm 2 returns
+        # the mean there), whatever its t: trailing spacing and custom timesteps end above t = 0
         std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
-        if t > 0:
+        if prev_t >= 0:
             if variance_noise is None:
                 variance_noise = torch.randn(
                     model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
