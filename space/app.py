@@ -377,7 +377,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             q2_value = gr.Slider(
                                 -(T - 1), T - 1, value=T // 2, step=1, label="the fixed t, or the shift"
                             )
-                            q2_probe = gr.Slider(0, T - 1, value=T // 2, step=1, label="ε̂ compared at t")
+                            q2_probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
                             with gr.Row():
                                 q2_seed, q2_batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
                             q2_run = gr.Button("▶ Run both", variant="primary")
