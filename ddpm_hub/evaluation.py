@@ -18,6 +18,9 @@ Command line::
 
     python -m ddpm_hub.evaluation MODEL_DIR [--samples_per_digit N] [--guidance_scale G] \\
         [--num_inference_steps S] [--json OUT]
+    python -m ddpm_hub.evaluation MODEL_DIR --nll [--nll_images N] [--nll_condition null|label] [--json OUT]
+
+``--nll`` measures the variational bound on -log p(x_0) of held-out digits instead (:func:`evaluate_nll`).
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ from .data import MNIST5K_HELD_OUT, MNIST5K_SPLIT_SEED, load_mnist5k
 __all__ = [
     "DigitJudge",
     "default_judge_cache_dir",
+    "evaluate_nll",
     "evaluate_pipeline",
     "evaluate_samples",
+    "format_nll_report",
     "format_report",
     "frechet_distance",
     "judge_accuracy",
@@ -592,6 +597,110 @@ def format_report(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# The variational bound on held-out digits (--nll)
+# ---------------------------------------------------------------------------------------------------------------------
+
+#: How many equal blocks of timesteps the per-t terms are summed into (the rate-vs-t curve of Ho et al., Fig. 5).
+NLL_BLOCKS = 10
+
+
+def held_out_digits(num_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``num_images`` held-out mnist5k digits taken round-robin over the classes (0, 1, ..., 9, 0, ...).
+
+    Returns images ``(N, 1, 28, 28)`` in ``[-1, 1]`` (8-bit values) and labels ``(N,)``.
+    """
+    images, labels = load_mnist5k("held_out")
+    if not 1 <= num_images <= len(labels):
+        raise ValueError(f"nll_images must be in [1, {len(labels)}] (the held-out digits), got {num_images}")
+    rank = torch.zeros_like(labels)  # each image's position among the held-out images of its digit
+    for digit in labels.unique():
+        rank[labels == digit] = torch.arange(int((labels == digit).sum()))
+    order = torch.from_numpy(np.lexsort((labels.numpy(), rank.numpy())))[:num_images]  # rank first, then digit
+    return images[order], labels[order]
+
+
+def evaluate_nll(
+    pipeline: Any,
+    *,
+    num_images: int = 64,
+    condition: str = "null",
+    seed: int = 0,
+    batch_size: int = 128,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """The variational bound on -log p(x_0) in bits/dim on held-out digits, split as Ho et al. (2020) report it.
+
+    Calls ``pipeline.bits_per_dim`` (``DDPMHubPipeline``): total = prior L_T + rate (L_1 + ... + L_{T-1}) +
+    distortion (L_0, the discretized decoder), each averaged over the images (Table 2 and Fig. 5 of the paper).
+
+    Args:
+        num_images: how many held-out digits (see :func:`held_out_digits`).
+        condition: ``"null"`` for the unconditional model (the null class; what the paper's Table 2 measures) or
+            ``"label"`` for -log p(x_0 | digit) with each image's own label.
+        seed: seeds the draws of x_t.
+        batch_size: images per U-Net call.
+
+    Returns:
+        a JSON-serialisable dict: ``nll_bits_per_dim`` (mean total) and its ``nll_standard_error`` over images,
+        ``rate_bits_per_dim``, ``distortion_bits_per_dim``, ``prior_bits_per_dim``, ``rate_by_timesteps`` (the
+        rate summed over ``NLL_BLOCKS`` equal blocks of t), ``num_images``, ``condition``, ``seed``, and the
+        ``wall_seconds`` / ``cpu_seconds`` it took.
+    """
+    if condition not in ("null", "label"):
+        raise ValueError(f"Invalid `condition`={condition!r}: allowed values are null, label.")
+    images, labels = held_out_digits(num_images)
+    generator = torch.Generator().manual_seed(seed)
+    wall, cpu = time.perf_counter(), time.process_time()
+    parts: dict[str, list[torch.Tensor]] = {"total": [], "prior": [], "rate": [], "distortion": [], "denoising": []}
+    for start in range(0, num_images, batch_size):
+        batch = slice(start, start + batch_size)
+        out = pipeline.bits_per_dim(
+            images[batch], labels[batch] if condition == "label" else None, generator, batch_size=batch_size
+        )
+        for name, values in parts.items():
+            values.append(getattr(out, name).cpu())
+        if verbose:
+            print(f"bound of {min(start + batch_size, num_images)}/{num_images} digits", file=sys.stderr)
+    result = {name: torch.cat(values) for name, values in parts.items()}
+    denoising = result.pop("denoising").mean(0)  # (T - 1,): timesteps 1 .. T - 1
+    steps = denoising.numel() + 1
+    edges = np.linspace(0, steps, NLL_BLOCKS + 1).round().astype(int)
+    total = result["total"]
+    return {
+        "nll_bits_per_dim": float(total.mean()),
+        "nll_standard_error": float(total.std() / math.sqrt(len(total))) if len(total) > 1 else None,
+        "rate_bits_per_dim": float(result["rate"].mean()),
+        "distortion_bits_per_dim": float(result["distortion"].mean()),
+        "prior_bits_per_dim": float(result["prior"].mean()),
+        "rate_by_timesteps": {
+            f"{lo}-{hi - 1}": float(denoising[max(lo, 1) - 1 : hi - 1].sum())
+            for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+        },
+        "num_images": num_images,
+        "condition": condition,
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - wall, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+    }
+
+
+def format_nll_report(result: dict[str, Any]) -> str:
+    """A readable summary of :func:`evaluate_nll`'s dict."""
+    what = "-log p(x_0)" if result["condition"] == "null" else "-log p(x_0 | digit)"
+    return "\n".join(
+        [
+            f"variational bound on {what}, {result['num_images']} held-out digits, bits/dim",
+            f"  total (NLL bound)    {result['nll_bits_per_dim']:.4f}"
+            + (f" +- {result['nll_standard_error']:.4f}" if result["nll_standard_error"] is not None else ""),
+            f"  rate  L_1..L_(T-1)   {result['rate_bits_per_dim']:.4f}",
+            f"  distortion L_0       {result['distortion_bits_per_dim']:.4f}",
+            f"  prior L_T            {result['prior_bits_per_dim']:.6f}",
+            f"  {result['wall_seconds']} s wall, {result['cpu_seconds']} s CPU",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ddpm_hub.evaluation",
@@ -614,9 +723,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also record the results in this JSON file, under a key naming the sampler and settings (other runs "
         "already in the file are kept)",
     )
+    parser.add_argument("--nll", action="store_true", help="measure the variational bound (bits/dim) instead")
+    parser.add_argument("--nll_images", type=int, default=64, help="--nll: how many held-out digits")
+    parser.add_argument(
+        "--nll_condition", choices=["null", "label"], default="null", help="--nll: null class, or each digit's label"
+    )
     args = parser.parse_args(argv)
 
     from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
+
+    if args.nll:
+        return _main_nll(args, argv)
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = DDPMHubPipeline.from_pretrained(args.model_dir).to(device)
@@ -652,6 +769,32 @@ def main(argv: list[str] | None = None) -> int:
         runs = json.loads(path.read_text()) if path.is_file() else {}
         eta = f"-eta{args.eta:g}" if args.sampler == "ddim" else ""
         runs[f"{args.sampler}{eta}-{steps}steps-w{guidance:g}"] = result
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(runs, indent=2) + "\n")
+    return 0
+
+
+def _main_nll(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """``--nll``: the bound on held-out digits, printed and recorded under ``nll-<condition>-<N>images``."""
+    from ddpm_hub import DDPMHubPipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    pipeline = DDPMHubPipeline.from_pretrained(args.model_dir).to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    result = evaluate_nll(
+        pipeline, num_images=args.nll_images, condition=args.nll_condition, seed=args.seed, verbose=True
+    )
+    result.update(
+        model=str(args.model_dir),
+        command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]),
+    )
+    print(format_nll_report(result))
+    print()
+    print(json.dumps(result, indent=2))
+    if args.json_path:
+        path = Path(args.json_path)
+        runs = json.loads(path.read_text()) if path.is_file() else {}
+        runs[f"nll-{args.nll_condition}-{args.nll_images}images"] = result
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(runs, indent=2) + "\n")
     return 0

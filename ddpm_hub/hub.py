@@ -315,6 +315,9 @@ def _card_evaluation(runs: dict | None) -> dict | None:
         return None
     keep = ("mean_accuracy", "frechet_distance", "frechet_distance_real", "judge_held_out_accuracy", "num_samples",
             "generation_seconds", "command")  # fmt: skip
+    # runs of `python -m ddpm_hub.evaluation --nll`: the variational bound in bits/dim
+    keep += ("nll_bits_per_dim", "nll_standard_error", "rate_bits_per_dim", "distortion_bits_per_dim",
+             "prior_bits_per_dim", "num_images")  # fmt: skip
     return {name: {key: run[key] for key in keep if key in run} for name, run in runs.items()}
 
 

@@ -912,7 +912,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         pred_x0, pred_eps = self.split_model_output(model_output, x_t, t)
         pred_x0 = self.clip_or_threshold(pred_x0)
         mean = self.q_posterior_mean(pred_x0, x_t, t)
-        log_variance = 2 * torch.log(self.step_std(t, t - 1, predicted_variance, x_t.shape).to(x_t))
+        log_variance = self._log_variance(t, t - 1, predicted_variance, x_t.shape).to(x_t)
         if predicted_variance is None:
             first = (t == 0).reshape(-1, 1, 1, 1)
             log_variance = torch.where(first, self._clipped_posterior_log_variance(t).to(x_t), log_variance)
