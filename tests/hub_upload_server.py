@@ -1,0 +1,158 @@
+"""The Hub's write API, as far as ``HfApi.create_repo`` + ``HfApi.create_commit`` use it, for testing real pushes.
+
+olah (tests/olah_hub.py) serves git repositories with the Hub's *read* protocol and refuses writes. This server takes
+the writes: ``POST /api/repos/create``, ``/api/validate-yaml``, ``/api/models/<org>/<name>/preupload/<rev>`` and
+``/api/models/<org>/<name>/commit/<rev>`` (the NDJSON commit; every file is sent inline, "regular" upload mode), and
+turns each commit into a git commit of ``<repos_dir>/models/<org>/<name>`` on branch ``main``. With ``repos_dir`` =
+olah's ``mirrors-path``, what huggingface_hub uploaded is then served by olah: push with the real client, load with
+``from_pretrained``, and compare.
+
+Like the Hub, a commit adds or replaces the files it names and keeps the others. Anything else (LFS uploads, pull
+requests, other branches, other repo types) is answered with an HTTP error, so a client that needs it fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+_GIT = ["git", "-c", "user.name=hub-upload-server", "-c", "user.email=hub@localhost", "-c", "commit.gpgsign=false"]
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run([*_GIT, *args], cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class HubUploadServer:
+    """``with HubUploadServer(repos_dir) as server:`` push to ``server.endpoint``; ``server.commits`` lists what
+    each commit request named, in order."""
+
+    def __init__(self, repos_dir: str | Path) -> None:
+        self.repos_dir = Path(repos_dir).resolve()
+        self.commits: list[dict] = []
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def repo_dir(self, repo_id: str) -> Path:
+        return self.repos_dir / "models" / repo_id
+
+    def start(self) -> HubUploadServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep the test output clean
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    with server._lock:
+                        status, answer = server._handle(self.path, body)
+                except Exception as err:  # a bug here must show up as an HTTP error in the client, with the reason
+                    status, answer = 500, {"error": f"{type(err).__name__}: {err}"}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status == 404:
+                    self.send_header("X-Error-Code", "RepoNotFound")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> HubUploadServer:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------------------------------------------ routes
+
+    def _handle(self, path: str, body: bytes) -> tuple[int, dict]:
+        route, _, query = path.partition("?")
+        parts = route.strip("/").split("/")
+        if route == "/api/repos/create":
+            return self._create_repo(json.loads(body))
+        if route == "/api/validate-yaml":
+            return self._validate_yaml(json.loads(body))
+        if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
+            repo_id, action, revision = f"{parts[2]}/{parts[3]}", parts[4], parts[5]
+            if not (self.repo_dir(repo_id) / ".git").is_dir():
+                return 404, {"error": f"Repository {repo_id} not found"}
+            if revision != "main" or "create_pr" in query:
+                return 400, {"error": "this test server commits to branch main only (no other branch, no PR)"}
+            if action == "preupload":
+                paths = [file["path"] for file in json.loads(body)["files"]]
+                files = [{"path": path, "uploadMode": "regular", "shouldIgnore": False} for path in paths]
+                return 200, {"files": files}
+            return self._commit(repo_id, body)
+        return 404, {"error": f"no route {route}"}
+
+    def _create_repo(self, request: dict) -> tuple[int, dict]:
+        if request.get("type", "model") != "model" or not request.get("organization"):
+            return 400, {"error": "this test server creates model repos named org/name only"}
+        repo_id = f"{request['organization']}/{request['name']}"
+        repo = self.repo_dir(repo_id)
+        if (repo / ".git").is_dir():
+            return 409, {"error": "You already created this model repo", "url": f"{self.endpoint}/{repo_id}"}
+        repo.mkdir(parents=True)
+        _git(repo, "init", "-q", "-b", "main")
+        return 200, {"url": f"{self.endpoint}/{repo_id}"}
+
+    def _validate_yaml(self, request: dict) -> tuple[int, dict]:
+        content = request["content"]
+        if content.startswith("---\n"):
+            try:
+                yaml.safe_load(content.split("---\n", 2)[1])
+            except yaml.YAMLError as err:
+                return 400, {"errors": [{"message": str(err)}], "warnings": []}
+        return 200, {"errors": [], "warnings": []}
+
+    def _commit(self, repo_id: str, body: bytes) -> tuple[int, dict]:
+        repo = self.repo_dir(repo_id)
+        lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+        if not lines or lines[0]["key"] != "header":
+            return 400, {"error": "the commit payload must start with a header line"}
+        files = {}
+        for line in lines[1:]:
+            if line["key"] != "file" or line["value"].get("encoding") != "base64":
+                return 422, {"error": f"this test server takes inline base64 files only, got {line['key']!r}"}
+            relpath = PurePosixPath(line["value"]["path"])
+            if relpath.is_absolute() or ".." in relpath.parts:
+                return 400, {"error": f"invalid path {relpath}"}
+            files[str(relpath)] = base64.b64decode(line["value"]["content"])
+        for relpath, content in files.items():
+            (repo / relpath).parent.mkdir(parents=True, exist_ok=True)
+            (repo / relpath).write_bytes(content)
+        _git(repo, "add", "--all")
+        _git(repo, "commit", "-q", "--allow-empty", "-m", lines[0]["value"]["summary"])
+        sha = _git(repo, "rev-parse", "HEAD")
+        self.commits.append({"repo_id": repo_id, "sha": sha, "files": sorted(files)})
+        return 200, {"commitUrl": f"{self.endpoint}/{repo_id}/commit/{sha}", "commitOid": sha}
