@@ -184,6 +184,7 @@ SECTIONS = [  # results file, how its rows are built
     ("ddim_clipping", generic_rows),
     ("space_threads1", generic_rows),
     ("space_threads2", generic_rows),
+    ("space_load", generic_rows),
 ]
 
 

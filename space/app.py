@@ -10,16 +10,19 @@ Environment:
     DDPM_HUB_X0_MODEL  question 3's x_0-prediction model (default: `x0_model/` next to this file, with the bundled one)
     DDPM_HUB_REVISION  the Hub revision to load (default "main"); HF_ENDPOINT selects the Hub endpoint as usual
     DDPM_HUB_THREADS   torch CPU threads (default: torch's choice, one per core)
+    DDPM_HUB_MAX_CHAINS  chains the sampling engine steps together (default 8; more wait in a queue)
+    DDPM_HUB_BF16_MIN_ROWS  run merged U-Net batches of at least this many rows in bfloat16 (default: never)
 
 Run: `python space/app.py` from the repository root (or `python app.py` inside a Space).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import os
 import sys
-from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -35,6 +38,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from ddpm_space import common, compare_tab, denoise_tab, forward_tab, objective_tab, questions, reverse_tab  # noqa: E402
 from ddpm_space.common import MAX_BATCH, MAX_COPIES, UNCONDITIONAL, text  # noqa: E402
+from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.widgets import (  # noqa: E402
     ImageSource,
     digit_index,
@@ -57,6 +61,12 @@ REVISION = os.environ.get("DDPM_HUB_REVISION") or "main"
 if os.environ.get("DDPM_HUB_THREADS"):
     torch.set_num_threads(int(os.environ["DDPM_HUB_THREADS"]))
 MAX_FILE_SIZE = "10mb"
+MAX_CHAINS = int(os.environ.get("DDPM_HUB_MAX_CHAINS") or 8)  # chains stepped together; the others wait in line
+MAX_ROWS = 256  # U-Net rows per tick at most (16 images with guidance are 32 rows)
+MAX_QUEUED = 16  # chains waiting for a slot at most; Gradio's own queue holds the rest
+# Ticks with at least this many rows run the U-Net in bfloat16 on a CPU with native bf16 (unset: always float32;
+# bfloat16 changes the samples slightly, so a chain then no longer matches its seed run alone exactly).
+BF16_MIN_ROWS = int(os.environ["DDPM_HUB_BF16_MIN_ROWS"]) if os.environ.get("DDPM_HUB_BF16_MIN_ROWS") else None
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
 CSS = (HERE / "text" / "style.css").read_text(encoding="utf-8")
@@ -93,26 +103,43 @@ SPACE = common.Space(
     ),
 )
 T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolution, SPACE.digits
+# Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
+SPACE.engine = Engine(
+    SPACE.pipe,
+    max_active=MAX_CHAINS,
+    max_rows=MAX_ROWS,
+    max_images_per_owner=2 * MAX_BATCH,  # a visitor's "DDPM vs DDIM" runs two chains of up to MAX_BATCH images
+    max_queued=MAX_QUEUED,
+    bf16_min_rows=BF16_MIN_ROWS,
+)
 
 
 def bind(fn):
-    """fn with the loaded Space as its first argument; keeps fn's name and docstring (Gradio's API page shows them)."""
-    bound = partial(fn, SPACE)
-    bound.__name__, bound.__qualname__, bound.__doc__, bound.__module__ = (
-        fn.__name__,
-        fn.__qualname__,
-        fn.__doc__,
-        __name__,
-    )
+    """fn with the loaded Space as its first argument, as Gradio should see it: the same name, docstring, signature
+    (less `space`) and type hints (so a `request: gr.Request` parameter is filled in), a generator if fn is one."""
+    if inspect.isgeneratorfunction(fn):
+
+        def bound(*args, **kwargs):
+            yield from fn(SPACE, *args, **kwargs)  # closing `bound` closes fn's generator too
+    else:
+
+        def bound(*args, **kwargs):
+            return fn(SPACE, *args, **kwargs)
+
+    functools.update_wrapper(bound, fn)
+    signature = inspect.signature(fn)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    bound.__module__ = __name__
     return bound
 
 
 load_digit, random_digit, image_to_x0 = bind(common.load_digit), bind(common.random_digit), bind(common.image_to_x0)
 forward, schedules_plot = bind(forward_tab.forward), bind(forward_tab.schedules_plot)
-generate, scrub, scrub_range = bind(reverse_tab.generate), bind(reverse_tab.scrub), bind(reverse_tab.scrub_range)
-export_gif = bind(reverse_tab.export_gif)
+generate, scrub, export_gif = bind(reverse_tab.generate), bind(reverse_tab.scrub), bind(reverse_tab.export_gif)
 compare = bind(compare_tab.compare)
 noise_denoise = bind(denoise_tab.noise_denoise)
+stop_generate, stop_compare = bind(reverse_tab.stop_generate), bind(compare_tab.stop_compare)
+stop_noise_denoise = bind(denoise_tab.stop_noise_denoise)
 bound, at_t = bind(objective_tab.bound_stream), bind(objective_tab.at_t)
 fresh_noise, timestep_input = bind(questions.fresh_noise), bind(questions.timestep_input)
 noise_vs_x0, elbo_forms = bind(questions.noise_vs_x0), bind(questions.elbo_forms)
@@ -217,11 +244,12 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 label="step info",
                             )
                             gen_scrub = gr.Slider(
-                                0,
-                                T,
-                                value=0,
+                                reverse_tab.FINAL_T,
+                                T - 1,
+                                value=T - 1,
                                 step=1,
-                                label="Scrub: stored step (all steps are kept)",
+                                label="Scrub by t (every step is kept; −1 = the final x₀)",
+                                elem_id="gen-scrub",
                             )
                             with gr.Row(equal_height=False):
                                 gen_export = gr.Button(
@@ -433,7 +461,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
     # -----------------------------------------------------------------------------------------------------------------
     light = {"concurrency_limit": 4, "show_progress": "hidden"}
     live = {**light, "trigger_mode": "always_last"}  # while dragging a slider: finish the last value, skip the rest
-    chains = {"concurrency_id": "chain", "concurrency_limit": 1, "show_progress": "minimal"}
+    # The chains wait in the engine's queue (which tells each visitor their place), not in Gradio's.
+    chains = {"concurrency_id": "chain", "concurrency_limit": MAX_CHAINS + MAX_QUEUED, "show_progress": "minimal"}
+    stop = {"queue": False, "api_visibility": "private"}
 
     gr.on(
         [fw_image.change, fw_t.change, fw_seed.change],
@@ -450,29 +480,29 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         load_digit, [fw_index], [fw_image, fw_caption], api_visibility="private", **light
     )
 
-    gen_event = gen_run.click(scrub_range, [gen_steps], [gen_scrub], api_visibility="private", queue=False).then(
+    gen_run.click(
         generate,
         [gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps, gen_seed, gen_batch],
         [gen_x, gen_eps, gen_x0, gen_info, gen_scrub, gen_chain],
         api_name="generate",
         **chains,
     )
-    gen_stop.click(None, None, None, cancels=[gen_event], api_visibility="private")
+    gen_stop.click(stop_generate, None, None, **stop)  # the chain's stream then ends with a "stopped" frame
     gen_scrub.input(scrub, [gen_scrub, gen_chain], [gen_x, gen_eps, gen_x0, gen_info], api_name="scrub", **live)
     gen_export.click(export_gif, [gen_chain], [gen_gif], api_name="export_gif", **light).then(
         lambda: gr.update(visible=True), None, [gen_gif], api_visibility="private", queue=False
     )
 
-    cmp_event = cmp_run.click(
+    cmp_run.click(
         compare,
         [cmp_digit, cmp_guidance, cmp_ddpm_steps, cmp_ddim_steps, cmp_eta, cmp_seed, cmp_batch],
         [cmp_ddpm_x, cmp_ddpm_x0, cmp_ddim_x, cmp_ddim_x0, cmp_info],
         api_name="compare",
         **chains,
     )
-    cmp_stop.click(None, None, None, cancels=[cmp_event], api_visibility="private")
+    cmp_stop.click(stop_compare, None, None, **stop)
 
-    nd_event = nd_run.click(
+    nd_run.click(
         noise_denoise,
         [nd_image, nd_t, nd_digit, nd_guidance, nd_sampler, nd_eta, nd_steps, nd_seed, nd_copies],
         [nd_x0, nd_noised, nd_x, nd_x0_hat, nd_info],
@@ -480,7 +510,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         preprocess=False,
         **chains,
     )
-    nd_stop.click(None, None, None, cancels=[nd_event], api_visibility="private")
+    nd_stop.click(stop_noise_denoise, None, None, **stop)
     nd_load.click(load_digit, [nd_index], [nd_image, nd_caption], api_visibility="private", **light)
     nd_random.click(random_digit, None, [nd_index], api_visibility="private", **light).then(
         load_digit, [nd_index], [nd_image, nd_caption], api_visibility="private", **light
@@ -526,6 +556,20 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
     demo.load(schedules_plot, [fw_t], [fw_plot], api_visibility="private", **light)
 
 demo.queue(default_concurrency_limit=2, max_size=64)
+
+
+def session_alive(session_hash: str) -> bool:
+    """Whether a visitor's page is still connected: Gradio marks the running events of a session whose stream closed
+    as no longer alive, without closing their generators (so the engine asks, at every tick)."""
+    try:
+        jobs = [job for job in demo._queue.active_jobs if job]
+        events = [event for job in jobs for event in job if event.session_hash == session_hash]
+    except Exception:  # Gradio's internals moved: rely on the engine noticing that nobody reads the chain
+        return True
+    return not events or any(event.alive for event in events)
+
+
+SPACE.session_alive = session_alive
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_KWARGS)

@@ -245,21 +245,27 @@ def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
     assert chain["std"][-1] == 0 and all(s > 0 for s in chain["std"][:-1])
 
     x, eps, x0, info, slider, state = frames[1]
-    assert state is chain and slider == every and "Step 6 / 50" in info and "σₜ" in info
+    assert state is chain and "Step 6 / 50" in info and "σₜ" in info and " left" in info  # the time still to go
+    # The scrub slider counts in t: at this frame's t, over the whole chain (-1 = the final x_0).
+    assert slider["value"] == chain["t"][every] == T - 1 - every
+    assert (slider["minimum"], slider["maximum"]) == (-1, T - 1)
     for picture in (x, eps, x0):
         picture_ok(picture)
         assert picture.shape == frames[-1][0].shape
     x, eps, x0, info, slider, _ = frames[-1]
-    assert slider == steps and info.startswith("**Done")
+    assert slider["value"] == -1 and info.startswith("**Done")
 
 
 def test_scrub_shows_stored_frames(app):
     *_, last = app.generate("any", 1.0, "ddim", 0.5, 10, 3, 2)
     chain = last[-1]
-    x, eps, x0, info = app.scrub(4, chain)
+    assert chain["t"] == [45, 40, 35, 30, 25, 20, 15, 10, 5, 0]  # 10 of T = 50 steps
+    x, eps, x0, info = app.scrub(25, chain)  # by t, not by frame index
     assert np.array_equal(x, app.common.grid(chain["x"][4])) and np.array_equal(x0, app.common.grid(chain["x0"][4]))
-    assert "Step 5 / 10" in info and "\\eta = 0.5" in info
-    assert app.scrub(999, chain)[3].startswith("**Done")  # clamped to the last frame
+    assert "Step 5 / 10" in info and "t = 25 →" in info and "\\eta = 0.5" in info
+    assert "t = 25 →" in app.scrub(27, chain)[3]  # the nearest stored t
+    assert app.scrub(-1, chain)[3].startswith("**Done")  # the final x_0
+    assert "Step 1 / 10" in app.scrub(999, chain)[3]  # clamped to the first frame
     with pytest.raises(gr.Error, match="Generate a chain first"):
         app.scrub(0, None)
 
@@ -277,7 +283,6 @@ def test_gif_export_name_and_frames(app, monkeypatch):
     assert selected[0] == 0 and selected[-1] == T and len(selected) == 11
     with Image.open(app.export_gif(chain)) as gif:
         assert gif.n_frames == len(selected)
-    assert app.scrub_range(20) == {"__type__": "update", "minimum": 0, "maximum": 20, "value": 0}
     *_, last = app.generate("any", 0.5, "ddim", 0.25, 5, 7, 1)
     assert Path(app.export_gif(last[-1])).name == "ddpm_uncond_seed7_ddim-eta0.25_5steps_w0.5.gif"
     with pytest.raises(gr.Error, match="Generate a chain first"):
@@ -299,7 +304,7 @@ def test_a_stopped_chain_can_be_scrubbed_and_exported(app):
         *_, chain = next(stream)
     stream.close()  # what the Stop button does to the running generator
     assert not chain["done"] and len(chain["x"]) == 3
-    assert "Step 3 / 40" in app.scrub(10, chain)[3]  # clamped to the last stored step
+    assert "Step 3 / 40" in app.scrub(10, chain)[3]  # t = 10 is not stored: the nearest kept frame (t = 37)
     path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit1_seed0_ddpm-fixed_large_40steps_w1.0_stopped-at-step3.gif"
     with Image.open(path) as gif:
@@ -557,10 +562,11 @@ def test_api_generate_scrub_export(app, client):
     final = job.result()
     assert len(job.outputs()) == 12 + 1
     x, eps, x0, info, slider = final
-    assert info.startswith("**Done") and slider == 12  # the scrub slider, moved to the last frame
+    assert info.startswith("**Done")  # the scrub slider: at the final x_0 (t = -1), spanning the chain's t
+    assert (slider["value"], slider["minimum"], slider["maximum"]) == (-1, -1, 44)
     with Image.open(x) as image:
         assert image.size == ((2 * 28 + GAP) * SCALE, 28 * SCALE)
-    scrubbed = client.predict(3, api_name="/scrub")
+    scrubbed = client.predict(32, api_name="/scrub")  # 12 of 50 steps: t = 44, 40, 36, 32, ...
     assert "Step 4 / 12" in scrubbed[3]
     gif = client.predict(api_name="/export_gif")
     assert Path(gif).name == "ddpm_digit7_seed5_ddpm-fixed_large_12steps_w2.0_batch2.gif"

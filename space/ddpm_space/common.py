@@ -7,6 +7,7 @@ import os
 import random
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ FONT = ImageFont.load_default(size=14)
 @dataclass
 class Space:
     """The loaded pipeline and the values every tab reads. `scheduler` is the model's own schedule: only its
-    formulas are used (never set_timesteps); each chain gets its own scheduler (`make_pipeline`)."""
+    formulas are used (never set_timesteps); each chain gets its own scheduler (`make_pipeline`). `engine` (an
+    `engine.Engine`) runs every visitor's chains; `session_alive(session_hash)` says whether a visitor's page is
+    still connected."""
 
     pipe: DDPMHubPipeline
     model_id: str
@@ -54,6 +57,8 @@ class Space:
     x0_pipe: DDPMHubPipeline | None = None  # a second model, trained to predict x_0 (question 3), if one is loaded
     x0_model_id: str | None = None
     work_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ddpm_hub_space_")))
+    engine: Any = None
+    session_alive: Callable[[str], bool] | None = None
 
     def __post_init__(self) -> None:
         self.scheduler = self.pipe.scheduler

@@ -6,17 +6,18 @@ import math
 import shutil
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image, ImageDraw
 
+from . import chains
 from .common import (
     EPS_RANGE,
     FONT,
     Space,
-    as_int,
     chain_settings,
     fmt,
     generator,
@@ -25,6 +26,7 @@ from .common import (
     stream_every,
     to_u8,
 )
+from .engine import Done, Progress, Queued, Stopped
 
 GIF_SCALE = 2
 GIF_FRAMES = 100  # at most this many frames in an exported GIF (plus the final one)
@@ -32,9 +34,19 @@ GIF_FRAME_MS = 60
 GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
 
 
-def new_chain(settings: dict) -> dict:
+def new_chain(settings: dict, timesteps: list[int]) -> dict:
     """What a chain keeps for scrubbing and GIF export: small uint8 arrays per step and a few numbers."""
-    return {"settings": settings, "t": [], "prev_t": [], "std": [], "x": [], "eps": [], "x0": [], "done": False}
+    return {
+        "settings": {**settings, "steps_run": len(timesteps)},
+        "timesteps": list(timesteps),  # every t the chain will visit, first to last
+        "t": [],
+        "prev_t": [],
+        "std": [],
+        "x": [],
+        "eps": [],
+        "x0": [],
+        "done": False,
+    }
 
 
 def record(chain: dict, step) -> None:
@@ -56,14 +68,40 @@ def num_frames(chain: dict | None) -> int:
     return len(chain["x"]) if chain else 0
 
 
-def step_info(space: Space, chain: dict, index: int) -> str:
+# The scrub slider counts in t: frame i shows x_t at t = chain["t"][i]; the final x_0 (after the step at the chain's
+# last t) sits at t = FINAL_T, one below.
+FINAL_T = -1
+
+
+def frame_t(chain: dict, index: int) -> int:
+    """The t of stored frame `index` (FINAL_T for the final x_0)."""
+    return chain["t"][index] if index < len(chain["t"]) else FINAL_T
+
+
+def frame_at(chain: dict, t: float) -> int:
+    """The index of the stored frame whose t is nearest to `t`."""
+    return min(range(num_frames(chain)), key=lambda index: abs(frame_t(chain, index) - float(t)))
+
+
+def scrub_update(chain: dict, index: int | None):
+    """The scrub slider over the chain's t: the whole chain while it runs (or is done), only the kept frames once
+    stopped; at frame `index` (None: leave the value)."""
+    if chain.get("stopped"):
+        low, high = chain["t"][-1], chain["t"][0]
+    else:
+        low, high = FINAL_T, chain["timesteps"][0]
+    value = {} if index is None else {"value": frame_t(chain, index)}
+    return gr.update(minimum=low, maximum=high, **value)
+
+
+def step_info(space: Space, chain: dict, index: int, progress: str | None = None) -> str:
     """The step's t, its coefficients (from the scheduler) and sigma_t (from the step itself), as Markdown."""
     settings = chain["settings"]
     num_steps = settings["steps_run"]
     if index >= len(chain["t"]):
         return (
             f"**Done: $x_0$ after {len(chain['t'])} steps.** The middle and right panels show the last step's "
-            "predictions. Drag the slider to go back through the chain, or export it as a GIF."
+            "predictions. Drag the slider (it counts in t) to go back through the chain, or export it as a GIF."
         )
     t, prev_t, std = chain["t"][index], chain["prev_t"][index], chain["std"][index]
     target = f"t′ = {prev_t}" if prev_t >= 0 else "x₀"
@@ -80,8 +118,9 @@ def step_info(space: Space, chain: dict, index: int) -> str:
         )
     else:
         formula = r"$$x_{t'} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z = \mu_\theta(x_t, t) + \sigma_t z$$"
+    progress = f" · {progress}" if progress else ""
     return (
-        f"**Step {index + 1} / {num_steps}** · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
+        f"**Step {index + 1} / {num_steps}**{progress} · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
         "| $\\bar\\alpha_t$ | $\\sqrt{\\bar\\alpha_t}$ | $\\sqrt{1-\\bar\\alpha_t}$ | log SNR | β of this step "
         "| β̃ of this step | σₜ |\n|--:|--:|--:|--:|--:|--:|--:|\n"
         f"| {fmt(c['alpha_bar_t'])} | {c['sqrt_alpha_bar_t']:.4f} | {c['sqrt_one_minus_alpha_bar_t']:.4f} | "
@@ -90,7 +129,7 @@ def step_info(space: Space, chain: dict, index: int) -> str:
     )
 
 
-def chain_frame(space: Space, chain: dict | None, index: float) -> tuple:
+def chain_frame(space: Space, chain: dict | None, index: float, progress: str | None = None) -> tuple:
     """The stored frame `index`: x_t, predicted noise, predicted x_0 (upscaled grids) and the step's Markdown."""
     if not num_frames(chain):
         raise gr.Error("Generate a chain first: the slider scrubs through the last chain you generated.")
@@ -100,7 +139,15 @@ def chain_frame(space: Space, chain: dict | None, index: float) -> tuple:
         grid(chain["x"][index]),
         grid(chain["eps"][prediction]),
         grid(chain["x0"][prediction]),
-        step_info(space, chain, index),
+        step_info(space, chain, index, progress),
+    )
+
+
+def stopped_info(chain: dict) -> str:
+    kept, total = len(chain["t"]), chain["settings"]["steps_run"]
+    return (
+        f"**Stopped at t = {chain['t'][-1]}**, after {kept} of {total} steps. The slider scrubs the {kept} kept "
+        f"frames (t = {chain['t'][0]} … {chain['t'][-1]}); export them as a GIF, or press Generate again.\n\n"
     )
 
 
@@ -113,49 +160,69 @@ def generate(
     steps: float = 1000,
     seed: float = 0,
     batch: float = 8,
+    request: gr.Request = None,
 ):
-    """Runs the reverse chain and streams it: every k-th step (at most ~100 frames), then the final x_0.
+    """Runs the reverse chain in the shared engine and streams it: every k-th step (at most ~100 frames), then the
+    final x_0; while it waits for a slot, its place in the queue. Stop (`stop_generate`) ends it with a "stopped"
+    frame.
 
-    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the frame's index (for the scrub
-    slider), the stored chain.
+    Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the scrub slider (at the frame's t),
+    the stored chain.
     """
     settings = chain_settings(space, digit, guidance, sampler, eta, steps, seed, batch)
-    pipeline = make_pipeline(space, settings["sampler"])
-    chain = new_chain(settings)
-    every = stream_every(settings["steps"])
-    step = None
     try:
-        for step in pipeline.denoising_steps(
+        denoising = make_pipeline(space, settings["sampler"]).prepare_chain(
             batch_size=settings["batch"],
             class_labels=settings["label"],
             guidance_scale=settings["guidance"],
             num_inference_steps=settings["steps"],
             generator=generator(settings["seed"]),
             eta=settings["eta"],
-        ):
-            settings["steps_run"] = step.num_steps
-            record(chain, step)
-            if step.step_index % every == 0:
-                index = step.step_index
-                yield (*chain_frame(space, chain, index), index, chain)
+        )
     except ValueError as err:
         raise gr.Error(str(err)) from None
-    finish(chain, step)
-    last = num_frames(chain) - 1
-    yield (*chain_frame(space, chain, last), last, chain)
+    chain = new_chain(settings, denoising.timesteps)
+    every = stream_every(denoising.num_steps)
+    unchanged = (gr.update(), gr.update(), gr.update())
+    with closing(chains.submit(space, denoising, request, "generate").updates()) as updates:
+        for update in updates:
+            if isinstance(update, Queued):
+                yield (*unchanged, chains.waiting(space, update), scrub_update(chain, None), chain)
+            elif isinstance(update, Progress):
+                record(chain, update.step)
+                index = update.k - 1
+                if index % every == 0:
+                    yield (*chain_frame(space, chain, index, chains.left(update)), scrub_update(chain, index), chain)
+            elif isinstance(update, Done):
+                finish(chain, update.step)
+                last = num_frames(chain) - 1
+                x, eps, x0, info = chain_frame(space, chain, last)
+                if (last - 1) % every == 0:  # the last step's predictions are on the page already: not again (Gradio
+                    eps = x0 = gr.update()  # rewrites a picture's cache file in place while it may be downloading)
+                yield x, eps, x0, info, scrub_update(chain, last), chain
+            elif isinstance(update, Stopped):
+                if not num_frames(chain):
+                    yield (*unchanged, "**Stopped** before the first step.", gr.update(), None)
+                    return
+                chain["stopped"] = True
+                last = num_frames(chain) - 1
+                x, eps, x0, info = chain_frame(space, chain, last)
+                yield x, eps, x0, stopped_info(chain) + info, scrub_update(chain, last), chain
+            else:
+                raise gr.Error(update.message)
 
 
-def scrub(space: Space, index: float, chain: dict | None):
-    """A stored frame of the last chain. Returns: x_t, predicted noise, predicted x_0, step info (Markdown)."""
-    return chain_frame(space, chain, index)
+def stop_generate(space: Space, request: gr.Request = None) -> None:
+    """Stops this visitor's Generate chain; its stream ends with a "stopped at t = ..." frame."""
+    chains.stop(space, "generate", request)
 
 
-def scrub_range(space: Space, steps: float):
-    """Before a chain starts: the scrub slider spans its frames (x_T ... x_0)."""
-    try:
-        return gr.update(minimum=0, maximum=as_int(steps, "number of steps", 1, space.T), value=0)
-    except gr.Error:
-        return gr.update()  # generate reports the bad value
+def scrub(space: Space, t: float, chain: dict | None):
+    """The stored frame of the last chain nearest to t (-1 = the final x_0). Returns: x_t, predicted noise,
+    predicted x_0, step info (Markdown)."""
+    if not num_frames(chain):
+        raise gr.Error("Generate a chain first: the slider scrubs through the last chain you generated.")
+    return chain_frame(space, chain, frame_at(chain, t))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -789,7 +789,7 @@ class DDPMHubPipeline(DiffusionPipeline):
                     coefficients=self.scheduler.coefficients(t),
                 )
 
-    def noise_then_denoise_steps(
+    def prepare_noise_then_denoise_chain(
         self,
         images: torch.Tensor,
         start_timestep: int,
@@ -801,25 +801,26 @@ class DDPMHubPipeline(DiffusionPipeline):
         use_clipped_model_output: bool = True,
         noise_scale: float = 1.0,
         model_timestep: Callable[[int], int] | None = None,
-        callback_on_step_end: Callable | None = None,
-        callback_on_step_end_tensor_inputs: list[str] | None = None,
-    ) -> Iterator[DenoisingStep]:
-        """Noises real images to `start_timestep` with q(x_t | x_0), then runs the reverse chain from there.
+        scheduler=None,
+    ) -> DenoisingChain:
+        """The chain of `noise_then_denoise_steps`, not yet run: real images noised to `start_timestep` with
+        q(x_t | x_0), then the reverse chain from there (drive it yourself, or share U-Net calls with other chains).
 
         The chain visits the inference timesteps (from `num_inference_steps`) that are <= start_timestep, and the
-        images are noised to the first of them (with the chain's scheduler's `add_noise`). The first step's `sample`
-        is the noised image.
+        images are noised to the first of them (with the chain's scheduler's `add_noise`): its first `sample` is the
+        noised image.
 
         Args:
             images: x_0 in [-1, 1], (B, C, H, W).
             start_timestep: how far to noise, in [0, num_train_timesteps).
+            scheduler: as in `prepare_chain` (default: a copy of `self.scheduler`).
             class_labels, guidance_scale, num_inference_steps, generator, eta, use_clipped_model_output, noise_scale,
-                model_timestep, callback_on_step_end, callback_on_step_end_tensor_inputs: as in `denoising_steps`.
+                model_timestep: as in `denoising_steps`.
         """
         num_train_timesteps = self.scheduler.config.num_train_timesteps
         if not 0 <= start_timestep < num_train_timesteps:
             raise ValueError(f"`start_timestep` must be in [0, {num_train_timesteps - 1}], got {start_timestep}.")
-        scheduler = copy.deepcopy(self.scheduler)
+        scheduler = copy.deepcopy(self.scheduler) if scheduler is None else scheduler
         scheduler.set_timesteps(num_inference_steps)
         timesteps = [t for t in scheduler.timesteps.tolist() if t <= start_timestep] or [start_timestep]
         images = images.to(self.device, torch.float32)
@@ -839,6 +840,46 @@ class DDPMHubPipeline(DiffusionPipeline):
         )
         start = chain.scheduler.timesteps[:1]
         chain.sample = chain.scheduler.add_noise(images, noise, start).to(self.device, self.unet.dtype)
+        return chain
+
+    def noise_then_denoise_steps(
+        self,
+        images: torch.Tensor,
+        start_timestep: int,
+        class_labels=None,
+        guidance_scale: float = 2.0,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = True,
+        noise_scale: float = 1.0,
+        model_timestep: Callable[[int], int] | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+    ) -> Iterator[DenoisingStep]:
+        """Noises real images to `start_timestep` with q(x_t | x_0), then runs the reverse chain from there.
+
+        The chain is `prepare_noise_then_denoise_chain`'s: the inference timesteps <= start_timestep, the images
+        noised to the first of them. The first step's `sample` is the noised image.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W).
+            start_timestep: how far to noise, in [0, num_train_timesteps).
+            class_labels, guidance_scale, num_inference_steps, generator, eta, use_clipped_model_output, noise_scale,
+                model_timestep, callback_on_step_end, callback_on_step_end_tensor_inputs: as in `denoising_steps`.
+        """
+        chain = self.prepare_noise_then_denoise_chain(
+            images,
+            start_timestep,
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            num_inference_steps=num_inference_steps,
+            generator=generator,
+            eta=eta,
+            use_clipped_model_output=use_clipped_model_output,
+            noise_scale=noise_scale,
+            model_timestep=model_timestep,
+        )
         yield from self.denoising_steps(
             chain=chain,
             callback_on_step_end=callback_on_step_end,
