@@ -18,9 +18,7 @@ Run: `python space/app.py` from the repository root (or `python app.py` inside a
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -77,6 +75,8 @@ THEME = gr.themes.Soft(
     font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"],
     font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
 )
+AT_T_IDS = ("xt", "eps", "eps-hat", "diff", "x0-hat", "score")  # the objective tab's pictures at one t
+AT_T_LABELS = ("x_t", "true ε", "predicted ε̂", "ε − ε̂", "predicted x̂₀", "score −ε̂/√(1−ᾱ)")
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": THEME, "css": CSS}
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -94,15 +94,11 @@ SPACE = common.Space(
     x0_pipe=common.load_pipeline(X0_MODEL_ID, REVISION) if X0_MODEL_ID else None,
     x0_model_id=X0_MODEL_ID,
     model_id=MODEL_ID,
-    model_name=(
-        "ddpm-hub/ddpm-mnist-small, bundled"
-        if MODEL_ID == str(DEFAULT_MODEL)
-        else Path(MODEL_ID).name
-        if Path(MODEL_ID).is_dir()
-        else f"{MODEL_ID}@{REVISION}"
-    ),
+    model_name=common.model_name(MODEL_ID, REVISION, default_model=str(DEFAULT_MODEL)),
 )
 T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolution, SPACE.digits
+X0_MISSING = "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
+WRONG_T = questions.WRONG_T
 # Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
 SPACE.engine = Engine(
     SPACE.pipe,
@@ -115,22 +111,8 @@ SPACE.engine = Engine(
 
 
 def bind(fn):
-    """fn with the loaded Space as its first argument, as Gradio should see it: the same name, docstring, signature
-    (less `space`) and type hints (so a `request: gr.Request` parameter is filled in), a generator if fn is one."""
-    if inspect.isgeneratorfunction(fn):
-
-        def bound(*args, **kwargs):
-            yield from fn(SPACE, *args, **kwargs)  # closing `bound` closes fn's generator too
-    else:
-
-        def bound(*args, **kwargs):
-            return fn(SPACE, *args, **kwargs)
-
-    functools.update_wrapper(bound, fn)
-    signature = inspect.signature(fn)
-    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    bound.__module__ = __name__
-    return bound
+    """fn with the loaded Space bound as its first argument, as Gradio should see it (`common.bind`)."""
+    return common.bind(SPACE, fn, module=__name__)
 
 
 load_digit, random_digit, image_to_x0 = bind(common.load_digit), bind(common.random_digit), bind(common.image_to_x0)
@@ -351,23 +333,14 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             ob_terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
-                            ob_summary = gr.Markdown(
-                                "Press **Walk the bound**.", latex_delimiters=LATEX, elem_id="ob-summary"
-                            )
+                            ob_summary = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-summary")
                     ob_forms = gr.Plot(label="the two forms", show_label=False, elem_id="ob-forms")
                     gr.Markdown(text("objective_at_t"), latex_delimiters=LATEX)
                     ob_t = gr.Slider(0, T - 1, value=min(T - 1, T // 10), step=1, label="t", elem_id="ob-t")
                     with gr.Row():
                         ob_pictures = [
                             picture(label, height=170, elem_id=f"ob-{name}")
-                            for name, label in (
-                                ("xt", "x_t"),
-                                ("eps", "true ε"),
-                                ("eps-hat", "predicted ε̂"),
-                                ("diff", "ε − ε̂"),
-                                ("x0-hat", "predicted x̂₀"),
-                                ("score", "score −ε̂/√(1−ᾱ)"),
-                            )
+                            for name, label in zip(AT_T_IDS, AT_T_LABELS, strict=True)
                         ]
                     with gr.Row(equal_height=False):
                         ob_numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
@@ -399,12 +372,8 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                         with gr.Column(scale=1, min_width=290):
                             q2_digit, q2_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
                             q2_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
-                            q2_wrong = gr.Radio(
-                                [(v, k) for k, v in questions.WRONG_T.items()], value="fixed", label="Wrong t"
-                            )
-                            q2_value = gr.Slider(
-                                -(T - 1), T - 1, value=T // 2, step=1, label="the fixed t, or the shift"
-                            )
+                            q2_wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
+                            q2_value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
                             q2_probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
                             with gr.Row():
                                 q2_seed, q2_batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
@@ -415,9 +384,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 q2_bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
                             with gr.Row():
                                 q2_eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
-                                q2_eps_wrong = picture(
-                                    "ε̂ of the same x_t, wrong t", height=200, elem_id="q2-eps-wrong"
-                                )
+                                q2_eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
                             q2_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
 
                 with gr.Tab("3 · ε or x₀?", id="q-x0"):
@@ -435,11 +402,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 q3_eps = picture("model predicting ε", height=250, elem_id="q3-eps")
                                 q3_x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
                             q3_loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
-                            q3_info = gr.Markdown(
-                                "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded._",
-                                latex_delimiters=LATEX,
-                                elem_id="q3-info",
-                            )
+                            q3_info = gr.Markdown(X0_MISSING, latex_delimiters=LATEX, elem_id="q3-info")
 
                 with gr.Tab("4 · Two ELBOs", id="q-elbo"):
                     gr.Markdown(text("q_elbo"), latex_delimiters=LATEX)
