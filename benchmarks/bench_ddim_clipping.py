@@ -23,6 +23,7 @@ import torch
 from diffusers import DDIMScheduler, ImagePipelineOutput
 
 from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
+from ddpm_hub.data import to_zero_one
 from ddpm_hub.evaluation import evaluate_pipeline, load_or_train_judge
 
 
@@ -56,7 +57,7 @@ class StockDDIMSampler:
         for t in self.scheduler.timesteps:
             eps = self.pipeline.predict(image, t, class_labels, guidance_scale)
             image = self.scheduler.step(eps, t, image, eta=0.0, generator=generator).prev_sample
-        return ImagePipelineOutput(images=(image / 2 + 0.5).clamp(0, 1))
+        return ImagePipelineOutput(images=to_zero_one(image).clamp(0, 1))
 
 
 def main(argv=None) -> int:

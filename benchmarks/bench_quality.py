@@ -43,7 +43,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, ImagePipelineOutput
 
 from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline, DDPMHubScheduler
-from ddpm_hub.data import load_mnist5k
+from ddpm_hub.data import load_mnist5k, to_zero_one
 from ddpm_hub.evaluation import evaluate_pipeline, load_or_train_judge
 
 GOAL_ACCURACY = 0.97
@@ -103,7 +103,7 @@ class StockClassConditionalSampler:
             noise_pred = self.unet(image, t, class_labels=class_labels).sample
             extra = {"eta": 0.0} if isinstance(self.scheduler, DDIMScheduler) else {}
             image = self.scheduler.step(noise_pred, t, image, generator=generator, **extra).prev_sample
-        return ImagePipelineOutput(images=(image / 2 + 0.5).clamp(0, 1))
+        return ImagePipelineOutput(images=to_zero_one(image).clamp(0, 1))
 
 
 def make_recipe(name: str, total_steps: int, args):

@@ -33,6 +33,9 @@ from ddpm_hub import DDPMHubScheduler, DDPMHubUNet2DModel
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "training"))
+import train as train_script  # noqa: E402  (training/train.py: our step is its `diffusion_loss`, not a copy)
+
 RESULTS_DIR = BENCH_DIR / "results"
 NUM_CLASSES = 10
 
@@ -337,7 +340,8 @@ def warmup_steps(recipe_warmup: int, total_steps: int, fraction: float = 0.05) -
 
 
 class OurRecipe:
-    """One optimisation step of ``training/train.py`` as the default model is trained (one CPU process).
+    """One optimisation step of ``training/train.py`` as the default model is trained (one CPU process): the loss is
+    ``train.diffusion_loss`` with ``train.step_generator``'s random numbers, imported from the script.
 
     AdamW (lr 1e-3, betas 0.9/0.999, no weight decay), linear warm-up then cosine decay, gradient clipping at 1.0,
     EMA (max decay 0.999, warm-up power 2/3), L_simple on the noise, class-conditional with 10% of the labels
@@ -389,20 +393,18 @@ class OurRecipe:
         )
 
     def step(self, x_0: torch.Tensor, labels: torch.Tensor) -> float:
-        x_0 = x_0.to(self.device)
-        rng = torch.Generator().manual_seed((self.seed * 1_000_003 + self.micro_step) * 64)
+        rng = train_script.step_generator(self.seed, self.micro_step, process_index=0)
         self.micro_step += 1
-        noise = torch.randn(x_0.shape, generator=rng).to(x_0)
-        timesteps = torch.randint(0, self.scheduler.config.num_train_timesteps, (x_0.shape[0],), generator=rng)
-        class_labels = None
-        if self.num_classes is not None:
-            drop = torch.rand(x_0.shape[0], generator=rng) < self.label_dropout
-            class_labels = torch.where(drop, self.num_classes, labels.cpu()).to(self.device)
-        x_t = self.scheduler.add_noise(x_0, noise, timesteps)
-        target = self.scheduler.training_target(x_0, noise, timesteps)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            prediction = self.unet(x_t, timesteps.to(self.device), class_labels=class_labels).sample
-        loss = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3)).mean()
+            loss = train_script.diffusion_loss(
+                self.unet,
+                self.scheduler,
+                x_0.to(self.device),
+                labels.to(self.device) if self.num_classes is not None else None,
+                rng,
+                loss="simple",
+                label_dropout=self.label_dropout,
+            ).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
         self.optimizer.step()

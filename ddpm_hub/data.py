@@ -42,9 +42,13 @@ __all__ = [
     "load_image_folder",
     "load_mnist5k",
     "mnist5k_split_indices",
+    "LUMA_WEIGHTS",
     "preprocess_image",
+    "rgb_to_luma",
+    "to_minus_one_one",
     "to_pil",
     "to_uint8",
+    "to_zero_one",
 ]
 
 #: Number of mnist5k images held out from diffusion training (100 per digit), used by :mod:`ddpm_hub.evaluation`.
@@ -59,7 +63,35 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".
 #: decoding) are refused with a ``ValueError``. Set to ``None`` to disable (Pillow's own limit still applies).
 MAX_IMAGE_PIXELS: int | None = 8192 * 8192
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, the weights PIL uses for RGB -> "L"
+#: ITU-R 601-2 luma weights of (R, G, B), the ones PIL uses for RGB -> "L": every RGB -> gray conversion uses them.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Value ranges: [0, 1] (pixels) <-> [-1, 1] (what the model sees), RGB -> luma. The only place these are written.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def to_minus_one_one(images):
+    """``[0, 1]`` -> ``[-1, 1]`` (the model's range), any shape; tensors and arrays alike. No clamping."""
+    return images * 2.0 - 1.0
+
+
+def to_zero_one(images):
+    """``[-1, 1]`` -> ``[0, 1]``, any shape; tensors and arrays alike. No clamping."""
+    return (images + 1.0) / 2.0
+
+
+def rgb_to_luma(images, channel_dim: int = -3):
+    """RGB -> gray with :data:`LUMA_WEIGHTS` along ``channel_dim`` (kept, size 1): ``(..., 3, H, W)`` ->
+    ``(..., 1, H, W)`` for tensors; pass ``channel_dim=-1`` for channels-last ``(H, W, 3)`` arrays."""
+    if torch.is_tensor(images):
+        shape = [1] * images.ndim
+        shape[channel_dim] = 3
+        weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).view(shape)
+        return (images * weights).sum(channel_dim, keepdim=True)
+    weights = np.asarray(LUMA_WEIGHTS, dtype=images.dtype if images.dtype.kind == "f" else np.float32)
+    return np.expand_dims(np.moveaxis(images, channel_dim, -1) @ weights, channel_dim)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -73,7 +105,7 @@ def _mnist5k_raw() -> tuple[np.ndarray, np.ndarray]:
 
     X, y = mnist_data()
     X = np.asarray(X, dtype=np.float32).reshape(-1, 1, 28, 28)
-    X = X / 127.5 - 1.0  # [0, 255] -> [-1, 1]
+    X = to_minus_one_one(X / 255.0)
     X.setflags(write=False)
     y = np.asarray(y, dtype=np.int64)
     y.setflags(write=False)
@@ -409,7 +441,7 @@ def _finish(arr: np.ndarray, resolution: int, channels: int, invert: bool | str)
     """float (h, w, C) in [0, 1] (h, w <= resolution) -> composite alpha, channels, invert, pad -> (C, res, res)."""
     arr = _composite(arr)
     if channels == 1 and arr.shape[-1] == 3:
-        arr = (arr @ _LUMA)[:, :, None]
+        arr = rgb_to_luma(arr, channel_dim=-1)
     elif channels == 3 and arr.shape[-1] == 1:
         arr = np.repeat(arr, 3, axis=-1)
     if invert == "auto":
@@ -420,7 +452,7 @@ def _finish(arr: np.ndarray, resolution: int, channels: int, invert: bool | str)
     out = np.zeros((resolution, resolution, channels), dtype=np.float32)
     top, left = (resolution - h) // 2, (resolution - w) // 2
     out[top : top + h, left : left + w] = arr
-    return torch.from_numpy(out).permute(2, 0, 1).contiguous().mul_(2.0).sub_(1.0).clamp_(-1.0, 1.0)
+    return to_minus_one_one(torch.from_numpy(out).permute(2, 0, 1).contiguous()).clamp_(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -440,7 +472,7 @@ def to_uint8(images: torch.Tensor | np.ndarray) -> np.ndarray:
     x = torch.as_tensor(images).detach().to("cpu", torch.float32)
     if x.ndim not in (3, 4):
         raise ValueError(f"expected (B, C, H, W) or (C, H, W) images, got shape {tuple(x.shape)}")
-    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+    x = (to_zero_one(x.clamp(-1.0, 1.0)) * 255.0).round().to(torch.uint8)
     return x.movedim(-3, -1).contiguous().numpy()
 
 
@@ -537,6 +569,12 @@ def load_image_folder(
     return _stack(images, resolution, channels), labels, class_names
 
 
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def load_hub_dataset(
     name: str,
     *,
@@ -566,13 +604,18 @@ def load_hub_dataset(
         ``(images, labels, class_names)`` as :func:`load_image_folder`.
 
     Raises:
-        ValueError: when ``image_column`` / ``label_column`` is not in the dataset (the message lists the columns).
+        ValueError: when the dataset cannot be loaded (offline, unreachable, unknown name: one line that says
+            which), or ``image_column`` / ``label_column`` is not in it (the message lists the columns).
     """
     import datasets
 
-    ds = datasets.load_dataset(
-        name, split=split, cache_dir=None if cache_dir is None else str(cache_dir), **load_kwargs
-    )
+    try:
+        ds = datasets.load_dataset(
+            name, split=split, cache_dir=None if cache_dir is None else str(cache_dir), **load_kwargs
+        )
+    except (OSError, datasets.exceptions.DatasetsError) as err:  # offline, unreachable, no such dataset, ...
+        offline = " (HF_HUB_OFFLINE is set: only datasets already in the local cache load)" if _hub_offline() else ""
+        raise ValueError(f"could not load dataset '{name}' (split '{split}'): {err}{offline}") from None
     columns = list(ds.column_names)
     missing = [c for c in (image_column, label_column) if c is not None and c not in columns]
     if missing:

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from scipy import linalg
 from torch import nn
 
-from .data import MNIST5K_HELD_OUT, MNIST5K_SPLIT_SEED, load_mnist5k
+from .data import MNIST5K_HELD_OUT, MNIST5K_SPLIT_SEED, load_mnist5k, rgb_to_luma
 
 __all__ = [
     "DigitJudge",
@@ -428,7 +428,7 @@ def _prepare_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"images must be (N, 1 or 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
     if x.shape[1] == 3:
-        x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        x = rgb_to_luma(x)
     if tuple(x.shape[-2:]) != (28, 28):
         x = F.interpolate(x, size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
     return x.clamp(-1.0, 1.0)

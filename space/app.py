@@ -34,14 +34,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
-from ddpm_space import common, compare_tab, denoise_tab, forward_tab, objective_tab, questions, reverse_tab  # noqa: E402
+from ddpm_space import (  # noqa: E402
+    common,
+    compare_tab,
+    denoise_tab,
+    forward_tab,
+    hosting,
+    objective_tab,
+    questions,
+    reverse_tab,
+    variance_plot,
+)
 from ddpm_space.common import MAX_BATCH, MAX_COPIES, UNCONDITIONAL, text  # noqa: E402
 from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.widgets import (  # noqa: E402
     ImageSource,
     digit_index,
     digit_picker,
+    eta_control,
     eta_slider,
+    guidance_control,
     guidance_slider,
     picture,
     sampler_picker,
@@ -125,6 +137,38 @@ stop_noise_denoise = bind(denoise_tab.stop_noise_denoise)
 bound, at_t = bind(objective_tab.bound_stream), bind(objective_tab.at_t)
 fresh_noise, timestep_input = bind(questions.fresh_noise), bind(questions.timestep_input)
 noise_vs_x0, elbo_forms = bind(questions.noise_vs_x0), bind(questions.elbo_forms)
+variances_plot = bind(variance_plot.variance_plot)
+
+
+def _guided(digit) -> bool:
+    return digit not in (None, "", common.UNCONDITIONAL)
+
+
+# On ZeroGPU the handlers that run the U-Net get a GPU for the call, sized by their chain (see ddpm_space/hosting.py);
+# locally and on CPU hardware these lines change nothing.
+generate = hosting.on_gpu(
+    generate,
+    SPACE.pipe.unet,
+    duration=lambda digit, guidance, sampler, eta, steps, seed, batch: hosting.gpu_seconds(
+        steps, batch, _guided(digit)
+    ),
+)
+compare = hosting.on_gpu(
+    compare,
+    SPACE.pipe.unet,
+    duration=lambda digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch: min(
+        hosting.MAX_GPU_SECONDS,
+        hosting.gpu_seconds(ddpm_steps, batch, _guided(digit))
+        + hosting.gpu_seconds(ddim_steps, batch, _guided(digit)),
+    ),
+)
+noise_denoise = hosting.on_gpu(
+    noise_denoise,
+    SPACE.pipe.unet,
+    duration=lambda image, start_t, digit, guidance, sampler, eta, steps, seed, copies: hosting.gpu_seconds(
+        steps, copies, _guided(digit)
+    ),
+)
 no_caption = common.no_caption
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -146,7 +190,7 @@ FORWARD_INTRO = text(
 
 with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(3600, 3600)) as demo:
     gr.Markdown(HEADER, elem_id="header")
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap"):
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("① Forward noising", id="forward"):
             gr.Markdown(FORWARD_INTRO, latex_delimiters=LATEX)
@@ -186,33 +230,40 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     fw_stats = gr.Markdown(latex_delimiters=LATEX, elem_id="fw-stats", label="statistics")
             gr.Markdown(text("schedules"), latex_delimiters=LATEX)
             with gr.Row(equal_height=False):
-                fw_plot = gr.Plot(label="Schedules (cursor at t)", scale=3, show_label=False)
+                fw_plot = gr.Plot(
+                    label="Schedules (cursor at t)",
+                    scale=3,
+                    show_label=False,
+                    elem_id="fw-plot",
+                    elem_classes=["plot-box"],
+                )
                 with gr.Column(scale=1, min_width=220):
                     with gr.Row():
-                        fw_linear = picture("linear, at t", height=170, elem_id="fw-linear")
-                        fw_cosine = picture("cosine, at t", height=170, elem_id="fw-cosine")
+                        fw_linear = picture("linear, at t", 170, 120, buttons=False, elem_id="fw-linear")
+                        fw_cosine = picture("cosine, at t", 170, 120, buttons=False, elem_id="fw-cosine")
             fw_strip = picture("x_t across t · same noise, two schedules", height=260, elem_id="fw-strip")
 
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("② Reverse generation", id="reverse"):
             gr.Markdown(text("reverse_intro"), latex_delimiters=LATEX)
-            with gr.Tabs():
+            with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("Generate & scrub", id="generate"):
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=300):
+                            # The buttons first: at 1366 x 768 they sit in the first screen, beside the pictures.
+                            with gr.Row():
+                                gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
+                                gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             gen_digit = digit_picker(NUM_CLASSES, "3")
                             gen_guidance = guidance_slider(NUM_CLASSES)
                             gen_sampler = sampler_picker()
-                            gen_eta = eta_slider()
+                            gen_eta = eta_slider(interactive=False)  # the default sampler is DDPM
                             gen_steps = gr.Slider(
                                 1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain", elem_id="gen-steps"
                             )
                             with gr.Row():
                                 gen_seed = seed_box(42)
                                 gen_batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Images", min_width=120)
-                            with gr.Row():
-                                gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
-                                gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 gen_x = picture("x_t (the chain)", elem_id="gen-x")
@@ -241,12 +292,19 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                     label="GIF", interactive=False, scale=3, visible=False, elem_id="gen-gif"
                                 )
                     gen_chain = gr.State(None, time_to_live=3600)
+                    gr.Markdown(text("variances"), latex_delimiters=LATEX)
+                    gen_variances = gr.Plot(
+                        label="β, β̃ and σₜ", show_label=False, elem_id="gen-variances", elem_classes=["plot-box"]
+                    )
                     gr.Markdown(text("reverse_math"), latex_delimiters=LATEX)
 
                 with gr.Tab("DDPM vs DDIM", id="compare"):
                     gr.Markdown(text("compare_intro"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=300):
+                            with gr.Row():
+                                cmp_run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
+                                cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             cmp_digit = digit_picker(NUM_CLASSES, "5")
                             cmp_guidance = guidance_slider(NUM_CLASSES)
                             cmp_ddpm_steps = gr.Slider(1, T, value=T, step=1, label="DDPM steps")
@@ -255,9 +313,6 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             with gr.Row():
                                 cmp_seed = seed_box(7)
                                 cmp_batch = gr.Slider(1, MAX_BATCH, value=4, step=1, label="Images", min_width=120)
-                            with gr.Row():
-                                cmp_run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
-                                cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 cmp_ddpm_x = picture("DDPM: x_t", height=220, elem_id="cmp-ddpm-x")
@@ -290,10 +345,10 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             )
                             nd_t = gr.Slider(0, T - 1, value=min(T - 1, T // 2), step=1, label="Noise to t")
                             nd_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
-                            nd_guidance = guidance_slider(NUM_CLASSES)
+                            nd_guidance = guidance_slider(NUM_CLASSES, interactive=False)  # "any": no guidance
                             with gr.Accordion("Sampler, steps, seed", open=False):
                                 nd_sampler = sampler_picker()
-                                nd_eta = eta_slider()
+                                nd_eta = eta_slider(interactive=False)
                                 nd_steps = gr.Slider(
                                     1,
                                     T,
@@ -513,6 +568,21 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
     for image, caption in ((fw_image, fw_caption), (nd_image, nd_caption)):
         gr.on([image.upload, image.clear], no_caption, None, [caption], api_visibility="private", queue=False)
 
+    # Controls that would do nothing are switched off: guidance without a digit, eta with a DDPM sampler.
+    for digit, guidance in ((gen_digit, gen_guidance), (cmp_digit, cmp_guidance), (nd_digit, nd_guidance)):
+        digit.change(guidance_control, [digit], [guidance], api_visibility="private", queue=False)
+    for sampler, eta in ((gen_sampler, gen_eta), (nd_sampler, nd_eta)):
+        sampler.change(eta_control, [sampler], [eta], api_visibility="private", queue=False)
+    # beta, beta-tilde and the sigma_t of the chosen sampler, redrawn when the sampler, steps or eta change.
+    gr.on(
+        [gen_sampler.change, gen_steps.release, gen_eta.release, demo.load],
+        variances_plot,
+        [gen_sampler, gen_steps, gen_eta],
+        [gen_variances],
+        api_name="variances",
+        **live,
+    )
+
     # On page load: a digit in each image input (the forward view then computes itself) and the schedules.
     demo.load(load_digit, [fw_index], [fw_image, fw_caption], api_visibility="private", **light)
     demo.load(load_digit, [nd_index], [nd_image, nd_caption], api_visibility="private", **light)
@@ -533,6 +603,28 @@ def session_alive(session_hash: str) -> bool:
 
 
 SPACE.session_alive = session_alive
+
+
+def patient_url_ok(url: str, wait_s: float = 60.0) -> bool:
+    """Gradio's check that the page answers before `launch` returns (`gradio.networking.url_ok`) gives up after one
+    3-second request, so a loaded 2-core machine kills a healthy server; this one keeps asking for a minute."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
+gr.networking.url_ok = patient_url_ok  # for every launch of this demo: `python app.py`, tests, benchmarks
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_KWARGS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,11 @@ from ddpm_hub.data import (
     load_mnist5k,
     mnist5k_split_indices,
     preprocess_image,
+    rgb_to_luma,
+    to_minus_one_one,
     to_pil,
     to_uint8,
+    to_zero_one,
 )
 
 
@@ -261,15 +263,12 @@ def test_preprocess_1x1():
     assert preprocess_image(np.array([[0.5]]), 4, 3).shape == (3, 4, 4)
 
 
-def test_preprocess_huge_image_is_fast():
+def test_preprocess_huge_image():  # its speed is a benchmark's business, not a test's
     big = Image.new("L", (6000, 4000), 0)
     big.paste(255, (0, 0, 3000, 4000))  # left half white
     jpeg = _png_bytes(big, "JPEG", quality=90)
-    start = time.perf_counter()
     from_jpeg = preprocess_image(jpeg, 28, 1)[0]
     from_pil = preprocess_image(big, 28, 1)[0]
-    elapsed = time.perf_counter() - start
-    assert elapsed < 5.0, f"preprocessing a 6000x4000 image took {elapsed:.1f} s"
     for out in (from_jpeg, from_pil):
         # 3:2 -> 28 x 19 content, 4-5 black rows above and below; left half white, right half black.
         assert (out[:4] == -1).all() and (out[-4:] == -1).all()
@@ -405,3 +404,35 @@ def test_image_tensor_dataset_with_dataloader():
     assert seen == {True, False}
     with pytest.raises(ValueError):
         ImageTensorDataset(images[:3], labels[:2])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The value-range and luma conversions: written once, in ddpm_hub/data.py
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_range_conversions_round_trip_and_match_to_uint8():
+    unit = torch.linspace(0, 1, 11)
+    signed = to_minus_one_one(unit)
+    assert signed[0] == -1 and signed[-1] == 1 and torch.allclose(to_zero_one(signed), unit)
+    assert np.allclose(to_minus_one_one(unit.numpy()), signed.numpy())
+    images, _ = load_mnist5k("held_out")
+    assert torch.equal(to_minus_one_one(torch.from_numpy(to_uint8(images)).movedim(-1, 1) / 255.0), images)
+
+
+def test_rgb_to_luma_is_pil_s_conversion_for_tensors_and_arrays():
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+    pil_gray = np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.float32)
+    from_array = rgb_to_luma(rgb.astype(np.float32), channel_dim=-1)[:, :, 0]
+    from_tensor = rgb_to_luma(torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None])[0, 0]
+    assert np.abs(from_array - pil_gray).max() <= 0.5 + 1e-3  # PIL rounds to integers
+    np.testing.assert_allclose(from_tensor.numpy(), from_array, rtol=1e-6)
+
+
+def test_luma_weights_are_written_once():
+    """Every RGB -> gray conversion (data, evaluation, training, benchmarks, Space) calls ddpm_hub.data."""
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for folder in ("ddpm_hub", "training", "benchmarks", "space") for p in (root / folder).rglob("*.py")]
+    sources = [p for p in sources if "default_model" not in p.parts]  # a saved pipeline's code copies
+    holders = sorted(str(p.relative_to(root)) for p in sources if "0.587" in p.read_text(encoding="utf-8"))
+    assert holders == ["ddpm_hub/data.py"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -136,10 +135,8 @@ def test_judge_cache_loads_without_training(judge, judge_cache, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("load_or_train_judge retrained although a cached judge exists")
 
-    monkeypatch.setattr(evaluation, "train_judge", no_training)
-    start = time.perf_counter()
+    monkeypatch.setattr(evaluation, "train_judge", no_training)  # loading must not train (the fast path)
     loaded = load_or_train_judge(seed=0, epochs=QUICK_EPOCHS, cache_dir=judge_cache)
-    assert time.perf_counter() - start < 2.0
     assert isinstance(loaded, DigitJudge) and not loaded.training
     assert loaded.held_out_accuracy == pytest.approx(judge.held_out_accuracy)
     for (name, a), (_, b) in zip(judge.state_dict().items(), loaded.state_dict().items(), strict=True):
@@ -149,19 +146,11 @@ def test_judge_cache_loads_without_training(judge, judge_cache, monkeypatch):
         load_or_train_judge(seed=1, epochs=QUICK_EPOCHS, cache_dir=judge_cache)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(
-    "not (config.getoption('--runslow', default=False) or os.environ.get('DDPM_HUB_RUNSLOW'))",
-    reason="slow (trains the full judge, ~1 min): run with --runslow or DDPM_HUB_RUNSLOW=1",
-)
+@pytest.mark.slow  # trains the full judge (1-2 min): run with --runslow
 def test_full_judge_reaches_97_percent(tmp_path):
-    start = time.perf_counter()
     full = train_judge(seed=0, cache_dir=tmp_path)
-    elapsed = time.perf_counter() - start
-    print(f"full judge: held-out accuracy {full.held_out_accuracy:.2%}, trained in {elapsed:.0f} s")
+    print(f"full judge: held-out accuracy {full.held_out_accuracy:.2%}")
     assert full.held_out_accuracy >= 0.97, full.held_out_accuracy
-    # 1-2 min on 2 busy shared cores; the bound only catches gross regressions (shared machines are noisy).
-    assert elapsed < 600, f"judge training took {elapsed:.0f} s"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -276,8 +276,10 @@ def test_gif_export_name_and_frames(app, monkeypatch):
     path = Path(app.export_gif(chain))
     assert path.name == "ddpm_digit3_seed42_ddpm-fixed_small_50steps_w2.0_batch2.gif"
     with Image.open(path) as gif:
-        assert gif.n_frames == T + 1  # every stored frame (x_T ... x_0): fewer than GIF_FRAMES
+        # every k-th stored frame (x_T ... x_0), at most GIF_FRAMES of them, and the last
+        assert gif.n_frames == len(app.reverse_tab.gif_frames(chain)) <= app.reverse_tab.GIF_FRAMES + 1
         assert gif.size == (max(2 * (2 * 28 + GAP) * GIF_SCALE + 12, 330), 28 * GIF_SCALE + 24)
+        assert len(set(gif.convert("L").getdata())) <= app.reverse_tab.GIF_LEVELS  # a small palette packs tighter
     monkeypatch.setattr(app.reverse_tab, "GIF_FRAMES", 10)
     selected = app.reverse_tab.gif_frames(chain)
     assert selected[0] == 0 and selected[-1] == T and len(selected) == 11
@@ -530,6 +532,7 @@ ENDPOINTS = {
     "/timestep_input",
     "/noise_vs_x0",
     "/elbo_forms",
+    "/variances",
 }
 
 

@@ -93,9 +93,9 @@ def space_url(tmp_path_factory):
             server.wait()
 
 
-def save_screenshot(page, tmp_path: Path, name: str) -> Path:
+def save_screenshot(page, tmp_path: Path, name: str, full_page: bool = True) -> Path:
     path = tmp_path / name
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     wanted = os.environ.get("DDPM_HUB_SCREENSHOT_DIR", "")
     if wanted:
         folder = ROOT / "tests" / "artifacts" if wanted.lower() in ("1", "true", "yes") else Path(wanted)
@@ -156,6 +156,90 @@ def test_forward_and_reverse_tabs_in_a_browser(space_url, tmp_path):
             )
             save_screenshot(page, tmp_path, "space_reverse.png")
             assert not page_errors, page_errors
+        finally:
+            browser.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layouts: a phone (400 px wide) and a small laptop (1366 x 768)
+# ---------------------------------------------------------------------------------------------------------------------
+
+TABS = {  # screenshot name -> the tab buttons to click, in order
+    "forward": ["① Forward noising"],
+    "generate": ["② Reverse generation", "Generate & scrub"],
+    "compare": ["② Reverse generation", "DDPM vs DDIM"],
+    "denoise": ["② Reverse generation", "Noise, then denoise"],
+    "objective": ["③ The objective"],
+}
+
+
+def overflow(page) -> dict:
+    """The page's scroll width against the viewport's, and the widest elements that stick out to the right."""
+    return page.evaluate(
+        """() => {
+            const width = document.documentElement.clientWidth;
+            const wide = [];
+            for (const el of document.querySelectorAll('body *')) {
+                const box = el.getBoundingClientRect();
+                if (box.width > 0 && box.right > width + 1 && getComputedStyle(el).position !== 'fixed') {
+                    const name = `${el.tagName.toLowerCase()}#${el.id}.${[...el.classList].join('.')}`;
+                    wide.push(`${name} ${Math.round(box.right)}`);
+                }
+            }
+            return {scrollWidth: document.documentElement.scrollWidth, clientWidth: width, wide: wide.slice(0, 12)};
+        }"""
+    )
+
+
+def open_tab(page, names: list[str]) -> None:
+    for name in names:
+        page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)  # the tab's layout settles (KaTeX, images)
+
+
+@pytest.mark.parametrize("width,height", [(400, 860), (1366, 768)], ids=["400px", "1366x768"])
+def test_layout_has_no_horizontal_overflow(space_url, tmp_path, width, height):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page_errors = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(space_url)
+            for elem_id in ("fw-closed", "fw-strip", "fw-linear", "fw-cosine"):  # below the fold at 400 px
+                wait_for_picture(page, elem_id, timeout_ms=90_000)
+            for name, tabs in TABS.items():
+                open_tab(page, tabs)
+                page.evaluate("window.scrollTo(0, 0)")
+                measured = overflow(page)
+                save_screenshot(page, tmp_path, f"space_{name}_{width}x{height}.png")
+                assert measured["scrollWidth"] == width, (name, measured)
+            assert not page_errors, page_errors
+        finally:
+            browser.close()
+
+
+def test_generate_button_is_in_the_first_screen_at_1366x768(space_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(space_url)
+            expect(page.locator("#fw-closed img")).to_be_visible(timeout=30_000)
+            open_tab(page, TABS["generate"])
+            page.evaluate("window.scrollTo(0, 0)")
+            button = page.get_by_role("button", name="▶ Generate")
+            expect(button).to_be_visible()
+            box = button.bounding_box()
+            outputs = page.locator("#gen-x").bounding_box()
+            save_screenshot(page, tmp_path, "space_generate_first_screen_1366x768.png", full_page=False)
+            assert box["y"] >= 0 and box["y"] + box["height"] <= 768, box
+            # ... and the chain's first picture starts in the same screen, so one watches without scrolling.
+            assert outputs["y"] < 768, outputs
         finally:
             browser.close()
 

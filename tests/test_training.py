@@ -1,6 +1,8 @@
 """Training smoke tests: training/train.py run as a user runs it (python, accelerate launch, two processes)."""
 
+import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +16,8 @@ import torch
 from olah_hub import free_port, hub_env, run_python
 from safetensors.torch import load_file
 
-from ddpm_hub import DDPMHubPipeline
+from ddpm_hub import DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
+from ddpm_hub.data import load_mnist5k
 from ddpm_hub.hub import select_pipeline_files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +26,14 @@ TINY = [
     "--model_preset", "tiny", "--train_batch_size", "8", "--num_train_timesteps", "50", "--sample_inference_steps",
     "2", "--sample_steps", "0", "--report_to", "none", "--logging_steps", "1", "--lr_warmup_steps", "2",
 ]  # fmt: skip
+
+
+def load_train_script():
+    """training/train.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("train_script", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def env(**extra) -> dict:
@@ -43,10 +54,22 @@ def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
 
 
+def first_and_last_loss(log: str, steps: int) -> tuple[float, float]:
+    """The losses of the "trained to step N: loss A at the first step, B at the last" line."""
+    first, last = log.split(f"trained to step {steps}: loss ")[1].split(" at the first step, ")
+    return float(first), float(last.split()[0])
+
+
 def test_tiny_run_end_to_end(tmp_path):
     out = tmp_path / "out"
-    result = train("--output_dir", str(out), "--max_train_steps", "4", "--checkpointing_steps", "2")
-    assert "loss" in result.stderr
+    result = train("--output_dir", str(out), "--max_train_steps", "4", "--checkpointing_steps", "2",
+                   "--sample_steps", "2")  # fmt: skip
+    assert all(math.isfinite(loss) and loss > 0 for loss in first_and_last_loss(result.stderr, 4))
+    # the sample grids (tens of seconds on the default model) are announced before and reported after
+    log = result.stderr
+    assert "sampling a grid of 80 images for step 2: 2 DDPM steps, guidance 2.0" in log
+    final = log.index("sampling a grid of 80 images for samples.png")
+    assert log.index("sampled the grid in", final) < log.index("saved the pipeline")
     for name in ("model_index.json", "README.md", "samples.png", "training_config.json", "unet/config.json"):
         assert (out / name).is_file(), name
     config = json.loads((out / "training_config.json").read_text())
@@ -58,6 +81,14 @@ def test_tiny_run_end_to_end(tmp_path):
     assert not [f for f in select_pipeline_files(out) if f.startswith(("checkpoints", "logs"))]
     pipe = DDPMHubPipeline.from_pretrained(out)
     assert pipe.unet.config.num_class_embeds == 10  # mnist5k has labels: class-conditional by default
+    # the saved weights are the EMA's, not the raw weights of the last step (both are in checkpoint-4)
+    names = [name for name, _ in pipe.unet.named_parameters()]
+    shadow = torch.load(out / "checkpoints" / "checkpoint-4" / "custom_checkpoint_0.pkl")["shadow_params"]
+    raw, saved = load_file(out / "checkpoints" / "checkpoint-4" / "model.safetensors"), unet_weights(out)
+    assert len(shadow) == len(names)
+    for name, ema_tensor in zip(names, shadow, strict=True):
+        torch.testing.assert_close(saved[name], ema_tensor, rtol=0, atol=0, msg=name)
+    assert sum(not torch.equal(saved[name], raw[name]) for name in names) > len(names) // 2
     pipe.set_progress_bar_config(disable=True)
     images = pipe(batch_size=2, class_labels=[0, 1], num_inference_steps=3, output_type="np").images
     assert images.shape == (2, 28, 28, 1) and np.isfinite(images).all()
@@ -77,14 +108,38 @@ def test_two_processes_train_together_on_different_data(tmp_path):
         checksums[rank] = float(line.split()[0])
     assert checksums[0] != checksums[1]  # each process trains on its own shard
     assert json.loads((out / "training_config.json").read_text())["processes"] == 2
-    first, last = log.split("trained to step 6: loss ")[1].split(" at the first step, ")
-    assert float(last.split()[0]) < float(first)
+    first, last = first_and_last_loss(log, 6)
+    assert last < first
 
 
-def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    steps, every = "160", "20"
-    reference = tmp_path / "reference"
-    train("--output_dir", str(reference), "--max_train_steps", steps, "--checkpointing_steps", every)
+STEPS, EVERY = "160", "20"  # the interrupted runs below: stopped after checkpoint-20, resumed to step 160
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    """An uninterrupted run that the stopped-and-resumed runs must reproduce."""
+    reference = tmp_path_factory.mktemp("reference")
+    train("--output_dir", str(reference), "--max_train_steps", STEPS, "--checkpointing_steps", EVERY)
+    return reference
+
+
+def assert_same_weights(out: Path, reference: Path) -> None:
+    resumed, expected = unet_weights(out), unet_weights(reference)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+
+
+def wait_for(condition, what: str, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path, reference_run):
+    steps, every = STEPS, EVERY
+    reference = reference_run
 
     out = tmp_path / "killed"
     process = subprocess.Popen(
@@ -104,9 +159,72 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     result = train("--output_dir", str(out), "--max_train_steps", steps, "--checkpointing_steps", every,
                    "--resume_from_checkpoint", "latest")  # fmt: skip
     assert "resumed from" in result.stderr
-    resumed, expected = unet_weights(out), unet_weights(reference)
-    for name, tensor in expected.items():
-        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)
+    assert_same_weights(out, reference)
+
+
+def resume_after_stop(out: Path, log: str, reference: Path, resume: bool = True) -> None:
+    """The stopped run said where it stopped and left a complete checkpoint there; resuming from `latest` gives
+    the uninterrupted run's weights."""
+    assert "Traceback" not in log
+    step = int(log.split("stopped at step ")[1].split()[0])
+    assert 20 <= step < int(STEPS), log[-2000:]
+    assert "To go on, rerun the same command with --resume_from_checkpoint latest" in log
+    checkpoint = out / "checkpoints" / f"checkpoint-{step}"
+    assert json.loads((checkpoint / "progress.json").read_text())["global_step"] == step
+    assert not (out / "model_index.json").exists()
+    if not resume:
+        return
+    result = train("--output_dir", str(out), "--max_train_steps", STEPS, "--checkpointing_steps", EVERY,
+                   "--resume_from_checkpoint", "latest")  # fmt: skip
+    assert f"resumed from {checkpoint} at step {step}" in result.stderr
+    assert_same_weights(out, reference)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_checkpoints_at_the_next_step_and_exits(tmp_path, reference_run, signum):
+    out, log = tmp_path / "stopped", tmp_path / "train.log"
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, TRAIN, *TINY, "--output_dir", str(out), "--max_train_steps", STEPS,
+             "--checkpointing_steps", EVERY],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env(),
+        )  # fmt: skip
+        wait_for(lambda: (out / "checkpoints" / "checkpoint-20").is_dir(), "checkpoint-20")
+        process.send_signal(signum)
+        assert process.wait(timeout=120) == 0
+    text = log.read_text()
+    assert f"{signal.Signals(signum).name} received: stopping after this step" in text
+    resume_after_stop(out, text, reference_run, resume=signum == signal.SIGTERM)  # one handler: resume once
+
+
+@pytest.mark.parametrize("how", ["kill -9 the launcher", "Ctrl-C"])
+def test_accelerate_launch_stopped_leaves_a_checkpoint_and_no_orphan(tmp_path, reference_run, how):
+    """`accelerate launch` forwards no signal. Killed, even by SIGKILL, train.py gets a SIGHUP from the kernel
+    (PR_SET_PDEATHSIG) and stops as after a SIGTERM, instead of training on without its launcher. Ctrl-C reaches
+    both; train.py then gets SIGINT and SIGHUP, which must not count as "a second signal: stop at once"."""
+    out, log = tmp_path / "stopped", tmp_path / "train.log"
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+                "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [*launcher, TRAIN, *TINY, "--output_dir", str(out), "--max_train_steps", STEPS,
+             "--checkpointing_steps", EVERY],
+            stdout=subprocess.DEVNULL, stderr=stderr, env=env(), start_new_session=True,
+        )  # fmt: skip
+        wait_for(lambda: (out / "checkpoints" / "checkpoint-20").is_dir(), "checkpoint-20")
+        if how == "Ctrl-C":
+            os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground process group
+        else:
+            process.kill()
+        process.wait()
+        wait_for(lambda: "stopped at step" in log.read_text(), "train.py to stop after its launcher died", 120)
+    text = log.read_text()
+    if how == "Ctrl-C":  # a SIGHUP follows when the launcher dies before train.py has stopped: "already stopping"
+        assert "SIGINT received: stopping" in text and "SIGHUP received: stopping" not in text
+        text = "".join(line for line in text.splitlines(True) if "[RANK 0]" in line)  # not the launcher's traceback
+    else:
+        assert "SIGHUP received: stopping" in text
+    resume_after_stop(out, text, reference_run, resume=how != "Ctrl-C")
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
@@ -198,3 +316,160 @@ def test_failed_push_says_why_and_keeps_the_trained_pipeline(tmp_path):
 def test_bad_flags_are_rejected_with_the_flag_named(tmp_path, flags, message):
     result = train("--output_dir", str(tmp_path / "out"), *flags, check=False)
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_help_shows_the_defaults():
+    result = subprocess.run([sys.executable, TRAIN, "--help"], capture_output=True, text=True, env=env(), timeout=120)
+    text = " ".join(result.stdout.split())
+    for flag, default in [
+        ("--learning_rate LEARNING_RATE", "0.001"),
+        ("--max_train_steps MAX_TRAIN_STEPS", "2000"),
+        ("--seed SEED", "0"),
+        ("--model_preset {base,small,tiny}", "small"),
+        ("--use_ema, --no-use_ema", "True"),
+        ("--adam_weight_decay ADAM_WEIGHT_DECAY", "0.0"),
+    ]:
+        assert f"{flag} (default: {default})" in text, flag
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_unreachable_hub_dataset_is_one_line(tmp_path):
+    result = train("--output_dir", str(tmp_path / "out"), "--dataset_name", "ddpm-hub-tests/no-such-dataset",
+                   check=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if "error: " in line]
+    assert len(error) == 1 and "could not load dataset 'ddpm-hub-tests/no-such-dataset'" in error[0]
+    assert "HF_HUB_OFFLINE is set" in error[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loss: the scheduler's weights, prediction types, accumulation, bf16
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def tiny_unet(seed: int = 0, **overrides) -> DDPMHubUNet2DModel:
+    torch.manual_seed(seed)
+    return DDPMHubUNet2DModel.from_preset("tiny", sample_size=28, **overrides)
+
+
+@pytest.mark.parametrize("loss, prediction_type", [
+    ("simple", "epsilon"), ("weighted", "epsilon"), ("min_snr", "epsilon"), ("min_snr", "v_prediction"),
+    ("min_snr", "sample"), ("simple", "v_prediction"),
+])  # fmt: skip
+def test_loss_weights_are_the_formulas(loss, prediction_type):
+    train_script = load_train_script()
+    scheduler = DDPMHubScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    x_0, labels = (tensor[:16] for tensor in load_mnist5k("train"))
+    unet = tiny_unet().eval()
+    draw = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    result = train_script.diffusion_loss(unet, scheduler, x_0, labels, draw(), loss=loss, snr_gamma=2.0,
+                                         label_dropout=0.5)  # fmt: skip
+
+    # the same draws, in the documented order: eps, t, label dropout
+    generator = draw()
+    noise = torch.randn(x_0.shape, generator=generator)
+    t = torch.randint(0, 100, (16,), generator=generator)
+    dropped = torch.rand(16, generator=generator) < 0.5
+    assert torch.equal(result.timesteps, t) and dropped.any() and not dropped.all()
+    alpha_bar = torch.cumprod(1 - scheduler.betas.double(), 0)
+    a, s = alpha_bar[t].sqrt().view(-1, 1, 1, 1), (1 - alpha_bar[t]).sqrt().view(-1, 1, 1, 1)
+    x_t = (a * x_0 + s * noise).float()
+    target = {"epsilon": noise, "sample": x_0, "v_prediction": (a * noise - s * x_0).float()}[prediction_type]
+    with torch.no_grad():
+        prediction = unet(x_t, t, class_labels=torch.where(dropped, 10, labels)).sample
+    per_sample = ((prediction - target) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(result.per_sample.detach(), per_sample, rtol=1e-4, atol=1e-6)
+
+    snr = alpha_bar / (1 - alpha_bar)
+    beta = scheduler.betas.double()
+    elbo = beta / (2 * (1 - beta) * (1 - alpha_bar))  # beta^2 / (2 sigma^2 alpha (1 - alpha_bar)), sigma^2 = beta
+    weight = {
+        "simple": torch.ones(100, dtype=torch.float64),
+        "weighted": elbo / elbo.mean(),
+        "min_snr": snr.clamp(max=2.0) / {"epsilon": snr, "v_prediction": snr + 1, "sample": 1}[prediction_type],
+    }[loss][t]
+    expected = (per_sample.double() * weight).mean().float()
+    torch.testing.assert_close(result.loss.detach(), expected, rtol=1e-4, atol=1e-7)
+
+
+def fixed_draw_loss(folder_or_unet, prediction_type: str) -> float:
+    """A model's loss on fixed images, noise and t (no label dropout): lower is a better trained model."""
+    train_script = load_train_script()
+    unet = folder_or_unet
+    if not isinstance(unet, torch.nn.Module):
+        unet = DDPMHubUNet2DModel.from_pretrained(folder_or_unet, subfolder="unet")
+    x_0, labels = (tensor[:64] for tensor in load_mnist5k("held_out"))
+    generator = torch.Generator().manual_seed(1)
+    noise = torch.randn(x_0.shape, generator=generator)
+    timesteps = torch.randint(0, 50, (64,), generator=generator)
+    scheduler = DDPMHubScheduler(num_train_timesteps=50, prediction_type=prediction_type)
+    with torch.no_grad():
+        return train_script.diffusion_loss(unet.eval(), scheduler, x_0, labels, generator, noise=noise,
+                                           timesteps=timesteps).loss.item()  # fmt: skip
+
+
+@pytest.mark.parametrize("prediction_type, loss", [("v_prediction", "min_snr"), ("sample", "simple")])
+def test_v_and_x0_prediction_train_and_are_saved(tmp_path, prediction_type, loss):
+    out = tmp_path / "out"
+    train("--output_dir", str(out), "--max_train_steps", "60", "--prediction_type", prediction_type, "--loss", loss,
+          "--no-use_ema", "--checkpointing_steps", "1000")  # fmt: skip
+    scheduler_config = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler_config["prediction_type"] == prediction_type
+    assert json.loads((out / "training_config.json").read_text())["loss"] == loss
+    untrained = fixed_draw_loss(tiny_unet(), prediction_type)  # train.py initialises with the same seed
+    trained = fixed_draw_loss(out, prediction_type)
+    assert trained < 0.85 * untrained, (trained, untrained)
+
+
+ACCUMULATION_RUNNER = """
+import sys
+
+import torch
+
+sys.argv = ["train.py", *sys.argv[1:]]
+sys.path.insert(0, {training!r})
+import train
+
+real = train.diffusion_loss
+
+
+def per_sample_draws(unet, scheduler, x_0, labels, generator, **kwargs):
+    # noise and t fixed by each image, not by its place in the batch: a batch of 16 and two micro-batches of 8
+    # then see the same draws, and only the accumulation can make them differ
+    seeds = (x_0.flatten(1).sum(1) * 1000).round().long()
+    noise = torch.stack([torch.randn(x_0.shape[1:], generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    timesteps = seeds.abs() % scheduler.config.num_train_timesteps
+    return real(unet, scheduler, x_0, labels, generator, **kwargs, noise=noise, timesteps=timesteps)
+
+
+train.diffusion_loss = per_sample_draws
+train.main()
+"""
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    runner = tmp_path / "runner.py"
+    runner.write_text(ACCUMULATION_RUNNER.format(training=str(ROOT / "training")))
+    # cosine LR from step 0: a schedule stepped per micro-batch instead of per optimiser step would show
+    common = [*TINY, "--max_train_steps", "3", "--label_dropout", "0", "--no-use_ema", "--lr_warmup_steps", "0"]
+    for name, batch, accumulation in (("big", "16", "1"), ("accumulated", "8", "2")):
+        result = subprocess.run(
+            [sys.executable, str(runner), *common, "--output_dir", str(tmp_path / name), "--train_batch_size", batch,
+             "--gradient_accumulation_steps", accumulation],
+            capture_output=True, text=True, env=env(), timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+    big, accumulated = unet_weights(tmp_path / "big"), unet_weights(tmp_path / "accumulated")
+    initial = tiny_unet().state_dict()
+    assert not torch.equal(big["conv_in.weight"], initial["conv_in.weight"])  # it trained
+    for name, tensor in big.items():
+        torch.testing.assert_close(accumulated[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bf16_mixed_precision_trains(tmp_path):
+    out = tmp_path / "out"
+    result = train("--output_dir", str(out), "--max_train_steps", "4", "--mixed_precision", "bf16")
+    assert all(math.isfinite(loss) for loss in first_and_last_loss(result.stderr, 4))
+    assert json.loads((out / "training_config.json").read_text())["mixed_precision"] == "bf16"
+    for name, tensor in unet_weights(out).items():
+        assert tensor.dtype == torch.float32 and torch.isfinite(tensor).all(), name  # the weights stay float32

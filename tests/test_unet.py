@@ -5,7 +5,9 @@ Everything runs on tiny models (8x8 images unless stated), so the whole file tak
 
 import importlib.util
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -335,11 +337,24 @@ def test_bfloat16_autocast_runs_and_is_close():
 
 
 @pytest.mark.parametrize("name", sorted(UNET_PRESETS))
-def test_presets_build_with_their_overrides(name):
+def test_presets_build_the_architecture_they_name(name):
+    """The modules built, not the config echoed back: levels, widths, depth, attention, norms, dropout, classes."""
+    preset = UNET_PRESETS[name]
     model = DDPMHubUNet2DModel.from_preset(name)
-    config = public_config(model)
-    for key, value in UNET_PRESETS[name].items():
-        assert config[key] == (list(value) if isinstance(value, tuple) else value), key
+    widths = list(preset["block_out_channels"])
+    assert [block.resnets[-1].conv2.out_channels for block in model.down_blocks] == widths
+    assert all(len(block.resnets) == preset["layers_per_block"] for block in model.down_blocks)
+    for block, attends in zip(model.down_blocks, preset["attention_levels"], strict=True):
+        heads = [a.num_heads for a in block.attentions if isinstance(a, unet_module.SelfAttention)]
+        width = block.resnets[-1].conv2.out_channels
+        assert heads == ([width // preset["attention_head_dim"]] * preset["layers_per_block"] if attends else [])
+    norms = {m.num_groups for m in model.modules() if isinstance(m, torch.nn.GroupNorm)}
+    assert norms == {preset["norm_num_groups"]}
+    dropouts = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert dropouts == {preset.get("dropout", 0.0)}
+    assert model.class_embedding.num_embeddings == preset["num_class_embeds"] + 1  # + the null class
+    # an override wins over the preset
+    assert DDPMHubUNet2DModel.from_preset(name, num_class_embeds=None).class_embedding is None
 
 
 def test_small_preset_size_and_compute():
@@ -351,8 +366,8 @@ def test_small_preset_size_and_compute():
     flops = counter.get_total_flops()
     print(f"small preset: {num_params:,} parameters, {flops / 1e6:.0f} MFLOP per 28x28 forward")
     assert out.shape == (1, 1, 28, 28)
-    assert 500_000 <= num_params <= 3_000_000
-    assert flops <= 160e6
+    assert num_params == 717_633  # the README's "0.72 M parameters"
+    assert round(flops / 1e6) == 144  # the README's "144 MFLOP per 28x28 image"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -374,3 +389,116 @@ def test_module_is_self_contained(monkeypatch, tmp_path):
     model = module.DDPMHubUNet2DModel.from_preset("tiny", sample_size=SIZE, num_class_embeds=None)
     with torch.inference_mode():
         assert model(noise(1), 0).sample.shape == (1, 1, SIZE, SIZE)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The null class: label dropout in training, eps_uncond in guidance
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_drop_class_labels_replaces_the_asked_share_by_the_null_class():
+    model = make_model()
+    labels = torch.arange(4000) % NUM_CLASSES
+    dropped = model.drop_class_labels(labels, 0.25, torch.Generator().manual_seed(0))
+    null = dropped == NUM_CLASSES
+    assert dropped.dtype == torch.long and abs(null.float().mean().item() - 0.25) < 0.03
+    assert torch.equal(dropped[~null], labels[~null])
+    assert torch.equal(model.drop_class_labels(labels, 0.0), labels)
+    assert (model.drop_class_labels(labels, 1.0) == NUM_CLASSES).all()
+    assert torch.equal(model.null_class_labels(labels), torch.full_like(labels, NUM_CLASSES))
+    with pytest.raises(ValueError, match="probability"):
+        model.drop_class_labels(labels, 1.5)
+    with pytest.raises(ValueError, match="unconditional"):
+        make_model(num_class_embeds=None).null_class_labels(labels)
+
+
+def test_no_labels_is_the_null_class():
+    model = perturb_(make_model()).eval()
+    x = noise(3)
+    with torch.inference_mode():
+        unconditional = model(x, 10).sample
+        null = model(x, 10, class_labels=model.null_class_labels(x)).sample
+    torch.testing.assert_close(unconditional, null, rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The pipeline's speed options, on which the README's speed claims rest: close to eager float32
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def tiny_pipeline():
+    from ddpm_hub import DDPMHubPipeline, DDPMHubScheduler
+
+    pipe = DDPMHubPipeline(unet=perturb_(make_model()).eval(), scheduler=DDPMHubScheduler(num_train_timesteps=50))
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    return pipe(batch_size=2, class_labels=[1, 2], num_inference_steps=4, generator=generator, output_type="pt").images
+
+
+def test_bf16_autocast_is_close_to_float32_and_off_again():
+    pipe = tiny_pipeline()
+    calls = []
+    pipe.unet.register_forward_pre_hook(lambda module, args: calls.append(torch.is_autocast_enabled("cpu")))
+    reference = sample(pipe)
+    pipe.enable_bf16_autocast()
+    with_bf16 = sample(pipe)
+    assert calls[0] is False and calls[-1] is True and not torch.is_autocast_enabled("cpu")
+    assert with_bf16.dtype == torch.float32 and torch.isfinite(with_bf16).all()
+    assert not torch.equal(with_bf16, reference)  # it did run in bfloat16
+    torch.testing.assert_close(with_bf16, reference, rtol=0, atol=0.05)
+    pipe.enable_bf16_autocast(False)
+    assert torch.equal(sample(pipe), reference)
+
+
+@pytest.mark.slow  # inductor compiles the U-Net: ~3 min on 2 busy cores, even for the tiny model
+def test_compile_matches_eager_float32():
+    pipe = tiny_pipeline()
+    reference = sample(pipe)
+    pipe.enable_compile()
+    compiled = sample(pipe)
+    assert pipe.unet._compiled_call_impl is not None  # nn.Module.compile: forward now goes through inductor
+    torch.testing.assert_close(compiled, reference, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The bundled model (space/default_model): what the Space and the README ship
+# ---------------------------------------------------------------------------------------------------------------------
+
+BUNDLED = Path(__file__).resolve().parents[1] / "space" / "default_model"
+
+
+def test_bundled_model_loads_and_samples_as_the_readme_states():
+    from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
+
+    pipe = DDPMHubPipeline.from_pretrained(BUNDLED)
+    pipe.set_progress_bar_config(disable=True)
+    unet, scheduler = pipe.unet.config, pipe.scheduler.config
+    # README "The bundled model": UNET_PRESETS["small"], 0.72 M parameters, class-conditional on the 10 digits
+    assert sum(p.numel() for p in pipe.unet.parameters()) == 717_633
+    for key, value in UNET_PRESETS["small"].items():
+        assert unet[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert (unet["sample_size"], unet["in_channels"], unet["out_channels"]) == (28, 1, 1)
+    assert (scheduler["num_train_timesteps"], scheduler["beta_schedule"]) == (1000, "linear")
+    assert scheduler["prediction_type"] == "epsilon"
+    pipe.scheduler = DDIMHubScheduler.from_config(pipe.scheduler.config)
+    images = pipe(batch_size=2, class_labels=[3, 7], num_inference_steps=5, guidance_scale=2.0,
+                  generator=torch.Generator().manual_seed(0), output_type="np").images  # fmt: skip
+    assert images.shape == (2, 28, 28, 1) and np.isfinite(images).all()
+    assert images.std() > 0.1  # an image, not a constant
+
+
+def test_bundled_code_copies_are_what_save_pretrained_writes_today(tmp_path):
+    """The .py files in space/default_model are copies of the library's; a stale copy runs old code on the Hub.
+    Re-save the bundled model (DDPMHubPipeline.from_pretrained(...).save_pretrained(...)) when this fails."""
+    from ddpm_hub import DDPMHubPipeline
+
+    DDPMHubPipeline.from_pretrained(BUNDLED).save_pretrained(tmp_path)
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
+    bundled = sorted(p.relative_to(BUNDLED).as_posix() for p in BUNDLED.rglob("*.py"))
+    assert written == bundled, f"code files: save_pretrained writes {written}, the bundle has {bundled}"
+    stale = [name for name in written if (tmp_path / name).read_bytes() != (BUNDLED / name).read_bytes()]
+    assert not stale, f"space/default_model/{', '.join(stale)} differ from what save_pretrained writes today"

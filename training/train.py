@@ -11,25 +11,37 @@ sample grid; checkpoints and logs go to their own folders and are never part of 
 """
 
 import argparse
+import ctypes
 import json
 import logging
 import math
 import os
 import shutil
+import signal
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, extract_model_from_parallel, set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
-from ddpm_hub.data import ImageTensorDataset, load_hub_dataset, load_image_folder, load_mnist5k, to_pil
+from ddpm_hub.data import (
+    ImageTensorDataset,
+    load_hub_dataset,
+    load_image_folder,
+    load_mnist5k,
+    to_minus_one_one,
+    to_pil,
+    to_zero_one,
+)
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -40,6 +52,16 @@ TIMESTEP_BUCKETS = 10  # the loss is also logged per tenth of [0, T)
 
 class TrainingError(RuntimeError):
     """A training run that cannot go on; the message says why and what is left on disk."""
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """`--help` shows each flag's default; None / False defaults (= off, or worked out at run time, as the help
+    text says) are left out."""
+    for action in parser._actions:
+        text = action.help or ""
+        off = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if action.option_strings and not off and "default" not in text:
+            action.help = f"{text} (default: %(default)s)".lstrip()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -115,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     hub.add_argument("--hub_private_repo", action="store_true")
     hub.add_argument("--hub_mirror_dir", default=None, help="commit the pipeline into an olah-style mirror tree")
 
+    _show_defaults(parser)
     args = parser.parse_args(argv)
     sources = [args.dataset, args.train_data_dir, args.dataset_name]
     if sum(s is not None for s in sources) > 1:
@@ -204,14 +227,125 @@ def step_generator(seed: int, micro_step: int, process_index: int) -> torch.Gene
     return torch.Generator().manual_seed((seed * 1_000_003 + micro_step) * 64 + process_index)
 
 
-def per_sample_weight(scheduler: DDPMHubScheduler, args, timesteps: torch.Tensor) -> torch.Tensor | None:
-    """The loss weight of each sample, (B,), or None for L_simple."""
-    if args.loss == "simple":
+def per_sample_weight(
+    scheduler: DDPMHubScheduler, loss: str, timesteps: torch.Tensor, snr_gamma: float = 5.0
+) -> torch.Tensor | None:
+    """The loss weight of each sample, (B,), from the scheduler; None for L_simple."""
+    if loss == "simple":
         return None
-    if args.loss == "weighted":  # the ELBO's w(t), normalized to mean 1 over t so the learning rate keeps its meaning
-        all_weights = scheduler.loss_weight(torch.arange(scheduler.config.num_train_timesteps))
-        return scheduler.loss_weight(timesteps) / all_weights.mean()
-    return scheduler.min_snr_loss_weight(timesteps, args.snr_gamma)
+    if loss == "weighted":
+        return scheduler.normalized_loss_weight(timesteps)
+    if loss == "min_snr":
+        return scheduler.min_snr_loss_weight(timesteps, snr_gamma)
+    raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+
+
+@dataclass
+class StepLoss:
+    """The loss of one micro-batch."""
+
+    loss: torch.Tensor  # () the weighted mean: what backward() sees
+    per_sample: torch.Tensor  # (B,) each sample's unweighted mean squared error
+    timesteps: torch.Tensor  # (B,) the t drawn, on the CPU
+
+
+def diffusion_loss(
+    unet,
+    scheduler: DDPMHubScheduler,
+    x_0: torch.Tensor,
+    labels: torch.Tensor | None,
+    generator: torch.Generator,
+    *,
+    loss: str = "simple",
+    snr_gamma: float = 5.0,
+    label_dropout: float = 0.0,
+    noise: torch.Tensor | None = None,
+    timesteps: torch.Tensor | None = None,
+) -> StepLoss:
+    """One micro-batch of Algorithm 1 (the step `benchmarks/common.py` times too).
+
+    Draws, from `generator` and in this order, eps ~ N(0, I), t ~ U{0..T-1} and the label dropout; then
+    x_t = add_noise(x_0, eps, t), and the (weighted) mean squared error of the model's prediction against the
+    scheduler's training target (eps, x_0 or v).
+
+    Args:
+        unet: the model, possibly wrapped by accelerate (DDP).
+        x_0: (B, C, H, W) in [-1, 1]. labels: (B,) long, or None for an unconditional model.
+        loss: "simple", "weighted" or "min_snr" (see `per_sample_weight`).
+        noise, timesteps: given draws, (B, C, H, W) and (B,) long, instead of drawing them (to score a model on
+            fixed draws); the label dropout is still drawn.
+    """
+    if noise is None:
+        noise = torch.randn(x_0.shape, generator=generator).to(x_0)  # (B, C, H, W)
+    if timesteps is None:
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (x_0.shape[0],), generator=generator)
+    class_labels = None
+    if labels is not None:  # the null class teaches the unconditional model that guidance needs
+        class_labels = extract_model_from_parallel(unet).drop_class_labels(labels, label_dropout, generator)
+    x_t = scheduler.add_noise(x_0, noise, timesteps)
+    target = scheduler.training_target(x_0, noise, timesteps)
+    prediction = unet(x_t, timesteps.to(x_0.device), class_labels=class_labels).sample
+    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))  # (B,)
+    weight = per_sample_weight(scheduler, loss, timesteps, snr_gamma)
+    mean = per_sample.mean() if weight is None else (per_sample * weight.to(per_sample)).mean()
+    return StepLoss(loss=mean, per_sample=per_sample, timesteps=timesteps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stopping: SIGTERM / SIGINT (Ctrl-C) end the run at the next step boundary, after a checkpoint
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class StopRequest:
+    """Remembers a SIGTERM, SIGINT (Ctrl-C) or SIGHUP; the loop checkpoints at the next step boundary and exits.
+
+    The same signal a second time stops at once (its default action), losing the steps since the last checkpoint.
+    A different one only confirms the stop: Ctrl-C under `accelerate launch` reaches both the launcher and this
+    process, and the launcher's death then sends this process a SIGHUP (see `_stop_when_launcher_dies`).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+        self._received: set[int] = set()
+
+    def install(self) -> None:
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._handle)
+        if _launcher() == "accelerate launch":
+            _stop_when_launcher_dies()
+
+    def _handle(self, signum, frame) -> None:
+        if signum in self._received:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._received.add(signum)
+        name = signal.Signals(signum).name
+        if self.signal_name is None:
+            self.signal_name = name
+            text = f"{name} received: stopping after this step, with a checkpoint (send it again to stop at once)"
+        else:
+            text = f"{name} received: already stopping after this step"
+        print(text, file=sys.stderr, flush=True)
+
+    def __bool__(self) -> bool:
+        return self.signal_name is not None
+
+
+def _stop_when_launcher_dies() -> None:
+    """Under `accelerate launch`, ask Linux for a SIGHUP when the launcher dies (even by `kill -9`: it forwards no
+    signal), so that this process checkpoints and exits instead of training on, orphaned. Elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGHUP), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the launcher died before the request was made
+        os.kill(os.getpid(), signal.SIGHUP)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -266,7 +400,9 @@ def resolve_checkpoint(args) -> Path | None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def sample_grid(unet, scheduler_config, num_classes, args, steps: int, seed: int = 0) -> torch.Tensor:
+def sample_grid(
+    unet, scheduler_config, num_classes, args, steps: int, seed: int = 0, purpose: str = ""
+) -> torch.Tensor:
     """A fixed-seed grid, one row per class (or 4 x 8 unconditional): (N, C, H, W) in [-1, 1]."""
     # Strided ancestral DDPM: with guidance, it gives cleaner digits than deterministic DDIM at the same step count.
     pipeline = DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler.from_config(scheduler_config))
@@ -276,6 +412,9 @@ def sample_grid(unet, scheduler_config, num_classes, args, steps: int, seed: int
         batch, guidance = len(labels), args.guidance_scale
     else:
         labels, batch, guidance = None, 32, 1.0
+    # Sampling takes a while (~35 s for the default model on 2 CPU cores): say so before and after.
+    logger.info(f"sampling a grid of {batch} images{purpose}: {steps} DDPM steps, guidance {guidance} ...")
+    started = time.perf_counter()
     images = pipeline(
         batch_size=batch,
         class_labels=labels,
@@ -284,7 +423,8 @@ def sample_grid(unet, scheduler_config, num_classes, args, steps: int, seed: int
         generator=torch.Generator().manual_seed(seed),
         output_type="pt",
     ).images
-    return images * 2 - 1
+    logger.info(f"sampled the grid in {time.perf_counter() - started:.0f} s")
+    return to_minus_one_one(images)
 
 
 def grid_image(images: torch.Tensor, columns: int = 8):
@@ -316,6 +456,8 @@ def main(argv=None) -> None:
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
     logger.info(accelerator.state, main_process_only=False)
+    stop = StopRequest()
+    stop.install()
     set_seed(args.seed)  # model initialisation is identical on every process and every run
 
     images, labels, class_names = load_training_data(args)
@@ -395,21 +537,19 @@ def main(argv=None) -> None:
                 )
             micro_step = epoch * len(dataloader) + micro_index
             rng = step_generator(args.seed, micro_step, accelerator.process_index)
-            x_0 = batch["images"]  # (B, C, H, W)
-            noise = torch.randn(x_0.shape, generator=rng).to(x_0)
-            timesteps = torch.randint(0, args.num_train_timesteps, (x_0.shape[0],), generator=rng)
-            class_labels = None
-            if conditional:  # label dropout: the null class teaches the unconditional model for guidance
-                drop = torch.rand(x_0.shape[0], generator=rng) < args.label_dropout
-                class_labels = torch.where(drop, num_classes, batch["labels"].cpu()).to(x_0.device)
-            x_t = scheduler.add_noise(x_0, noise, timesteps)
-            target = scheduler.training_target(x_0, noise, timesteps)
 
             with accelerator.accumulate(unet):
-                prediction = unet(x_t, timesteps.to(x_0.device), class_labels=class_labels).sample
-                per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-                weight = per_sample_weight(scheduler, args, timesteps)
-                loss = per_sample.mean() if weight is None else (per_sample * weight.to(per_sample)).mean()
+                step_loss = diffusion_loss(
+                    unet,
+                    scheduler,
+                    batch["images"],  # (B, C, H, W)
+                    batch["labels"] if conditional else None,
+                    rng,
+                    loss=args.loss,
+                    snr_gamma=args.snr_gamma,
+                    label_dropout=args.label_dropout,
+                )
+                loss, per_sample, timesteps = step_loss.loss, step_loss.per_sample, step_loss.timesteps
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
@@ -450,7 +590,11 @@ def main(argv=None) -> None:
                 accelerator.log(logs, step=global_step)
             if args.sample_steps and global_step % args.sample_steps == 0 and accelerator.is_main_process:
                 log_samples(accelerator, unet, ema, scheduler, num_classes, args, global_step)
-            if global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps:
+            stopping = bool(stop)
+            if accelerator.num_processes > 1:  # a signal may reach one process only: all stop together
+                stopping = bool(accelerator.reduce(torch.tensor(float(stopping), device=accelerator.device), "sum"))
+            checkpointed = global_step % args.checkpointing_steps == 0 or global_step == args.max_train_steps
+            if checkpointed or stopping:
                 progress = dict(
                     progress,
                     global_step=global_step,
@@ -460,6 +604,16 @@ def main(argv=None) -> None:
                 )
                 started_cpu, started_wall = time.process_time(), time.time()
                 save_checkpoint(accelerator, args, global_step, progress)
+            if stopping:
+                bar.close()
+                accelerator.end_training()
+                why = stop.signal_name or "a signal to another process"
+                logger.info(
+                    f"stopped at step {global_step} of {args.max_train_steps} ({why}): the checkpoint is "
+                    f"{Path(args.checkpoints_dir) / f'{CHECKPOINT_PREFIX}{global_step}'}. To go on, rerun the same "
+                    "command with --resume_from_checkpoint latest"
+                )
+                return
             if global_step >= args.max_train_steps:
                 break
         epoch += 1
@@ -482,13 +636,15 @@ def log_samples(accelerator, unet, ema, scheduler, num_classes, args, step):
         ema.store(model.parameters())
         ema.copy_to(model.parameters())
     model.eval()
-    images = sample_grid(model, scheduler.config, num_classes, args, args.sample_inference_steps)
+    images = sample_grid(
+        model, scheduler.config, num_classes, args, args.sample_inference_steps, purpose=f" for step {step}"
+    )
     if ema is not None:
         ema.restore(model.parameters())
     model.train()
     for tracker in accelerator.trackers:
         if tracker.name == "tensorboard":
-            tracker.writer.add_images("samples", (images + 1) / 2, step)
+            tracker.writer.add_images("samples", to_zero_one(images), step)
 
 
 def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress, data: dict | None = None) -> None:
@@ -501,9 +657,10 @@ def save_pipeline(accelerator, unet, ema, scheduler, num_classes, args, progress
     model.eval()
     pipeline = DDPMHubPipeline(unet=model, scheduler=scheduler)
     pipeline.save_pretrained(args.output_dir)
-    grid_image(sample_grid(model, scheduler.config, num_classes, args, args.sample_inference_steps)).save(
-        os.path.join(args.output_dir, "samples.png")
+    grid = sample_grid(
+        model, scheduler.config, num_classes, args, args.sample_inference_steps, purpose=" for samples.png"
     )
+    grid_image(grid).save(os.path.join(args.output_dir, "samples.png"))
     training = {
         "command": _launcher() + " training/train.py " + " ".join(_explicit_args(args)),
         "processes": accelerator.num_processes,

@@ -130,9 +130,10 @@ def make_pipeline(space: Space, sampler: str) -> DDPMHubPipeline:
         raise gr.Error(f"Unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}.")
     _, scheduler_class, variance_type = SAMPLERS[sampler]
     config = {key: value for key, value in space.scheduler.config.items() if key != "variance_type"}
-    if variance_type is not None:
-        config["variance_type"] = variance_type
-    pipeline = DDPMHubPipeline(unet=space.pipe.unet, scheduler=scheduler_class.from_config(config))
+    # variance_type as a keyword: inside `config`, diffusers' from_config would reset it to its default whenever the
+    # model's own config left it at the default (its `_use_default_values` names it), so "σ² = β" ran β̃.
+    overrides = {} if variance_type is None else {"variance_type": variance_type}
+    pipeline = DDPMHubPipeline(unet=space.pipe.unet, scheduler=scheduler_class.from_config(config, **overrides))
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
 

@@ -128,5 +128,7 @@ def schedules_plot(space: Space, t: float = 250) -> Figure:
         ax.set_xlim(0, space.T - 1)
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
+    # beta_t on a log axis: the cosine schedule's clipped end (beta -> 0.999) would flatten everything else to zero.
+    axes[0].set_yscale("log")
     axes[0].legend(frameon=False, loc="upper left")
     return figure

@@ -29,8 +29,10 @@ from .common import (
 from .engine import Done, Progress, Queued, Stopped
 
 GIF_SCALE = 2
-GIF_FRAMES = 100  # at most this many frames in an exported GIF (plus the final one)
-GIF_FRAME_MS = 60
+GIF_FRAMES = 40  # at most this many frames in an exported GIF (plus the final one) ...
+GIF_IMAGE_FRAMES = 320  # ... and at most this many digit pictures over all frames (8 images: 40 frames, 16: 20)
+GIF_LEVELS = 16  # gray levels: noise is most of a chain, and LZW packs 16 levels far tighter than 256
+GIF_FRAME_MS = 120
 GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
 
 
@@ -249,9 +251,10 @@ def gif_name(settings: dict, stopped_at: int | None = None) -> str:
 
 
 def gif_frames(chain: dict) -> list[int]:
-    """Which stored frames go into the GIF: every k-th (at most GIF_FRAMES), and always the last."""
+    """Which stored frames go into the GIF: every k-th (at most GIF_FRAMES, fewer for many images), and the last."""
     count = num_frames(chain)
-    every = max(1, math.ceil((count - 1) / GIF_FRAMES))
+    budget = max(8, min(GIF_FRAMES, GIF_IMAGE_FRAMES // chain["settings"]["batch"]))
+    every = max(1, math.ceil((count - 1) / budget))
     frames = list(range(0, count - 1, every))
     return [*frames, count - 1]
 
@@ -272,7 +275,8 @@ def gif_frame(chain: dict, index: int, font) -> Image.Image:
     canvas.paste(Image.fromarray(x), (left, 24))
     canvas.paste(Image.fromarray(x0), (left + width + 12, 24))
     ImageDraw.Draw(canvas).text((4, 4), caption, fill=235, font=font)
-    return canvas
+    step = 256 // GIF_LEVELS
+    return canvas.point([min(255, value // step * step + step // 2) for value in range(256)])
 
 
 def purge_exports(space: Space, max_age_s: float = 3600) -> None:
@@ -292,7 +296,7 @@ def write_gif(space: Space, chain: dict | None) -> str:
     folder = Path(tempfile.mkdtemp(prefix="gif_", dir=space.work_dir))
     path = folder / gif_name(chain["settings"], None if chain["done"] else len(chain["t"]))
     durations = [GIF_FRAME_MS] * (len(frames) - 1) + [GIF_HOLD_MS]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True)
     return str(path)
 
 

@@ -7,15 +7,17 @@ import gradio as gr
 from .common import MAX_SEED, SAMPLERS, UNCONDITIONAL
 
 
-def picture(label: str, height: int = 250, **kwargs) -> gr.Image:
-    """An output picture: crisp pixels, PNG, download and fullscreen buttons."""
+def picture(label: str, height: int = 250, min_width: int = 200, buttons: bool = True, **kwargs) -> gr.Image:
+    """An output picture: crisp pixels, PNG, download and fullscreen buttons (`buttons=False`: none, for small ones).
+    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room."""
     return gr.Image(
         label=label,
         interactive=False,
         format="png",
         height=height,
-        buttons=["download", "fullscreen"],
-        elem_classes=["pixelated"],
+        min_width=min_width,
+        buttons=["download", "fullscreen"] if buttons else [],
+        elem_classes=["pixelated"] if buttons else ["pixelated", "no-buttons"],
         **kwargs,
     )
 
@@ -51,15 +53,17 @@ def digit_picker(num_classes: int | None, value: str = "3") -> gr.Radio:
     )
 
 
-def guidance_slider(num_classes: int | None) -> gr.Slider:
+def guidance_slider(num_classes: int | None, interactive: bool = True) -> gr.Slider:
+    """w of eps = eps_u + w (eps_c - eps_u); off while the digit is "any" (no eps_c to guide with)."""
     return gr.Slider(
         0,
         8,
         value=2.0,
         step=0.5,
         label="Guidance scale w",
-        info="0: ignore the digit · 1: conditional · >1: more so",
+        info="0: ignore the digit · 1: conditional · >1: more so · off for “any”",
         visible=num_classes is not None,
+        interactive=interactive,
     )
 
 
@@ -69,8 +73,27 @@ def sampler_picker() -> gr.Radio:
     )
 
 
-def eta_slider() -> gr.Slider:
-    return gr.Slider(0, 1, value=0.0, step=0.1, label="DDIM η", info="0: deterministic · 1: like DDPM with β̃ₜ")
+def eta_slider(interactive: bool = True) -> gr.Slider:
+    """DDIM's eta; off while a DDPM sampler is chosen (they take sigma_t from beta or beta-tilde, not from eta)."""
+    return gr.Slider(
+        0,
+        1,
+        value=0.0,
+        step=0.1,
+        label="DDIM η",
+        info="0: deterministic · 1: like DDPM with β̃ₜ · DDIM only",
+        interactive=interactive,
+    )
+
+
+def guidance_control(digit: str) -> dict:
+    """The guidance slider's state for this digit choice: usable only with a digit."""
+    return gr.update(interactive=digit != UNCONDITIONAL)
+
+
+def eta_control(sampler: str) -> dict:
+    """The eta slider's state for this sampler: usable only with DDIM."""
+    return gr.update(interactive=sampler == "ddim")
 
 
 def seed_box(value: int = 0) -> gr.Number:

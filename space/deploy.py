@@ -1,0 +1,303 @@
+"""Assemble a self-contained Space folder from this repository, and upload it as a Hugging Face Space.
+
+    python space/deploy.py --out DIR                                   # assemble only: DIR runs with `python app.py`
+    python space/deploy.py --out DIR --repo_id ORG/NAME [--hardware zero-a10g|cpu-basic|cpu-upgrade] [--private]
+                           [--token T] [--commit_message MSG] [--torch VERSION]
+
+The folder (see README.md, "Deploying as a Space"):
+
+    DIR/README.md          space/README.md under a Spaces header (sdk: gradio, sdk_version, app_file, models,
+                           suggested_hardware = --hardware)
+    DIR/requirements.txt   space/requirements.txt with torch pinned for the hardware (the CPU build from PyTorch's
+                           CPU index on CPU hardware; PyPI's CUDA build and `spaces` on ZeroGPU)
+    DIR/app.py, ...        the app, its modules, its prose and examples (everything in space/ but this script)
+    DIR/ddpm_hub/          the library, copied from the repository (app.py imports the copy next to it)
+    DIR/default_model/     every bundled pipeline folder of space/ (those holding model_index.json), only the files
+                           a model push would upload (ddpm_hub.hub.select_pipeline_files)
+
+Nothing in the repository is changed. The upload is one `upload_folder(repo_type="space")` commit after
+`create_repo(repo_type="space", space_sdk="gradio", space_hardware=..., exist_ok=True)`; it fails the way the model
+push does: one line on stderr saying which step failed and why, exit status 1, the local folder untouched. The Hub
+endpoint is HF_ENDPOINT (default https://huggingface.co).
+
+This script lives in space/, not in the ddpm_hub package: the library never imports the Space.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+SPACE = Path(__file__).resolve().parent
+ROOT = SPACE.parent
+if str(ROOT) not in sys.path:  # run as `python space/deploy.py`: the repository's ddpm_hub, installed or not
+    sys.path.insert(0, str(ROOT))
+
+from ddpm_hub.hub import (  # noqa: E402
+    PIPELINE_IGNORE_PATTERNS,
+    HubPushError,
+    _check_repo_id,
+    _hint,
+    _push_error,
+    select_pipeline_files,
+)
+
+HARDWARE = ("zero-a10g", "cpu-basic", "cpu-upgrade")  # ZeroGPU, and the two CPU flavours
+ZERO_GPU_HARDWARE = ("zero-a10g",)
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
+MARKER = ".space_deploy.json"  # marks a folder this script assembled (hidden: never uploaded)
+NOT_COPIED = {"deploy.py", "README.md", "requirements.txt", "__pycache__"}  # rewritten, or not part of the app
+PAYMENT_REQUIRED_HINT = (
+    "The Hub asks for a PRO subscription to host a Gradio Space on free cpu-basic hardware (HTTP 402): deploy with "
+    "--hardware zero-a10g instead (a free account may host up to 2 ZeroGPU Spaces), or subscribe."
+)
+
+
+class DeployError(RuntimeError):
+    """Assembling the folder failed; the message says why."""
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Assembling the folder
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def repository_torch_pin(requirements: Path = ROOT / "requirements.txt") -> str:
+    """The torch version the repository pins (`torch==X` in its requirements.txt)."""
+    match = re.search(r"^torch==([^\s;#]+)", requirements.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    if match is None:
+        raise DeployError(f"{requirements} pins no torch version (expected a line `torch==X.Y.Z`): pass --torch")
+    return match.group(1).split("+")[0]
+
+
+def space_requirements(hardware: str, torch_version: str, source: Path = SPACE / "requirements.txt") -> str:
+    """space/requirements.txt with the torch lines replaced by a pin that fits the hardware.
+
+    CPU hardware gets the CPU build (PyTorch's CPU index: PyPI's default Linux wheel is the multi-GB CUDA build);
+    ZeroGPU needs the CUDA build from PyPI, and the `spaces` package whose `@spaces.GPU` attaches the GPU.
+    """
+    kept = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        bare = line.strip()
+        if bare.startswith("# torch:") or (bare.startswith("--extra-index-url") and "download.pytorch.org" in bare):
+            continue
+        if re.match(r"^torch\b(?!vision)", bare):
+            continue
+        kept.append(line)
+    if hardware in ZERO_GPU_HARDWARE:
+        head = [
+            f"# Written by space/deploy.py for {hardware} (ZeroGPU): the CUDA build of torch from PyPI, and `spaces`",
+            f"torch=={torch_version}",
+            "spaces",
+        ]
+    else:
+        head = [
+            f"# Written by space/deploy.py for {hardware}: the CPU build of torch, named by its +cpu tag so that no",
+            "# multi-GB CUDA build is taken (a Space installs this file in one `pip install -r`)",
+            f"--extra-index-url {CPU_TORCH_INDEX}",
+            f"torch=={torch_version}+cpu",
+        ]
+    return "\n".join([*head, *kept]) + "\n"
+
+
+def split_front_matter(text: str) -> tuple[dict, str]:
+    """A README's YAML header and its body."""
+    match = re.match(r"^---\n(.*?)\n---\n", text, flags=re.DOTALL)
+    if match is None:
+        return {}, text
+    return yaml.safe_load(match.group(1)) or {}, text[match.end() :]
+
+
+def space_readme(hardware: str, source: Path = SPACE / "README.md") -> str:
+    """space/README.md under the Spaces header: sdk, sdk_version, app_file, models, suggested_hardware."""
+    header, body = split_front_matter(source.read_text(encoding="utf-8"))
+    if "sdk_version" not in header:
+        raise DeployError(f"{source} has no `sdk_version` in its YAML header: the Space needs the Gradio version")
+    header.update({"sdk": "gradio", "app_file": "app.py", "suggested_hardware": hardware})
+    text = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=119)
+    return f"---\n{text}---\n{body}"
+
+
+def bundled_models(space: Path = SPACE) -> list[Path]:
+    """The pipeline folders bundled with the Space (default_model/, x0_model/, ...: those with model_index.json)."""
+    return sorted(path for path in space.iterdir() if path.is_dir() and (path / "model_index.json").is_file())
+
+
+def _ignore_for_copy(models: set[Path]):
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        here = Path(directory)
+        skipped = {name for name in names if name.startswith(".") or name == "__pycache__" or name.endswith(".pyc")}
+        if here == SPACE:
+            skipped |= {name for name in names if name in NOT_COPIED or here / name in models}
+        return skipped
+
+    return ignore
+
+
+def _check_out(out: Path) -> None:
+    for source in (SPACE, ROOT / "ddpm_hub"):
+        if out == source or source in out.parents or out in source.parents:
+            raise DeployError(f"--out {out} must not overlap {source}: choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise DeployError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise DeployError(f"--out {out} exists, is not empty and was not assembled by this script; not touching it")
+
+
+def assemble(out: str | Path, hardware: str = "zero-a10g", torch_version: str | None = None) -> Path:
+    """Writes the self-contained Space folder `out` (replacing one this script wrote before). Returns its path."""
+    if hardware not in HARDWARE:
+        raise ValueError(f"invalid hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
+    out = Path(out).expanduser().resolve()
+    _check_out(out)
+    torch_version = torch_version or repository_torch_pin()
+    models = bundled_models()
+    if not models:
+        raise DeployError(f"{SPACE} holds no pipeline folder (default_model/ with model_index.json): train one first")
+    # Everything is read before anything is written: a bad source leaves an earlier assembly as it was.
+    readme = space_readme(hardware)
+    requirements = space_requirements(hardware, torch_version)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(SPACE, out, ignore=_ignore_for_copy(set(models)))
+    shutil.copytree(ROOT / "ddpm_hub", out / "ddpm_hub", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+    for model in models:
+        for relpath in select_pipeline_files(model):
+            destination = out / model.name / relpath
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model / relpath, destination)
+    (out / "README.md").write_text(readme, encoding="utf-8")
+    (out / "requirements.txt").write_text(requirements, encoding="utf-8")
+    marker = {"hardware": hardware, "torch": torch_version, "models": [model.name for model in models]}
+    (out / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Uploading
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _space_hint(err: BaseException, endpoint: str, token: str | None) -> str:
+    if getattr(getattr(err, "response", None), "status_code", None) == 402:
+        return PAYMENT_REQUIRED_HINT
+    return _hint(err, endpoint, token)
+
+
+def upload_space(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    hardware: str = "zero-a10g",
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload Space",
+) -> str:
+    """Creates the Space `repo_id` (Gradio SDK, `hardware`) if missing and uploads `folder` in one commit.
+
+    Returns:
+        The URL of the commit (or its oid when the server gives no URL).
+
+    Raises:
+        ValueError: `repo_id` is malformed, or `hardware` is not one of HARDWARE.
+        HubPushError: creating the Space, uploading or setting the hardware failed; the folder is untouched.
+    """
+    from huggingface_hub import HfApi  # reads HF_ENDPOINT when imported
+
+    folder = Path(folder).expanduser().resolve()
+    _check_repo_id(repo_id, require_namespace=True)
+    if hardware not in HARDWARE:
+        raise ValueError(f"invalid hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
+    api = HfApi()
+    target = f"Space '{repo_id}' at {api.endpoint}"
+
+    def failed(step: str, err: BaseException) -> HubPushError:
+        return _push_error(step, target, folder, err, _space_hint(err, api.endpoint, token))
+
+    try:
+        api.create_repo(
+            repo_id,
+            repo_type="space",
+            space_sdk="gradio",
+            space_hardware=hardware,
+            private=private,
+            exist_ok=True,
+            token=token,
+        )
+    except Exception as err:
+        raise failed("creating the Space", err) from err
+    try:
+        info = api.upload_folder(
+            repo_id=repo_id,
+            repo_type="space",
+            folder_path=folder,
+            commit_message=commit_message,
+            token=token,
+            ignore_patterns=list(PIPELINE_IGNORE_PATTERNS),
+        )
+    except Exception as err:
+        raise failed("uploading the files", err) from err
+    try:  # create_repo sets the hardware of a new Space only; an existing one is switched here
+        api.request_space_hardware(repo_id, hardware, token=token)
+    except Exception as err:
+        raise failed(f"requesting the {hardware} hardware", err) from err
+    return str(getattr(info, "commit_url", None) or getattr(info, "oid", info))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python space/deploy.py",
+        description="Assemble a self-contained Space folder from this repository and upload it as a Hugging Face "
+        "Space (Gradio SDK).",
+    )
+    parser.add_argument("--out", required=True, help="the folder to assemble (replaced if this script wrote it)")
+    parser.add_argument("--repo_id", default=None, help="upload to the Space ORG/NAME (default: assemble only)")
+    parser.add_argument(
+        "--hardware",
+        default="zero-a10g",
+        choices=HARDWARE,
+        help="zero-a10g: ZeroGPU (free accounts may host 2); cpu-basic needs PRO for Gradio Spaces (HTTP 402)",
+    )
+    parser.add_argument("--private", action="store_true", help="create the Space as private")
+    parser.add_argument("--token", default=None, help="Hub token with write access (default: the saved login)")
+    parser.add_argument("--commit_message", default="Upload Space")
+    parser.add_argument("--torch", default=None, help="torch version to pin (default: the repository's pin)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        folder = assemble(args.out, args.hardware, args.torch)
+        print(f"assembled {folder} ({args.hardware}): `cd {folder} && python app.py` runs it locally")
+        if args.repo_id is not None:
+            where = upload_space(
+                folder,
+                args.repo_id,
+                hardware=args.hardware,
+                private=args.private,
+                token=args.token,
+                commit_message=args.commit_message,
+            )
+            print(f"uploaded {folder} to the Space {args.repo_id} ({args.hardware})")
+            print(f"  {where}")
+    except (DeployError, HubPushError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""What the page shows beside the chains: the variance plot, the schedules plot, the switched-off controls, the GIF
+size, and the hosting switch (`ddpm_space.hosting`: nothing happens off ZeroGPU)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+gr = pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
+pytest.importorskip("matplotlib", reason="the Space needs matplotlib (pip install -e .[space])")
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "space"))
+
+from ddpm_space import common, forward_tab, hosting, reverse_tab, widgets  # noqa: E402
+from ddpm_space.variance_plot import step_sigmas, variance_plot, variances  # noqa: E402
+
+from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel  # noqa: E402
+
+T = 50
+
+
+@pytest.fixture(scope="module")
+def space():
+    torch.manual_seed(0)
+    pipe = DDPMHubPipeline(
+        unet=DDPMHubUNet2DModel(**UNET_PRESETS["tiny"]), scheduler=DDPMHubScheduler(num_train_timesteps=T)
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return common.Space(pipe=pipe, model_id="tiny", model_name="tiny")
+
+
+def test_beta_and_beta_tilde_differ_at_small_t_and_meet_later(space):
+    t, beta, beta_tilde = variances(space)
+    assert t[0] == 1 and len(t) == T - 1
+    ratio = np.array(beta_tilde) / np.array(beta)
+    assert ratio[0] < 0.6 and ratio[-1] > 0.95 and np.all(np.diff(ratio) >= -1e-12)  # beta-tilde catches up
+    figure = variance_plot(space, "ddpm-fixed_small", T, 0.0)
+    left, right = figure.axes
+    assert left.get_yscale() == "log" and left.get_xscale() == "log"
+    np.testing.assert_allclose(left.get_lines()[1].get_ydata(), beta_tilde)
+
+
+@pytest.mark.parametrize(
+    "sampler,steps,eta,follows",
+    [("ddpm-fixed_small", T, 0.0, "beta_tilde"), ("ddpm-fixed_large", T, 0.0, "beta"), ("ddim", 10, 0.5, "half")],
+)
+def test_sigma_per_step_is_the_samplers_own(space, sampler, steps, eta, follows):
+    times, sigmas, betas, beta_tildes = step_sigmas(space, sampler, steps, eta)
+    assert len(times) == steps and times == sorted(times, reverse=True)
+    expected = {"beta_tilde": beta_tildes, "beta": betas, "half": [0.5 * b for b in beta_tildes]}[follows]
+    last = -1 if sampler != "ddim" else None  # DDPM adds no noise at t = 0
+    np.testing.assert_allclose(sigmas[:last], expected[:last], rtol=1e-5)
+    if sampler != "ddim":
+        assert sigmas[-1] == 0.0
+    assert sum(s > 0 for s in step_sigmas(space, "ddim", 10, 0.0)[1]) == 0  # deterministic DDIM
+
+
+def test_schedules_plot_has_beta_on_a_log_axis(space):
+    figure = forward_tab.schedules_plot(space, 10)
+    assert figure.axes[0].get_yscale() == "log"  # the cosine end spike does not flatten the linear curve
+
+
+def test_controls_that_would_do_nothing_are_switched_off():
+    assert widgets.guidance_control(common.UNCONDITIONAL)["interactive"] is False
+    assert widgets.guidance_control("3")["interactive"] is True
+    assert widgets.eta_control("ddim")["interactive"] is True
+    assert widgets.eta_control("ddpm-fixed_small")["interactive"] is False
+
+
+def test_gif_frames_shrink_with_the_number_of_images(space):
+    *_, last = reverse_tab.generate(space, "3", 2.0, "ddim", 0.0, T, 0, 16)
+    chain = last[-1]
+    frames = reverse_tab.gif_frames(chain)
+    assert frames[0] == 0 and frames[-1] == T and len(frames) - 1 <= reverse_tab.GIF_IMAGE_FRAMES // 16
+    path = reverse_tab.write_gif(space, chain)
+    from PIL import Image
+
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(frames)
+    assert os.path.getsize(path) < 1_000_000
+
+
+@pytest.mark.slow
+def test_gif_of_the_default_chain_is_well_under_1_mb():
+    """The page's defaults (bundled model, DDPM, 1000 steps, 8 images): the export is about 0.6 MB (was 3 MB)."""
+    bundled = common.Space(
+        pipe=common.load_pipeline(str(ROOT / "space" / "default_model")), model_id="bundled", model_name="bundled"
+    )
+    *_, last = reverse_tab.generate(bundled, "3", 2.0, "ddpm-fixed_small", 0.0, 1000, 42, 8)
+    assert os.path.getsize(reverse_tab.write_gif(bundled, last[-1])) < 800_000
+
+
+def test_off_zero_gpu_the_handlers_are_left_as_they_are(space):
+    assert not hosting.ZERO_GPU and hosting.spaces is None and hosting.device() == torch.device("cpu")
+
+    def handler(x):
+        return x
+
+    assert hosting.on_gpu(handler, space.pipe.unet, duration=30) is handler
+    assert hosting.gpu_seconds("not a number", 8, True) == hosting.MAX_GPU_SECONDS
+    assert hosting.MIN_GPU_SECONDS <= hosting.gpu_seconds(10, 1, False) < hosting.gpu_seconds(1000, 16, True)
+    assert hosting.gpu_seconds(1000, 16, True) <= hosting.MAX_GPU_SECONDS
+
+
+def test_on_zero_gpu_handlers_go_through_spaces_gpu_with_their_duration(tmp_path):
+    """With SPACES_ZERO_GPU=true, `on_gpu` hands `spaces.GPU` a wrapper of the same kind (generator or not) and the
+    duration; `spaces` itself is the platform's (here a recorder with the same signature, `GPU(task, duration=)`)."""
+    fake = tmp_path / "spaces"
+    fake.mkdir()
+    (fake / "__init__.py").write_text(
+        "import inspect\ncalls = []\n"
+        "def GPU(task=None, *, duration=None, size=None):\n"
+        "    calls.append((task, duration, inspect.isgeneratorfunction(task)))\n"
+        "    return task\n"
+    )
+    code = """
+import torch
+from ddpm_space import hosting
+import spaces
+
+moved = []
+class Model(torch.nn.Module):
+    def to(self, device):
+        moved.append(str(device))
+        return self
+
+def chain(n):
+    yield from range(n)
+
+def once(n):
+    return n * 2
+
+streamed = hosting.on_gpu(chain, Model(), duration=lambda n: 5 * n)
+single = hosting.on_gpu(once, Model(), duration=7)
+assert list(streamed(3)) == [0, 1, 2] and single(4) == 8
+(task_a, duration_a, gen_a), (task_b, duration_b, gen_b) = spaces.calls
+assert gen_a and not gen_b and duration_a(3) == 15 and duration_b == 7
+assert moved == ["cpu", "cpu"]  # inside each call; CUDA where the platform attached a GPU
+assert hosting.ZERO_GPU and hosting.HOST == "ZeroGPU"
+print("ok")
+"""
+    path = os.pathsep.join([str(tmp_path), str(ROOT / "space")])
+    env = {**os.environ, "SPACES_ZERO_GPU": "true", "PYTHONPATH": path}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
