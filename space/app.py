@@ -140,35 +140,11 @@ noise_vs_x0, elbo_forms = bind(questions.noise_vs_x0), bind(questions.elbo_forms
 variances_plot = bind(variance_plot.variance_plot)
 
 
-def _guided(digit) -> bool:
-    return digit not in (None, "", common.UNCONDITIONAL)
-
-
 # On ZeroGPU the handlers that run the U-Net get a GPU for the call, sized by their chain (see ddpm_space/hosting.py);
 # locally and on CPU hardware these lines change nothing.
-generate = hosting.on_gpu(
-    generate,
-    SPACE.pipe.unet,
-    duration=lambda digit, guidance, sampler, eta, steps, seed, batch: hosting.gpu_seconds(
-        steps, batch, _guided(digit)
-    ),
-)
-compare = hosting.on_gpu(
-    compare,
-    SPACE.pipe.unet,
-    duration=lambda digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch: min(
-        hosting.MAX_GPU_SECONDS,
-        hosting.gpu_seconds(ddpm_steps, batch, _guided(digit))
-        + hosting.gpu_seconds(ddim_steps, batch, _guided(digit)),
-    ),
-)
-noise_denoise = hosting.on_gpu(
-    noise_denoise,
-    SPACE.pipe.unet,
-    duration=lambda image, start_t, digit, guidance, sampler, eta, steps, seed, copies: hosting.gpu_seconds(
-        steps, copies, _guided(digit)
-    ),
-)
+generate = hosting.on_gpu(generate, SPACE.pipe.unet, duration=hosting.generate_seconds)
+compare = hosting.on_gpu(compare, SPACE.pipe.unet, duration=hosting.compare_seconds)
+noise_denoise = hosting.on_gpu(noise_denoise, SPACE.pipe.unet, duration=hosting.noise_denoise_seconds)
 no_caption = common.no_caption
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -605,26 +581,7 @@ def session_alive(session_hash: str) -> bool:
 SPACE.session_alive = session_alive
 
 
-def patient_url_ok(url: str, wait_s: float = 60.0) -> bool:
-    """Gradio's check that the page answers before `launch` returns (`gradio.networking.url_ok`) gives up after one
-    3-second request, so a loaded 2-core machine kills a healthy server; this one keeps asking for a minute."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
-                return True
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-
-
-gr.networking.url_ok = patient_url_ok  # for every launch of this demo: `python app.py`, tests, benchmarks
+gr.networking.url_ok = hosting.patient_url_ok  # for every launch of this demo: `python app.py`, tests, benchmarks
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_KWARGS)

@@ -608,7 +608,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         """
         if class_labels is None or guidance_scale == 1:
             return self.unet_forward(sample, timestep, class_labels)
-        null_labels = torch.full_like(class_labels, self.num_classes)
+        null_labels = self.unet.null_class_labels(class_labels)
         if guidance_scale == 0:
             return self.unet_forward(sample, timestep, null_labels)
         both = self.unet_forward(torch.cat([sample, sample]), timestep, torch.cat([class_labels, null_labels]))

@@ -518,6 +518,12 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             raise _invalid("variance", variance, "'beta', 'beta_tilde'")
         return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t)
 
+    def normalized_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+        """w(t) / mean_s w(s) over s = 0 .. T-1: the ELBO weight of `loss_weight`, scaled to mean 1 so that trading
+        L_simple for it keeps the learning rate's meaning (`train.py --loss weighted`). Same shape as t."""
+        every_t = torch.arange(self.config.num_train_timesteps)
+        return self.loss_weight(t, variance) / self.loss_weight(every_t, variance).mean()
+
     def min_snr_loss_weight(self, t, gamma: float = 5.0) -> torch.Tensor:
         """Min-SNR-gamma weight (Hang et al. 2023): min(SNR(t), gamma) / SNR(t), written for this scheduler's
         `prediction_type` (the x_0 error weighted by min(SNR, gamma), expressed in the eps, x_0 or v error).

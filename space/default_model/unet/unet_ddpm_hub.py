@@ -536,7 +536,7 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
                 raise ValueError("class_labels were given but the model is unconditional (num_class_embeds=None).")
             return None
         if class_labels is None:  # no labels: unconditional prediction through the null class
-            return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+            return self.null_class_labels(torch.empty(batch, device=device))
         labels = torch.as_tensor(class_labels, device=device)
         if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
             raise ValueError(f"class_labels must be an integer tensor; got dtype {labels.dtype}.")
@@ -551,6 +551,26 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
                 f"got min {int(labels.min())}, max {int(labels.max())}."
             )
         return labels.long()
+
+    # -- the null class of classifier-free guidance -------------------------------------------------------------------
+
+    def null_class_labels(self, like: torch.Tensor) -> torch.Tensor:
+        """The null (unconditional) class, label ``num_class_embeds``, once per entry of ``like``: (B,) long on
+        ``like``'s device. Training drops labels to it (:meth:`drop_class_labels`); guidance asks it for eps_uncond."""
+        if self.config.num_class_embeds is None:
+            raise ValueError("the model is unconditional (num_class_embeds=None): it has no null class.")
+        return torch.full(like.shape[:1], self.config.num_class_embeds, dtype=torch.long, device=like.device)
+
+    def drop_class_labels(
+        self, class_labels: torch.Tensor, probability: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Label dropout (Ho & Salimans 2022): each label becomes the null class with ``probability``, so that one
+        model learns both the conditional and the unconditional prediction. (B,) -> (B,) long, same device; the
+        draw, ``torch.rand(B, generator=generator)``, is on the CPU so a seeded CPU generator fixes it anywhere."""
+        if not 0 <= probability <= 1:
+            raise ValueError(f"label dropout probability must be in [0, 1], got {probability!r}.")
+        drop = torch.rand(class_labels.shape[0], generator=generator) < probability  # (B,) on the CPU
+        return torch.where(drop.to(class_labels.device), self.null_class_labels(class_labels), class_labels.long())
 
     # -- forward ------------------------------------------------------------------------------------------------------
 
