@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 # How a saved folder names the component code it carries (diffusers' custom-component layout:
 # model_index.json lists [module file, class] and the file sits in the component's folder).
@@ -778,10 +779,10 @@ class DDPMHubPipeline(DiffusionPipeline):
         sample = images
         wanted = set(report)
         for t in range(report[-1] + 1):
-            noise = torch.randn(images.shape, generator=generator, device=images.device)
+            noise = randn_tensor(images.shape, generator=generator, device=images.device)
             sample = self.scheduler.q_step(sample, t, noise)
             if t in wanted:
-                closed_noise = torch.randn(images.shape, generator=generator, device=images.device)
+                closed_noise = randn_tensor(images.shape, generator=generator, device=images.device)
                 yield NoisingStep(
                     timestep=t,
                     sample=sample,
@@ -824,7 +825,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         scheduler.set_timesteps(num_inference_steps)
         timesteps = [t for t in scheduler.timesteps.tolist() if t <= start_timestep] or [start_timestep]
         images = images.to(self.device, torch.float32)
-        noise = torch.randn(images.shape, generator=generator, device=images.device)
+        noise = randn_tensor(images.shape, generator=generator, device=images.device)
         chain = self.prepare_chain(
             batch_size=images.shape[0],
             class_labels=class_labels,

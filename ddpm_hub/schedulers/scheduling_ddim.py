@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 import torch
 from diffusers.configuration_utils import register_to_config
+from diffusers.utils.torch_utils import randn_tensor
 
 from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput, _check_variance_noise
 
@@ -136,7 +137,7 @@ class DDIMHubScheduler(DDPMHubScheduler):
         prev_sample = mean
         if eta > 0:  # drawn at every step, even where sigma_t = 0, to match diffusers' use of the generator
             if variance_noise is None:
-                variance_noise = torch.randn(
+                variance_noise = randn_tensor(
                     model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
                 )
             prev_sample = mean + std * variance_noise

@@ -1,0 +1,999 @@
+"""The DDPM scheduler: every formula of the DDPM notes, computed here and nowhere else.
+
+Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"; the notes use the same symbols):
+
+    beta_t                 variance of the noise added by one forward step
+    alpha_t = 1 - beta_t
+    alpha_bar_t = prod_{s<=t} alpha_s
+    q(x_t | x_{t-1})   = N(sqrt(alpha_t) x_{t-1}, beta_t I)                          one forward step (Eq. 2)
+    q(x_t | x_0)       = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)                closed form (Eq. 4)
+    q(x_{t-1} | x_t, x_0) = N(mu_tilde_t(x_t, x_0), beta_tilde_t I)                   true posterior (Eq. 6-7)
+    x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)                       x_0 from noise (Eq. 15)
+    mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t)       learned mean (Eq. 11)
+    w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t))                          ELBO weight (Eq. 12)
+
+Timesteps are 0-based as in diffusers: t = 0 is the first noising step and alpha_bar_{-1} := 1.
+
+The schedule is computed and kept in float64 (`betas_float64`, `alphas_cumprod_padded_float64`); every coefficient
+is computed from those in float64 and cast to the dtype of the tensor it multiplies. The float32 copies (`betas`,
+`alphas_cumprod`, ...) are for diffusers' code and for display.
+
+The config uses the same keys as `diffusers.DDPMScheduler`, so configs move between the two both ways. This file
+imports nothing from `ddpm_hub`: it is copied verbatim into saved pipelines and loaded there as remote code.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
+VARIANCE_TYPES = (
+    "fixed_small",
+    "fixed_small_log",
+    "fixed_large",
+    "fixed_large_log",
+    "learned",
+    "learned_log",
+    "learned_range",
+)
+TERMINAL_ALPHA_BAR = 2.0**-24  # alpha_bar_{T-1} of `rescale_betas_zero_snr`: SNR 6e-8, zero in all but name
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+
+
+@dataclass
+class DDPMHubSchedulerOutput(BaseOutput):
+    """Output of one reverse step x_t -> x_{t-1}. Every tensor is (B, C, H, W).
+
+    Args:
+        prev_sample: x_{t-1}, a sample of p_theta(x_{t-1} | x_t).
+        pred_original_sample: x_0 as predicted at this step (after clipping or thresholding).
+        pred_epsilon: the noise eps this step used: from the model output, or recomputed from the clipped x_0 when
+            DDIM's `use_clipped_model_output` is set.
+        mean: the mean of p_theta(x_{t-1} | x_t), i.e. mu_tilde_t(x_t, x_0) evaluated at the predicted x_0.
+        std: the standard deviation sigma_t of the noise added at this step (0 at the last step).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+    pred_epsilon: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def _extract(arr: torch.Tensor, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Gathers `arr[t]` and reshapes it to broadcast against a tensor of `shape`.
+
+    Args:
+        arr: (N,) schedule values.
+        t: an int, a 0-d tensor, or (B,) integer indices into `arr`.
+        shape: the shape (B, C, H, W) of the tensor the result multiplies.
+
+    Returns:
+        (B, 1, 1, 1), or (1, 1, 1, 1) for a scalar `t`.
+    """
+    if not torch.is_tensor(t):
+        t = torch.tensor(t, dtype=torch.long)
+    values = arr[t.to(arr.device).long()].reshape(-1)  # (B,) or (1,)
+    return values.reshape(values.shape[0], *([1] * (len(shape) - 1)))
+
+
+def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
+    """Betas of the cosine schedule (Nichol & Dhariwal 2021, Eq. 17): alpha_bar(t) = cos^2((t/T + s)/(1 + s) pi/2)."""
+
+    def alpha_bar(time: float) -> float:
+        return math.cos((time + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    steps = np.arange(num_train_timesteps, dtype=np.float64)
+    betas = [1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps) for i in steps]
+    return np.minimum(np.array(betas, dtype=np.float64), max_beta)
+
+
+def _rescale_zero_terminal_snr(betas: np.ndarray, terminal_alpha_bar: float = TERMINAL_ALPHA_BAR) -> np.ndarray:
+    """Maps sqrt(alpha_bar) affinely so that alpha_bar_0 is kept and alpha_bar_{T-1} = `terminal_alpha_bar`.
+
+    Lin et al. 2023 (Algorithm 1) map sqrt(alpha_bar_{T-1}) to exactly 0; then beta_{T-1} = 1, and x_0 from eps,
+    log beta_tilde and the ELBO weight are infinite at T - 1. Mapping it to sqrt(2^-24) instead (the terminal value
+    diffusers' Euler scheduler uses) keeps every quantity finite. Because the map is affine with a positive slope,
+    alpha_bar stays strictly decreasing and every beta stays in (0, 1); setting alpha_bar_{T-1} = 2^-24 *after* an
+    exact-zero rescale would not (the rescaled alpha_bar_{T-4..T-2} are already below 2^-24 on the linear schedule).
+    """
+    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - betas))
+    first, last, floor = sqrt_alpha_bar[0], sqrt_alpha_bar[-1], math.sqrt(terminal_alpha_bar)
+    if len(betas) == 1:
+        return np.array([1.0 - terminal_alpha_bar])
+    if first <= floor:
+        raise ValueError(
+            f"Invalid `rescale_betas_zero_snr`=True for these betas: alpha_bar_0 = {first**2:.3g} is already below "
+            f"the terminal value; allowed are schedules with alpha_bar_0 > {terminal_alpha_bar:.3g}."
+        )
+    sqrt_alpha_bar = floor + (sqrt_alpha_bar - last) * (first - floor) / (first - last)
+    alpha_bar = sqrt_alpha_bar**2
+    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1.0 - alphas
+
+
+def _invalid(key: str, value, allowed: str) -> ValueError:
+    return ValueError(f"Invalid `{key}`={value!r}: allowed values are {allowed}.")
+
+
+def _check_variance_noise(variance_noise: torch.Tensor | None, generator, sample: torch.Tensor) -> None:
+    """`step`'s z: at most one of `variance_noise` and `generator`, and z shaped like the sample."""
+    if variance_noise is None:
+        return
+    if generator is not None:
+        raise ValueError("Pass either `generator` or `variance_noise` to `step`, not both.")
+    if variance_noise.shape != sample.shape:
+        raise _invalid(
+            "variance_noise",
+            f"<tensor of shape {tuple(variance_noise.shape)}>",
+            f"tensors of the sample's shape {tuple(sample.shape)}",
+        )
+
+
+class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
+    """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2), with each formula of the method exposed by name.
+
+    Args:
+        num_train_timesteps: T, the number of forward (noising) steps the model was trained with.
+        beta_start: beta_0 of the `linear`, `scaled_linear` and `sigmoid` schedules.
+        beta_end: beta_{T-1} of the `linear`, `scaled_linear` and `sigmoid` schedules.
+        beta_schedule: how beta_t grows: `linear` (Ho et al.), `scaled_linear` (linear in sqrt(beta), latent
+            diffusion), `squaredcos_cap_v2` (the cosine schedule of Nichol & Dhariwal; `cosine` is accepted as its
+            name), `sigmoid` (GeoDiff).
+        trained_betas: explicit betas (length `num_train_timesteps`), overriding `beta_schedule`.
+        variance_type: sigma_t^2 of p(x_{t-1} | x_t): `fixed_small` = beta_tilde_t (the posterior variance),
+            `fixed_large` = beta_t; the `_log` variants compute the same through the log (`fixed_large_log` is
+            GLIDE's "max_log"); `learned` = the model outputs sigma_t^2 itself (diffusers' meaning; negative values
+            are an error); `learned_log` = the model outputs log sigma_t^2 (improved-diffusion's LEARNED);
+            `learned_range` = the model outputs v and log sigma_t^2 = v' log beta_t + (1 - v') log beta_tilde_t with
+            v' = (v + 1) / 2 (Nichol & Dhariwal).
+        clip_sample: clip the predicted x_0 to [-clip_sample_range, clip_sample_range].
+        prediction_type: what the model predicts: `epsilon` (the noise), `sample` (x_0), or `v_prediction`
+            (v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, Salimans & Ho 2022).
+        thresholding: dynamic thresholding of the predicted x_0 (Saharia et al. 2022); overrides `clip_sample`.
+        dynamic_thresholding_ratio: the percentile of |x_0| used as the threshold.
+        clip_sample_range: the bound of `clip_sample`.
+        sample_max_value: the largest threshold dynamic thresholding may use.
+        timestep_spacing: how inference timesteps are picked from the T training steps: `leading`, `trailing`,
+            `linspace` (Table 2 of Lin et al. 2023).
+        steps_offset: added to every inference timestep with `leading` spacing.
+        rescale_betas_zero_snr: rescale the betas so the last step has (nearly) zero SNR (Lin et al. 2023):
+            alpha_bar_{T-1} = 2^-24, not 0, so that every variance type and eps-prediction stay finite.
+    """
+
+    _compatibles = ["DDPMScheduler", "DDIMScheduler"]
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2", "cosine", "sigmoid"] = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        variance_type: Literal[
+            "fixed_small",
+            "fixed_small_log",
+            "fixed_large",
+            "fixed_large_log",
+            "learned",
+            "learned_log",
+            "learned_range",
+        ] = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: Literal["leading", "trailing", "linspace"] = "leading",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+    ):
+        self._validate_config()
+        self._build_schedule()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Set-up: validation and the schedules
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _validate_config(self) -> None:
+        """Rejects every config value this scheduler would not handle, naming the key and the allowed values."""
+        config = self.config
+        if not isinstance(config.num_train_timesteps, int) or config.num_train_timesteps < 1:
+            raise _invalid("num_train_timesteps", config.num_train_timesteps, "integers >= 1")
+        schedule = BETA_SCHEDULE_ALIASES.get(config.beta_schedule, config.beta_schedule)
+        if config.trained_betas is None:
+            if schedule not in BETA_SCHEDULES:
+                raise _invalid("beta_schedule", config.beta_schedule, ", ".join(BETA_SCHEDULES + ("cosine",)))
+            if schedule != "squaredcos_cap_v2" and not 0 < config.beta_start <= config.beta_end < 1:
+                raise ValueError(
+                    f"Invalid `beta_start`={config.beta_start!r}, `beta_end`={config.beta_end!r}: "
+                    "allowed values satisfy 0 < beta_start <= beta_end < 1."
+                )
+        else:
+            betas = np.asarray(config.trained_betas, dtype=np.float64)
+            if betas.shape != (config.num_train_timesteps,) or not np.all((betas > 0) & (betas < 1)):
+                raise _invalid(
+                    "trained_betas",
+                    f"<{betas.size} values>",
+                    f"{config.num_train_timesteps} values (num_train_timesteps) strictly between 0 and 1",
+                )
+        if schedule != config.beta_schedule:  # store the canonical name so diffusers can read our config
+            self.register_to_config(beta_schedule=schedule)
+        allowed = {
+            "variance_type": VARIANCE_TYPES,
+            "prediction_type": PREDICTION_TYPES,
+            "timestep_spacing": TIMESTEP_SPACINGS,
+        }
+        for key, values in allowed.items():
+            if key in config and config[key] not in values:
+                raise _invalid(key, config[key], ", ".join(values))
+        if config.clip_sample_range <= 0:
+            raise _invalid("clip_sample_range", config.clip_sample_range, "numbers > 0")
+        if not 0 < config.dynamic_thresholding_ratio <= 1:
+            raise _invalid("dynamic_thresholding_ratio", config.dynamic_thresholding_ratio, "numbers in (0, 1]")
+        if config.sample_max_value <= 0:
+            raise _invalid("sample_max_value", config.sample_max_value, "numbers > 0")
+        if not isinstance(config.steps_offset, int) or not 0 <= config.steps_offset < config.num_train_timesteps:
+            raise _invalid("steps_offset", config.steps_offset, f"integers in [0, {config.num_train_timesteps})")
+
+    def _build_schedule(self, alpha_bar_0_after_last_step: bool = False) -> None:
+        """Computes beta_t, alpha_t, alpha_bar_t in float64, shape (T,), and keeps them in float64 and float32.
+
+        alpha_bar_{-1}, the value used after the last step, is 1 (DDPM), or alpha_bar_0 when
+        `alpha_bar_0_after_last_step` (DDIM's `set_alpha_to_one=False`). It is stored as entry 0 of
+        `alphas_cumprod_padded[_float64]`, shape (T + 1,), so that entry t + 1 is alpha_bar_t for every t in
+        [-1, T - 1] without a branch.
+        """
+        config = self.config
+        steps = config.num_train_timesteps
+        if config.trained_betas is not None:
+            betas = np.asarray(config.trained_betas, dtype=np.float64)
+        elif config.beta_schedule == "linear":
+            betas = np.linspace(config.beta_start, config.beta_end, steps, dtype=np.float64)
+        elif config.beta_schedule == "scaled_linear":
+            betas = np.linspace(config.beta_start**0.5, config.beta_end**0.5, steps, dtype=np.float64) ** 2
+        elif config.beta_schedule == "squaredcos_cap_v2":
+            betas = _betas_for_alpha_bar(steps)
+        else:  # "sigmoid", validated above
+            betas = 1 / (1 + np.exp(-np.linspace(-6, 6, steps))) * (config.beta_end - config.beta_start)
+            betas = betas + config.beta_start
+        if config.rescale_betas_zero_snr:
+            betas = _rescale_zero_terminal_snr(betas)
+
+        alphas = 1.0 - betas
+        alphas_cumprod = np.cumprod(alphas)
+        first = alphas_cumprod[0] if alpha_bar_0_after_last_step else 1.0
+        self.betas_float64 = torch.from_numpy(betas)
+        self.alphas_cumprod_padded_float64 = torch.from_numpy(np.concatenate([[first], alphas_cumprod]))
+        self.betas = self.betas_float64.float()
+        self.alphas = torch.from_numpy(alphas).float()
+        self.alphas_cumprod = torch.from_numpy(alphas_cumprod).float()
+        self.alphas_cumprod_padded = self.alphas_cumprod_padded_float64.float()
+        self.one = torch.tensor(1.0)
+
+        self.init_noise_sigma = 1.0  # standard deviation of x_T ~ N(0, I)
+        self.custom_timesteps = False
+        self.num_inference_steps = None
+        self.timesteps = torch.from_numpy(np.arange(0, steps)[::-1].copy())
+        self._previous = None  # maps an inference timestep to the one after it; None means t - 1
+
+    # Every coefficient below is float64, shaped (B, 1, 1, 1) (or (1, 1, 1, 1) for a scalar t) to broadcast against
+    # `shape`; the formulas cast them to their tensors' dtype and device.
+
+    def _alpha_bar(self, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """alpha_bar_t for t in [0, T - 1]; every t < 0 means "after the last step": alpha_bar_{-1} = 1 (alpha_bar_0
+        with DDIM's `set_alpha_to_one=False`)."""
+        t = t if torch.is_tensor(t) else torch.tensor(t)
+        return _extract(self.alphas_cumprod_padded_float64, t.clamp(min=-1) + 1, shape)
+
+    def _marginal_coefficients(self, t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), the coefficients of x_0 and eps in q(x_t | x_0)."""
+        alpha_bar_t = self._alpha_bar(t, shape)
+        return alpha_bar_t.sqrt(), (1 - alpha_bar_t).sqrt()
+
+    def _forward_step_coefficients(self, t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha_t and beta_t of the single forward step q(x_t | x_{t-1}), from the float64 betas."""
+        beta_t = _extract(self.betas_float64, t, shape)
+        return 1 - beta_t, beta_t
+
+    def _step_coefficients(self, t, prev_t, shape):
+        """alpha_bar_t, alpha_bar_{prev}, and the alpha and beta of the (possibly strided) step prev -> t.
+
+        With fewer inference steps than training steps, one reverse step jumps from t to prev_t < t - 1; the step
+        then behaves like a single forward step with alpha = alpha_bar_t / alpha_bar_prev (Nichol & Dhariwal, Sec. 4).
+        In float64 this beta is beta_t to ~1e-12 when prev_t = t - 1 (in float32 it would be off by ~4e-4 at t = 1).
+        """
+        alpha_bar_t = self._alpha_bar(t, shape)
+        alpha_bar_prev = self._alpha_bar(prev_t, shape)
+        alpha_t = alpha_bar_t / alpha_bar_prev
+        return alpha_bar_t, alpha_bar_prev, alpha_t, 1 - alpha_t
+
+    def _step_variances(self, t, prev_t, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """beta and beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar_t) beta of the step prev_t -> t (Eq. 7)."""
+        alpha_bar_t, alpha_bar_prev, _, beta = self._step_coefficients(t, prev_t, shape)
+        return beta, (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta
+
+    @staticmethod
+    def _schedule_value(values: torch.Tensor, t) -> torch.Tensor:
+        """A (B, 1, 1, 1) float64 coefficient as a public schedule value: float32, shaped like t (0-d for an int)."""
+        if not torch.is_tensor(t):
+            return values.float().reshape(())
+        return values.to(t.device, torch.float32).reshape(t.shape)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The forward process q
+    # ------------------------------------------------------------------------------------------------------------
+
+    def q_step(self, x_prev: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """One forward step, a sample of q(x_t | x_{t-1}) = N(sqrt(1 - beta_t) x_{t-1}, beta_t I).
+
+        Args:
+            x_prev: x_{t-1}, (B, C, H, W).
+            t: the step's index, an int or (B,).
+            noise: eps ~ N(0, I), (B, C, H, W).
+
+        Returns:
+            x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps, (B, C, H, W).
+        """
+        alpha_t, beta_t = self._forward_step_coefficients(t, x_prev.shape)
+        return alpha_t.sqrt().to(x_prev) * x_prev + beta_t.sqrt().to(x_prev) * noise
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The closed form, a sample of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I).
+
+        Two Gaussian steps merge into one, so t steps of `q_step` collapse into a single draw (Eq. 4).
+
+        Args:
+            original_samples: x_0, (B, C, H, W).
+            noise: eps ~ N(0, I), (B, C, H, W).
+            timesteps: t, an int or (B,).
+
+        Returns:
+            x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, (B, C, H, W).
+        """
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (
+            c.to(original_samples) for c in self._marginal_coefficients(timesteps, original_samples.shape)
+        )
+        return sqrt_alpha_bar * original_samples + sqrt_one_minus_alpha_bar * noise
+
+    q_sample = add_noise
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, (B, C, H, W)."""
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (
+            c.to(sample) for c in self._marginal_coefficients(timesteps, sample.shape)
+        )
+        return sqrt_alpha_bar * noise - sqrt_one_minus_alpha_bar * sample
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The true posterior q(x_{t-1} | x_t, x_0) and what the model predicts
+    # ------------------------------------------------------------------------------------------------------------
+
+    def q_posterior_mean(self, x_0, x_t, t, prev_t=None) -> torch.Tensor:
+        """Mean mu_tilde_t of the true posterior q(x_{t-1} | x_t, x_0) (Eq. 7), (B, C, H, W).
+
+        mu_tilde_t = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) x_0
+                   + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) x_t
+
+        `prev_t` (default t - 1) is the step the reverse chain goes to; it is earlier than t - 1 with strided steps.
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        alpha_bar_t, alpha_bar_prev, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
+        x_0_coefficient = (alpha_bar_prev.sqrt() * beta_t / (1 - alpha_bar_t)).to(x_t)
+        x_t_coefficient = (alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)).to(x_t)
+        return x_0_coefficient * x_0 + x_t_coefficient * x_t
+
+    def posterior_variance(self, t, prev_t=None) -> torch.Tensor:
+        """Variance beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t of q(x_{t-1} | x_t, x_0) (Eq. 7).
+
+        Returns (B,) for (B,) timesteps, or a 0-d tensor for a scalar t.
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        return self._schedule_value(self._step_variances(t, prev_t, (1,))[1], t)
+
+    def fixed_variance(self, t, kind: Literal["beta", "beta_tilde"] = "beta_tilde", prev_t=None) -> torch.Tensor:
+        """The two fixed choices of sigma_t^2 in p_theta(x_{t-1} | x_t) (Sec. 3.2): beta_t, or beta_tilde_t.
+
+        beta_t is optimal when x_0 ~ N(0, I); beta_tilde_t when x_0 is one fixed point. Both give similar samples.
+        """
+        if kind == "beta_tilde":
+            return self.posterior_variance(t, prev_t)
+        if kind == "beta":
+            prev_t = t - 1 if prev_t is None else prev_t
+            return self._schedule_value(self._step_variances(t, prev_t, (1,))[0], t)
+        raise _invalid("kind", kind, "'beta', 'beta_tilde'")
+
+    def predict_x0_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """x_0 estimated from the (predicted) noise, the closed form solved for x_0 (Eq. 15), (B, C, H, W).
+
+        x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+        """
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(x_t) for c in self._marginal_coefficients(t, x_t.shape))
+        return (x_t - sqrt_one_minus_alpha_bar * noise) / sqrt_alpha_bar
+
+    def predict_noise_from_x0(self, x_t: torch.Tensor, t, x_0: torch.Tensor) -> torch.Tensor:
+        """The noise implied by x_t and an x_0: eps = (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t)."""
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(x_t) for c in self._marginal_coefficients(t, x_t.shape))
+        return (x_t - sqrt_alpha_bar * x_0) / sqrt_one_minus_alpha_bar
+
+    def learned_mean(self, x_t: torch.Tensor, t, noise: torch.Tensor, prev_t=None) -> torch.Tensor:
+        """mu_theta(x_t, t), the mean of p_theta(x_{t-1} | x_t) from the predicted noise (Eq. 11), (B, C, H, W).
+
+        mu_theta = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t)
+
+        Equal to `q_posterior_mean` at x_0 = `predict_x0_from_noise` (without clipping).
+        """
+        prev_t = t - 1 if prev_t is None else prev_t
+        _, _, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
+        noise_coefficient = (beta_t / self._marginal_coefficients(t, x_t.shape)[1]).to(x_t)
+        return (x_t - noise_coefficient * noise) / alpha_t.sqrt().to(x_t)
+
+    def split_model_output(self, model_output: torch.Tensor, sample: torch.Tensor, t):
+        """Turns the model's raw output into (x_0, eps) according to `prediction_type`.
+
+        Args:
+            model_output: (B, C, H, W): eps, x_0 or v.
+            sample: x_t, (B, C, H, W).
+            t: int or (B,).
+
+        Returns:
+            (pred_x0, pred_eps), each (B, C, H, W), not clipped.
+        """
+        if self.config.prediction_type == "epsilon":
+            return self.predict_x0_from_noise(sample, t, model_output), model_output
+        if self.config.prediction_type == "sample":
+            return model_output, self.predict_noise_from_x0(sample, t, model_output)
+        # v_prediction: x_0 = sqrt(a) x_t - sqrt(1 - a) v and eps = sqrt(a) v + sqrt(1 - a) x_t, with a = alpha_bar_t
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (c.to(sample) for c in self._marginal_coefficients(t, sample.shape))
+        pred_x0 = sqrt_alpha_bar * sample - sqrt_one_minus_alpha_bar * model_output
+        pred_eps = sqrt_alpha_bar * model_output + sqrt_one_minus_alpha_bar * sample
+        return pred_x0, pred_eps
+
+    def training_target(self, x_0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """What the model learns to output for x_t = add_noise(x_0, noise, t): eps, x_0 or v, (B, C, H, W)."""
+        if self.config.prediction_type == "epsilon":
+            return noise
+        if self.config.prediction_type == "sample":
+            return x_0
+        return self.get_velocity(x_0, noise, timesteps)
+
+    def clip_or_threshold(self, pred_x0: torch.Tensor) -> torch.Tensor:
+        """Keeps the predicted x_0 in the data range: dynamic thresholding (Saharia et al. 2022) or clipping."""
+        if self.config.thresholding:
+            return self._threshold_sample(pred_x0)
+        if self.config.clip_sample:
+            return pred_x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        return pred_x0
+
+    def _threshold_sample(self, sample: torch.Tensor) -> torch.Tensor:
+        """Clamps each sample to [-s, s] and divides by s, s = a high percentile of |x_0| (at least 1). (B, C, H, W)"""
+        dtype, shape = sample.dtype, sample.shape
+        flat = sample.reshape(shape[0], -1)
+        if dtype not in (torch.float32, torch.float64):
+            flat = flat.float()  # quantile needs float32/64; float64 stays float64
+        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
+        s = s.clamp(min=1, max=self.config.sample_max_value).unsqueeze(1)  # (B, 1)
+        return (flat.clamp(-s, s) / s).reshape(shape).to(dtype)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Signal-to-noise ratio, the ELBO weight, the score
+    # ------------------------------------------------------------------------------------------------------------
+
+    def snr(self, t) -> torch.Tensor:
+        """SNR(t) = alpha_bar_t / (1 - alpha_bar_t) of q(x_t | x_0) (Kingma et al. 2021). Same shape as t."""
+        return self._schedule_value(self._snr(t, (1,)), t)
+
+    def _snr(self, t, shape) -> torch.Tensor:
+        alpha_bar_t = self._alpha_bar(t, shape)
+        return alpha_bar_t / (1 - alpha_bar_t)
+
+    def loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+        """w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight that turns L_simple into the ELBO.
+
+        The ELBO's denoising term for step t is w(t) ||eps - eps_theta(x_t, t)||^2 (Eq. 12); L_simple sets
+        w(t) = 1. With sigma_t^2 = beta_tilde_t, w is infinite at t = 0 (beta_tilde_0 = 0); there, as in
+        improved-diffusion, beta_tilde_1 stands in. Same shape as t.
+        """
+        steps = (t if torch.is_tensor(t) else torch.tensor(t)).long()
+        alpha_t, beta_t = self._forward_step_coefficients(steps, (1,))
+        alpha_bar_t = self._alpha_bar(steps, (1,))
+        if variance == "beta":
+            sigma2 = beta_t
+        elif variance == "beta_tilde":
+            if self.config.num_train_timesteps > 1:
+                steps = torch.where(steps == 0, 1, steps)
+            sigma2 = self._step_variances(steps, steps - 1, (1,))[1]
+        else:
+            raise _invalid("variance", variance, "'beta', 'beta_tilde'")
+        return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t)
+
+    def normalized_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+        """w(t) / mean_s w(s) over s = 0 .. T-1: the ELBO weight of `loss_weight`, scaled to mean 1 so that trading
+        L_simple for it keeps the learning rate's meaning (`train.py --loss weighted`). Same shape as t."""
+        every_t = torch.arange(self.config.num_train_timesteps)
+        return self.loss_weight(t, variance) / self.loss_weight(every_t, variance).mean()
+
+    def min_snr_loss_weight(self, t, gamma: float = 5.0) -> torch.Tensor:
+        """Min-SNR-gamma weight (Hang et al. 2023): min(SNR(t), gamma) / SNR(t), written for this scheduler's
+        `prediction_type` (the x_0 error weighted by min(SNR, gamma), expressed in the eps, x_0 or v error).
+
+        Same shape as t.
+        """
+        snr = self.snr(t)
+        clipped = torch.clamp(snr, max=gamma)
+        if self.config.prediction_type == "epsilon":
+            return clipped / snr
+        if self.config.prediction_type == "v_prediction":
+            return clipped / (snr + 1)
+        return clipped
+
+    def score_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
+        """The score grad_x log q(x_t) ~= -eps_theta / sqrt(1 - alpha_bar_t), (B, C, H, W).
+
+        This is the link to Langevin dynamics and score matching (Song & Ermon 2019): predicting the noise is
+        predicting the score, scaled.
+        """
+        sqrt_one_minus_alpha_bar = self._marginal_coefficients(t, x_t.shape)[1].to(x_t)
+        return -noise / sqrt_one_minus_alpha_bar
+
+    def coefficients(self, t: int) -> dict[str, float]:
+        """The schedule's numbers at one timestep t, as python floats, for showing the formulas with live values.
+
+        Keys: beta_t, alpha_t, alpha_bar_t, sqrt_alpha_t, sqrt_beta_t, sqrt_alpha_bar_t, sqrt_one_minus_alpha_bar_t,
+        beta_tilde_t, snr_t, log_snr_t, loss_weight_t.
+        """
+        t = int(t)
+        if not 0 <= t < self.config.num_train_timesteps:
+            raise _invalid("t", t, f"integers in [0, {self.config.num_train_timesteps})")
+        # each value from the helper the formulas themselves use, in float64
+        alpha, beta = (float(c) for c in self._forward_step_coefficients(t, (1,)))
+        alpha_bar = float(self._alpha_bar(t, (1,)))
+        sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (float(c) for c in self._marginal_coefficients(t, (1,)))
+        snr = float(self._snr(t, (1,)))
+        return {
+            "beta_t": beta,
+            "alpha_t": alpha,
+            "alpha_bar_t": alpha_bar,
+            "sqrt_alpha_t": math.sqrt(alpha),
+            "sqrt_beta_t": math.sqrt(beta),
+            "sqrt_alpha_bar_t": sqrt_alpha_bar,
+            "sqrt_one_minus_alpha_bar_t": sqrt_one_minus_alpha_bar,
+            "beta_tilde_t": float(self._step_variances(t, t - 1, (1,))[1]),
+            "snr_t": snr,
+            "log_snr_t": math.log(snr) if snr > 0 else float("-inf"),
+            "loss_weight_t": float(self.loss_weight(t)),
+        }
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The diffusers scheduler contract: set_timesteps, step, scale_model_input
+    # ------------------------------------------------------------------------------------------------------------
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
+        """DDPM does not scale its input; kept for interchangeability with other schedulers."""
+        return sample
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """Picks the timesteps of the reverse chain, as `diffusers.DDPMScheduler` does.
+
+        Args:
+            num_inference_steps: how many reverse steps to take (1 to `num_train_timesteps`).
+            device: where to put `self.timesteps`.
+            timesteps: explicit, strictly descending timesteps in [0, num_train_timesteps) instead.
+        """
+        steps = self.config.num_train_timesteps
+        if (num_inference_steps is None) == (timesteps is None):
+            raise ValueError("Pass exactly one of `num_inference_steps` or `timesteps` to `set_timesteps`.")
+        if timesteps is not None:
+            timesteps = np.asarray(list(timesteps), dtype=np.int64)
+            if timesteps.ndim != 1 or len(timesteps) == 0 or np.any(np.diff(timesteps) >= 0):
+                raise _invalid("timesteps", timesteps.tolist(), "a non-empty, strictly descending list")
+            if timesteps[0] >= steps or timesteps[-1] < 0:
+                raise _invalid("timesteps", timesteps.tolist(), f"integers in [0, {steps}) (num_train_timesteps)")
+            self.custom_timesteps = True
+            self.num_inference_steps = len(timesteps)
+        else:
+            if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= steps:
+                raise _invalid(
+                    "num_inference_steps", num_inference_steps, f"integers in [1, {steps}] (num_train_timesteps)"
+                )
+            self.custom_timesteps = False
+            self.num_inference_steps = num_inference_steps
+            spacing = self.config.timestep_spacing
+            if spacing == "linspace":
+                timesteps = np.linspace(0, steps - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+            elif spacing == "leading":
+                step_ratio = steps // num_inference_steps
+                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
+                timesteps += self.config.steps_offset
+                if timesteps[0] >= steps:
+                    raise ValueError(
+                        f"Invalid `steps_offset`={self.config.steps_offset} for num_inference_steps="
+                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
+                        f"({steps})."
+                    )
+            else:  # "trailing"
+                step_ratio = steps / num_inference_steps
+                timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
+        self.timesteps = torch.from_numpy(timesteps).to(device)
+        following = np.append(timesteps[1:], -1)
+        self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
+
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
+        """The timestep the reverse chain goes to from `timestep`: the next inference timestep, or -1 at the end.
+
+        An int for an int; for a tensor, a long tensor of the same shape and device, as diffusers returns.
+        """
+        if torch.is_tensor(timestep):
+            previous = [self._previous_timestep(int(t)) for t in timestep.reshape(-1).tolist()]
+            return torch.tensor(previous, dtype=torch.long, device=timestep.device).reshape(timestep.shape)
+        return self._previous_timestep(int(timestep))
+
+    def _previous_timestep(self, timestep: int) -> int:
+        steps = self.config.num_train_timesteps
+        if not 0 <= timestep < steps:
+            raise _invalid("timestep", timestep, f"integers in [0, {steps}) (num_train_timesteps)")
+        if self._previous is None:
+            return timestep - 1
+        if timestep not in self._previous:
+            raise _invalid("timestep", timestep, f"the timesteps set by `set_timesteps` ({self.timesteps.tolist()})")
+        return self._previous[timestep]
+
+    def _split_learned_variance(self, model_output: torch.Tensor, sample: torch.Tensor):
+        """For learned variances the model outputs 2C channels: the prediction, then the variance values."""
+        if self.config.variance_type in ("learned", "learned_log", "learned_range"):
+            if model_output.shape[1] != 2 * sample.shape[1]:
+                raise ValueError(
+                    f"variance_type={self.config.variance_type!r} needs a model output with 2 x {sample.shape[1]} "
+                    f"channels (prediction, then variance), got {model_output.shape[1]}."
+                )
+            return torch.split(model_output, sample.shape[1], dim=1)
+        return model_output, None
+
+    def _log_variance(self, t, prev_t, predicted_variance, shape, variance_type: str | None = None) -> torch.Tensor:
+        """log sigma_t^2 of p_theta(x_{prev} | x_t) for `variance_type` (default: the config's).
+
+        float64 and broadcastable against `shape` for the fixed types; for the learned ones the dtype and shape of
+        `predicted_variance`, (B, C, H, W).
+        """
+        variance_type = variance_type or self.config.variance_type
+        if variance_type not in VARIANCE_TYPES:
+            raise _invalid("variance_type", variance_type, ", ".join(VARIANCE_TYPES))
+        if variance_type == "learned_log":  # the model outputs log sigma_t^2 (improved-diffusion's LEARNED)
+            return predicted_variance
+        if variance_type == "learned":  # diffusers' meaning: the model outputs sigma_t^2 itself
+            if not bool((predicted_variance >= 0).all()):
+                raise ValueError(
+                    "variance_type='learned' reads the model's variance channels as sigma_t^2 (diffusers' meaning), "
+                    "which must be >= 0, but this output has negative or NaN values. For a model that outputs "
+                    "log sigma_t^2 (improved-diffusion's LEARNED), use variance_type='learned_log'."
+                )
+            return predicted_variance.log()
+        beta, beta_tilde = self._step_variances(t, prev_t, shape)
+        log_beta_tilde = beta_tilde.clamp(min=1e-20).log()  # beta_tilde = 0 where the step lands on alpha_bar = 1
+        if variance_type in ("fixed_small", "fixed_small_log"):
+            return log_beta_tilde
+        if variance_type in ("fixed_large", "fixed_large_log"):
+            return beta.log()
+        # "learned_range": interpolate between the two fixed choices in log space (Nichol & Dhariwal, Eq. 15)
+        fraction = (predicted_variance + 1) / 2
+        return fraction * beta.log().to(fraction) + (1 - fraction) * log_beta_tilde.to(fraction)
+
+    def step_std(self, t, prev_t, predicted_variance: torch.Tensor | None = None, shape=(1,)) -> torch.Tensor:
+        """sigma_t, the standard deviation of p_theta(x_{t-1} | x_t) for this scheduler's `variance_type`.
+
+        Returns a tensor that broadcasts against `shape` (or against `predicted_variance` when learned): float64
+        for the fixed variance types, the dtype of `predicted_variance` for the learned ones.
+        """
+        return torch.exp(0.5 * self._log_variance(t, prev_t, predicted_variance, shape))
+
+    def _get_variance(
+        self,
+        t: int | torch.Tensor,
+        predicted_variance: torch.Tensor | None = None,
+        variance_type: str | None = None,
+    ) -> torch.Tensor:
+        """diffusers' `DDPMScheduler._get_variance`, for code written against it: the step from t to
+        `previous_timestep(t)`, in diffusers' per-type convention (`step` uses `step_std` instead).
+
+        Returns sigma_t^2 for `fixed_small`, `fixed_large` and `learned` (the model output itself); sigma_t for
+        `fixed_small_log`; log sigma_t^2 for `fixed_large_log`, `learned_range` and `learned_log`. float32, 0-d for
+        the fixed types.
+        """
+        variance_type = variance_type or self.config.variance_type
+        if variance_type == "learned":
+            return predicted_variance
+        t = int(t)
+        log_variance = self._log_variance(t, self.previous_timestep(t), predicted_variance, (1,), variance_type)
+        if log_variance.dtype == torch.float64:  # a fixed type
+            log_variance = log_variance.float().reshape(())
+        if variance_type in ("fixed_small", "fixed_large"):
+            return log_variance.exp()
+        if variance_type == "fixed_small_log":
+            return torch.exp(0.5 * log_variance)
+        return log_variance
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        variance_noise: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> DDPMHubSchedulerOutput | tuple:
+        """One reverse step: a sample of p_theta(x_{t-1} | x_t) = N(mu_theta(x_t, t), sigma_t^2 I) (Algorithm 2).
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W) (2C channels for learned variances).
+            timestep: t, one of `self.timesteps`.
+            sample: x_t, (B, C, H, W).
+            generator: the random generator for the noise z ~ N(0, I).
+            variance_noise: z itself, (B, C, H, W), instead of drawing it with `generator`; zeros give the mean.
+            return_dict: return a `DDPMHubSchedulerOutput`; if False a tuple in its field order
+                (prev_sample, pred_original_sample, pred_epsilon, mean, std).
+        """
+        _check_variance_noise(variance_noise, generator, sample)
+        t = int(timestep)
+        prev_t = self.previous_timestep(t)
+        model_output, predicted_variance = self._split_learned_variance(model_output, sample)
+
+        # 1. predicted x_0 and eps from the model output, Eq. 15 of Ho et al. 2020
+        pred_x0, pred_eps = self.split_model_output(model_output, sample, t)
+
+        # 2. keep x_0 in the data range (clip or dynamic thresholding)
+        clipped_x0 = self.clip_or_threshold(pred_x0)
+
+        # 3. mean of p_theta(x_{t-1} | x_t): the posterior mean mu_tilde at the predicted x_0, Eq. 7 of Ho et al.
+        mean = self.q_posterior_mean(clipped_x0, sample, t, prev_t)
+
+        # 4. sigma_t from the variance choice; no noise on the chain's last step, the one to x_0 (Algorithm 2 returns
+        # the mean there), whatever its t: trailing spacing and custom timesteps end above t = 0
+        std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
+        if prev_t >= 0:
+            if variance_noise is None:
+                variance_noise = randn_tensor(
+                    model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+                )
+            prev_sample = mean + std * variance_noise
+        else:
+            std = torch.zeros_like(std)
+            prev_sample = mean
+
+        if not return_dict:
+            return prev_sample, clipped_x0, pred_eps, mean, std
+        return DDPMHubSchedulerOutput(
+            prev_sample=prev_sample, pred_original_sample=clipped_x0, pred_epsilon=pred_eps, mean=mean, std=std
+        )
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The variational bound (Ho et al. 2020, Eq. 5; improved-diffusion's `_vb_terms_bpd` and `calc_bpd_loop`)
+    #
+    # In the paper's 1-based indices (x_0 the image, x_1 ... x_T the chain; this scheduler's timestep t holds x_{t+1}):
+    #   -log p_theta(x_0) <= L_T + sum_{t=1}^{T-1} L_t + L_0, with
+    #   L_T = KL(q(x_T | x_0) || N(0, I))                                   prior matching
+    #   L_t = KL(q(x_t | x_{t+1}, x_0) || p_theta(x_t | x_{t+1}))           denoising matching, at timestep t >= 1
+    #   L_0 = -log p_theta(x_0 | x_1)                                       reconstruction (discretized decoder), t = 0
+    # so the term at timestep t is L_t. Values are per pixel ("per dim"), in nats unless the name says bpd (bits per
+    # dim: nats / ln 2, averaged over C x H x W). As in `step`, the mean of p_theta uses the clipped x_0 when
+    # `clip_sample` is set (improved-diffusion's `clip_denoised=True`).
+    # ------------------------------------------------------------------------------------------------------------
+
+    #: half the width of one 8-bit pixel bin in [-1, 1]: 256 levels k / 127.5 - 1, spaced 2 / 255 apart
+    PIXEL_BIN_HALF_WIDTH = 1.0 / 255.0
+
+    @staticmethod
+    def gaussian_kl(mean_1, logvar_1, mean_2, logvar_2) -> torch.Tensor:
+        """KL(N(mean_1, sigma_1^2) || N(mean_2, sigma_2^2)) per element, in nats (the notes' KL of two Gaussians).
+
+            KL = log(sigma_2 / sigma_1) + (sigma_1^2 + (mu_1 - mu_2)^2) / (2 sigma_2^2) - 1/2
+
+        written with log-variances (log(sigma_2 / sigma_1) = (logvar_2 - logvar_1) / 2) so that tiny variances such
+        as beta_tilde_1 ~ 1e-4 never underflow. Arguments broadcast (tensors or numbers); the result has their shape.
+        """
+        tensor = next(x for x in (mean_1, logvar_1, mean_2, logvar_2) if torch.is_tensor(x))
+        logvar_1, logvar_2 = (
+            torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device) for v in (logvar_1, logvar_2)
+        )
+        log_sigma_ratio = 0.5 * (logvar_2 - logvar_1)  # log(sigma_2 / sigma_1)
+        variance_ratio = torch.exp(logvar_1 - logvar_2)  # sigma_1^2 / sigma_2^2
+        mean_term = (mean_1 - mean_2) ** 2 * torch.exp(-logvar_2)  # (mu_1 - mu_2)^2 / sigma_2^2
+        return log_sigma_ratio + (variance_ratio + mean_term) / 2 - 0.5
+
+    @staticmethod
+    def gaussian_log_likelihood(x, mean, logvar) -> torch.Tensor:
+        """log N(x; mean, e^logvar) per element, in nats: -(log(2 pi) + logvar + (x - mean)^2 / e^logvar) / 2."""
+        logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
+        return -0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 * torch.exp(-logvar))
+
+    @classmethod
+    def quantize_to_pixel_bins(cls, x_0: torch.Tensor) -> torch.Tensor:
+        """Rounds images in [-1, 1] to the centres of the 256 bins of 8-bit pixels (k / 127.5 - 1), (B, C, H, W).
+
+        The discretized decoder gives a probability to each bin; data read from 8-bit files is already on the grid.
+        """
+        return torch.round((x_0 + 1) / (2 * cls.PIXEL_BIN_HALF_WIDTH)) * (2 * cls.PIXEL_BIN_HALF_WIDTH) - 1
+
+    @classmethod
+    def discretized_gaussian_log_likelihood(
+        cls, x_0: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+    ) -> torch.Tensor:
+        """log p(x_0) per element, in nats, under the discretized Gaussian decoder of DDPM (Sec. 3.3, Eq. 13).
+
+        Each 8-bit pixel value x in [-1, 1] owns the bin [x - 1/255, x + 1/255] of N(mean, e^(2 log_scale)); the
+        edge bins reach out to -inf (x = -1) and +inf (x = 1), so the 256 probabilities sum to one. Computed with the
+        exact normal CDF in log space (improved-diffusion uses a tanh approximation and clamps at 1e-12).
+
+        Args:
+            x_0: the image, on the 8-bit grid in [-1, 1] (see `quantize_to_pixel_bins`), (B, C, H, W).
+            mean: the decoder's mean, mu_theta(x_1, 1), (B, C, H, W).
+            log_scale: log sigma of the decoder, broadcasting against x_0.
+
+        Returns:
+            (B, C, H, W) log-probabilities, all <= 0.
+        """
+        if x_0.min() < -1 - 1e-3 or x_0.max() > 1 + 1e-3:
+            raise ValueError(
+                f"`x_0` must lie in [-1, 1] (8-bit pixels scaled), got "
+                f"[{float(x_0.min()):.3g}, {float(x_0.max()):.3g}]."
+            )
+        inv_scale = torch.exp(-log_scale)
+        upper = (x_0 - mean + cls.PIXEL_BIN_HALF_WIDTH) * inv_scale  # the bin's edges in standard units
+        lower = (x_0 - mean - cls.PIXEL_BIN_HALF_WIDTH) * inv_scale
+        log_cdf_upper = torch.special.log_ndtr(upper)  # left edge bin: P(X <= x + 1/255)
+        log_sf_lower = torch.special.log_ndtr(-lower)  # right edge bin: P(X >= x - 1/255)
+        # Interior bins: Phi(b) - Phi(a) with (a, b) taken on the lower tail (reflected when the bin lies above the
+        # mean), as log Phi(b) + log(1 - Phi(a) / Phi(b)): no cancellation far out in either tail.
+        reflect = (upper + lower) > 0
+        a = torch.where(reflect, -upper, lower)
+        b = torch.where(reflect, -lower, upper)
+        log_phi_b = torch.special.log_ndtr(b)
+        log_bin = log_phi_b + torch.log(-torch.expm1(torch.special.log_ndtr(a) - log_phi_b))
+        edge = 1 - cls.PIXEL_BIN_HALF_WIDTH  # halfway between the first two (last two) levels
+        return torch.where(x_0 < -edge, log_cdf_upper, torch.where(x_0 > edge, log_sf_lower, log_bin))
+
+    def _bound_timesteps(self, t, batch: int) -> torch.Tensor:
+        """t as a (B,) long tensor (an int or a 0-d tensor is repeated), checked to lie in [0, T)."""
+        t = torch.as_tensor(t, dtype=torch.long).reshape(-1)
+        t = t.expand(batch) if t.numel() == 1 else t
+        steps = self.config.num_train_timesteps
+        if t.shape != (batch,) or t.min() < 0 or t.max() >= steps:
+            raise _invalid("t", t.tolist(), f"one int or {batch} ints in [0, {steps}) (num_train_timesteps)")
+        return t
+
+    def _clipped_posterior_log_variance(self, t: torch.Tensor) -> torch.Tensor:
+        """log beta_tilde_t with beta_tilde_0 = 0 replaced by beta_tilde_1 (improved-diffusion's
+        `posterior_log_variance_clipped`), (B, 1, 1, 1)."""
+        clipped = torch.where(t == 0, torch.ones_like(t), t) if len(self.betas) > 1 else t
+        variance = torch.where(t == 0, self.posterior_variance(clipped), self.posterior_variance(t))
+        return variance.clamp(min=1e-20).log().reshape(-1, 1, 1, 1)
+
+    def p_mean_variance(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> dict[str, torch.Tensor]:
+        """The model's reverse step p_theta(x_{t-1} | x_t) = N(mean, e^log_variance), as `step` forms it.
+
+        The same phases as `step` (model output -> x_0 and eps, clip, posterior mean at the predicted x_0, sigma_t
+        from `variance_type`) for any (B,) timesteps, over single steps t -> t - 1. One difference, for the bound
+        only: with a fixed variance, sigma_0^2 = beta_tilde_1 (beta_tilde_0 is 0, a decoder with no width), as
+        improved-diffusion and the DDPM code do.
+
+        Args:
+            model_output: (B, C, H, W) (2C channels for learned variances).
+            x_t: (B, C, H, W).
+            t: an int or (B,) timesteps.
+
+        Returns:
+            dict with `mean`, `log_variance` (both broadcasting to (B, C, H, W)), `pred_original_sample` (the
+            clipped x_0) and `pred_epsilon` (eps_theta, from the raw model output), each (B, C, H, W).
+        """
+        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
+        model_output, predicted_variance = self._split_learned_variance(model_output, x_t)
+        pred_x0, pred_eps = self.split_model_output(model_output, x_t, t)
+        pred_x0 = self.clip_or_threshold(pred_x0)
+        mean = self.q_posterior_mean(pred_x0, x_t, t)
+        log_variance = 2 * torch.log(self.step_std(t, t - 1, predicted_variance, x_t.shape).to(x_t))
+        if predicted_variance is None:
+            first = (t == 0).reshape(-1, 1, 1, 1)
+            log_variance = torch.where(first, self._clipped_posterior_log_variance(t).to(x_t), log_variance)
+        return {"mean": mean, "log_variance": log_variance, "pred_original_sample": pred_x0, "pred_epsilon": pred_eps}
+
+    def prior_bpd(self, x_0: torch.Tensor) -> torch.Tensor:
+        """L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim, (B,) for x_0 (B, C, H, W).
+
+        q(x_T | x_0) = N(sqrt(alpha_bar_T) x_0, (1 - alpha_bar_T) I): no parameter of the model enters it.
+        """
+        last = self.config.num_train_timesteps - 1
+        mean = self.add_noise(x_0, torch.zeros_like(x_0), torch.tensor([last]))  # sqrt(alpha_bar_T) x_0
+        log_variance = torch.log(1 - self._alpha_bar(last, x_0.shape).to(x_0))
+        return _mean_bits(self.gaussian_kl(mean, log_variance, 0.0, 0.0))
+
+    def vb_terms_bpd(self, model_output: torch.Tensor, x_0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
+        """The bound's term at timestep t, in bits/dim, (B,) (improved-diffusion's `_vb_terms_bpd`).
+
+        In the paper's indices (x_{t+1} is the sample at timestep t): L_t = KL(q(x_t | x_{t+1}, x_0) ||
+        p_theta(x_t | x_{t+1})) for t >= 1, a KL of two Gaussians (`gaussian_kl`), and L_0 = -log p_theta(x_0 | x_1),
+        the discretized decoder (`discretized_gaussian_log_likelihood`), for t = 0.
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W) (2C channels for learned variances).
+            x_0: the image on the 8-bit grid, (B, C, H, W).
+            x_t: a sample of q(x_t | x_0) (or of the forward chain), (B, C, H, W).
+            t: an int or (B,) timesteps; rows may differ.
+        """
+        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
+        p = self.p_mean_variance(model_output, x_t, t)
+        true_mean = self.q_posterior_mean(x_0, x_t, t)
+        kl = _mean_bits(
+            self.gaussian_kl(true_mean, self._clipped_posterior_log_variance(t).to(x_t), p["mean"], p["log_variance"])
+        )
+        if not (t == 0).any():
+            return kl
+        decoder = self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"])
+        return torch.where(t == 0, -_mean_bits(decoder), kl)
+
+    def trajectory_terms_bpd(
+        self, model_output: torch.Tensor, x_0: torch.Tensor, x_prev: torch.Tensor, x_t: torch.Tensor, t
+    ) -> torch.Tensor:
+        """The single-trajectory estimate's term at timestep t, in bits/dim, (B,), at one draw of the forward chain.
+
+        In the paper's indices (x_{t+1} is the sample at timestep t): log q(x_{t+1} | x_t) - log p_theta(x_t | x_{t+1})
+        for t >= 1, and log q(x_1 | x_0) - log p_theta(x_0 | x_1) (the discretized decoder) for t = 0.
+
+        Summed over t and added to `trajectory_prior_bpd(x_T)`, it is -log p_theta(x_{0:T}) / q(x_{1:T} | x_0) per dim:
+        the same expectation as the KL form L_T + sum_t `vb_terms_bpd`, with a far larger variance.
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W).
+            x_0: the image on the 8-bit grid, (B, C, H, W).
+            x_prev: the chain's sample one step earlier (timestep t - 1; x_0 when t = 0), (B, C, H, W).
+            x_t: the sample at timestep t, `q_step(x_prev, t, noise)`, (B, C, H, W).
+            t: an int or (B,) timesteps.
+        """
+        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
+        p = self.p_mean_variance(model_output, x_t, t)
+        forward_mean = self.q_step(x_prev, t, torch.zeros_like(x_prev))  # sqrt(alpha_t) x_{t-1}
+        forward_log_variance = torch.log(self.fixed_variance(t, "beta")).reshape(-1, 1, 1, 1).to(x_t)
+        log_q = _mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
+        log_p = _mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
+        if (t == 0).any():
+            decoder = _mean_bits(self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"]))
+            log_p = torch.where(t == 0, decoder, log_p)
+        return log_q - log_p
+
+    def trajectory_prior_bpd(self, x_T: torch.Tensor) -> torch.Tensor:
+        """-log p(x_T) in bits/dim, (B,), for the prior p(x_T) = N(0, I) of the reverse chain."""
+        return -_mean_bits(self.gaussian_log_likelihood(x_T, torch.zeros_like(x_T), 0.0))
+
+    def x0_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+        """The weight of ||x_0 - x0_theta(x_t, t)||^2 in the term at t: the notes' x_0-matching form (004),
+
+            term_t = alpha_bar_{t-1} beta_t^2 / (2 sigma_t^2 (1 - alpha_bar_t)^2) ||x_0 - x0_theta||^2
+
+        (the x_0 coefficient of mu_tilde, squared, over 2 sigma_t^2). Since x_0 - x0_theta = -(eps - eps_theta) /
+        sqrt(SNR(t)), it is the eps-form weight `loss_weight` times SNR(t); computed that way. Same shape as t;
+        sigma_t^2 = beta_t or beta_tilde_t as in `loss_weight`.
+        """
+        return self.loss_weight(t, variance=variance) * self.snr(t)
+
+
+def _mean_bits(values: torch.Tensor) -> torch.Tensor:
+    """Per-element nats (B, C, H, W) -> bits per dim (B,): the mean over C x H x W, divided by ln 2."""
+    return values.reshape(values.shape[0], -1).mean(dim=1) / math.log(2.0)
