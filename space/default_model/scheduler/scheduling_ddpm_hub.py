@@ -31,6 +31,7 @@ import torch
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
@@ -767,7 +768,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
         if prev_t >= 0:
             if variance_noise is None:
-                variance_noise = torch.randn(
+                variance_noise = randn_tensor(
                     model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
                 )
             prev_sample = mean + std * variance_noise
