@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     if "time" in wanted:
         for wrong, value in (("fixed", app.T // 2), ("shift", app.T // 4)):
             right, bad, eps_right, eps_wrong, info = last(
-                app.timestep_input("3", 2.0, steps, 2, 4, wrong, value, app.T // 2)
+                app.timestep_input("3", 2.0, steps, 2, 4, wrong, value, app.T // 10)
             )
             findings[f"time_{wrong}"] = {
                 "steps": steps,

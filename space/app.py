@@ -18,9 +18,7 @@ Run: `python space/app.py` from the repository root (or `python app.py` inside a
 
 from __future__ import annotations
 
-import functools
 import importlib.util
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -89,6 +87,8 @@ THEME = gr.themes.Soft(
     font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "sans-serif"],
     font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
 )
+AT_T_IDS = ("xt", "eps", "eps-hat", "diff", "x0-hat", "score")  # the objective tab's pictures at one t
+AT_T_LABELS = ("x_t", "true ε", "predicted ε̂", "ε − ε̂", "predicted x̂₀", "score −ε̂/√(1−ᾱ)")
 LAUNCH_KWARGS = {"max_file_size": MAX_FILE_SIZE, "theme": THEME, "css": CSS}
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -106,15 +106,11 @@ SPACE = common.Space(
     x0_pipe=common.load_pipeline(X0_MODEL_ID, REVISION) if X0_MODEL_ID else None,
     x0_model_id=X0_MODEL_ID,
     model_id=MODEL_ID,
-    model_name=(
-        "ddpm-hub/ddpm-mnist-small, bundled"
-        if MODEL_ID == str(DEFAULT_MODEL)
-        else Path(MODEL_ID).name
-        if Path(MODEL_ID).is_dir()
-        else f"{MODEL_ID}@{REVISION}"
-    ),
+    model_name=common.model_name(MODEL_ID, REVISION, default_model=str(DEFAULT_MODEL)),
 )
 T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolution, SPACE.digits
+X0_MISSING = "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
+WRONG_T = questions.WRONG_T
 # Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
 SPACE.engine = Engine(
     SPACE.pipe,
@@ -127,22 +123,8 @@ SPACE.engine = Engine(
 
 
 def bind(fn):
-    """fn with the loaded Space as its first argument, as Gradio should see it: the same name, docstring, signature
-    (less `space`) and type hints (so a `request: gr.Request` parameter is filled in), a generator if fn is one."""
-    if inspect.isgeneratorfunction(fn):
-
-        def bound(*args, **kwargs):
-            yield from fn(SPACE, *args, **kwargs)  # closing `bound` closes fn's generator too
-    else:
-
-        def bound(*args, **kwargs):
-            return fn(SPACE, *args, **kwargs)
-
-    functools.update_wrapper(bound, fn)
-    signature = inspect.signature(fn)
-    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
-    bound.__module__ = __name__
-    return bound
+    """fn with the loaded Space bound as its first argument, as Gradio should see it (`common.bind`)."""
+    return common.bind(SPACE, fn, module=__name__)
 
 
 load_digit, random_digit, image_to_x0 = bind(common.load_digit), bind(common.random_digit), bind(common.image_to_x0)
@@ -158,35 +140,11 @@ noise_vs_x0, elbo_forms = bind(questions.noise_vs_x0), bind(questions.elbo_forms
 variances_plot = bind(variance_plot.variance_plot)
 
 
-def _guided(digit) -> bool:
-    return digit not in (None, "", common.UNCONDITIONAL)
-
-
 # On ZeroGPU the handlers that run the U-Net get a GPU for the call, sized by their chain (see ddpm_space/hosting.py);
 # locally and on CPU hardware these lines change nothing.
-generate = hosting.on_gpu(
-    generate,
-    SPACE.pipe.unet,
-    duration=lambda digit, guidance, sampler, eta, steps, seed, batch: hosting.gpu_seconds(
-        steps, batch, _guided(digit)
-    ),
-)
-compare = hosting.on_gpu(
-    compare,
-    SPACE.pipe.unet,
-    duration=lambda digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch: min(
-        hosting.MAX_GPU_SECONDS,
-        hosting.gpu_seconds(ddpm_steps, batch, _guided(digit))
-        + hosting.gpu_seconds(ddim_steps, batch, _guided(digit)),
-    ),
-)
-noise_denoise = hosting.on_gpu(
-    noise_denoise,
-    SPACE.pipe.unet,
-    duration=lambda image, start_t, digit, guidance, sampler, eta, steps, seed, copies: hosting.gpu_seconds(
-        steps, copies, _guided(digit)
-    ),
-)
+generate = hosting.on_gpu(generate, SPACE.pipe.unet, duration=hosting.generate_seconds)
+compare = hosting.on_gpu(compare, SPACE.pipe.unet, duration=hosting.compare_seconds)
+noise_denoise = hosting.on_gpu(noise_denoise, SPACE.pipe.unet, duration=hosting.noise_denoise_seconds)
 no_caption = common.no_caption
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -406,23 +364,14 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             ob_terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
-                            ob_summary = gr.Markdown(
-                                "Press **Walk the bound**.", latex_delimiters=LATEX, elem_id="ob-summary"
-                            )
+                            ob_summary = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-summary")
                     ob_forms = gr.Plot(label="the two forms", show_label=False, elem_id="ob-forms")
                     gr.Markdown(text("objective_at_t"), latex_delimiters=LATEX)
                     ob_t = gr.Slider(0, T - 1, value=min(T - 1, T // 10), step=1, label="t", elem_id="ob-t")
                     with gr.Row():
                         ob_pictures = [
                             picture(label, height=170, elem_id=f"ob-{name}")
-                            for name, label in (
-                                ("xt", "x_t"),
-                                ("eps", "true ε"),
-                                ("eps-hat", "predicted ε̂"),
-                                ("diff", "ε − ε̂"),
-                                ("x0-hat", "predicted x̂₀"),
-                                ("score", "score −ε̂/√(1−ᾱ)"),
-                            )
+                            for name, label in zip(AT_T_IDS, AT_T_LABELS, strict=True)
                         ]
                     with gr.Row(equal_height=False):
                         ob_numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
@@ -454,13 +403,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                         with gr.Column(scale=1, min_width=290):
                             q2_digit, q2_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
                             q2_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
-                            q2_wrong = gr.Radio(
-                                [(v, k) for k, v in questions.WRONG_T.items()], value="fixed", label="Wrong t"
-                            )
-                            q2_value = gr.Slider(
-                                -(T - 1), T - 1, value=T // 2, step=1, label="the fixed t, or the shift"
-                            )
-                            q2_probe = gr.Slider(0, T - 1, value=T // 2, step=1, label="ε̂ compared at t")
+                            q2_wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
+                            q2_value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
+                            q2_probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
                             with gr.Row():
                                 q2_seed, q2_batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
                             q2_run = gr.Button("▶ Run both", variant="primary")
@@ -470,9 +415,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 q2_bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
                             with gr.Row():
                                 q2_eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
-                                q2_eps_wrong = picture(
-                                    "ε̂ of the same x_t, wrong t", height=200, elem_id="q2-eps-wrong"
-                                )
+                                q2_eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
                             q2_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
 
                 with gr.Tab("3 · ε or x₀?", id="q-x0"):
@@ -490,11 +433,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 q3_eps = picture("model predicting ε", height=250, elem_id="q3-eps")
                                 q3_x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
                             q3_loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
-                            q3_info = gr.Markdown(
-                                "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded._",
-                                latex_delimiters=LATEX,
-                                elem_id="q3-info",
-                            )
+                            q3_info = gr.Markdown(X0_MISSING, latex_delimiters=LATEX, elem_id="q3-info")
 
                 with gr.Tab("4 · Two ELBOs", id="q-elbo"):
                     gr.Markdown(text("q_elbo"), latex_delimiters=LATEX)
@@ -504,7 +443,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             q4_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
                             with gr.Row():
                                 q4_seed = seed_box(4)
-                                q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=32, step=1, label="Trajectories")
+                                q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=16, step=1, label="Trajectories")
                             q4_run = gr.Button("▶ Estimate both", variant="primary")
                         with gr.Column(scale=3):
                             q4_plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
@@ -642,26 +581,7 @@ def session_alive(session_hash: str) -> bool:
 SPACE.session_alive = session_alive
 
 
-def patient_url_ok(url: str, wait_s: float = 60.0) -> bool:
-    """Gradio's check that the page answers before `launch` returns (`gradio.networking.url_ok`) gives up after one
-    3-second request, so a loaded 2-core machine kills a healthy server; this one keeps asking for a minute."""
-    import time
-
-    import httpx
-
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
-                return True
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-
-
-gr.networking.url_ok = patient_url_ok  # for every launch of this demo: `python app.py`, tests, benchmarks
+gr.networking.url_ok = hosting.patient_url_ok  # for every launch of this demo: `python app.py`, tests, benchmarks
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_KWARGS)

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "space"))
 
 from ddpm_space import common, forward_tab, hosting, reverse_tab, widgets  # noqa: E402
+from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.variance_plot import step_sigmas, variance_plot, variances  # noqa: E402
 
 from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel  # noqa: E402
@@ -33,7 +34,9 @@ def space():
         unet=DDPMHubUNet2DModel(**UNET_PRESETS["tiny"]), scheduler=DDPMHubScheduler(num_train_timesteps=T)
     )
     pipe.set_progress_bar_config(disable=True)
-    return common.Space(pipe=pipe, model_id="tiny", model_name="tiny")
+    space = common.Space(pipe=pipe, model_id="tiny", model_name="tiny")
+    space.engine = Engine(pipe)  # the chain tabs run in the shared sampling engine, as in app.py
+    return space
 
 
 def test_beta_and_beta_tilde_differ_at_small_t_and_meet_later(space):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
 import random
@@ -94,6 +96,32 @@ def load_pipeline(model_id: str, revision: str = "main", default_model: str | No
     pipeline.unet.eval()
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def model_name(model_id: str, revision: str, default_model: str) -> str:
+    """How the page names the model: the bundled one, a local folder, or a Hub repo at a revision."""
+    if model_id == default_model:
+        return "ddpm-hub/ddpm-mnist-small, bundled"
+    return Path(model_id).name if Path(model_id).is_dir() else f"{model_id}@{revision}"
+
+
+def bind(space: Space, fn, module: str | None = None):
+    """fn with `space` as its first argument, as Gradio should see it: the same name, docstring, signature (less
+    `space`) and type hints (so a `request: gr.Request` parameter is filled in), a generator if fn is one."""
+    if inspect.isgeneratorfunction(fn):
+
+        def bound(*args, **kwargs):
+            yield from fn(space, *args, **kwargs)  # closing `bound` closes fn's generator too
+    else:
+
+        def bound(*args, **kwargs):
+            return fn(space, *args, **kwargs)
+
+    functools.update_wrapper(bound, fn)
+    signature = inspect.signature(fn)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+    bound.__module__ = module or fn.__module__
+    return bound
 
 
 def make_pipeline(space: Space, sampler: str) -> DDPMHubPipeline:

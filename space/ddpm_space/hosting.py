@@ -96,3 +96,42 @@ def on_gpu(handler: Callable, model: torch.nn.Module, duration: int | Callable[.
             return handler(*args, **kwargs)
 
     return spaces.GPU(call, duration=duration)
+
+
+def _guided(digit) -> bool:
+    return digit not in (None, "", "any")
+
+
+def generate_seconds(digit, guidance, sampler, eta, steps, seed, batch) -> int:
+    """The GPU time asked for a Generate chain."""
+    return gpu_seconds(steps, batch, _guided(digit))
+
+
+def compare_seconds(digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch) -> int:
+    """The GPU time asked for DDPM vs DDIM: both chains."""
+    both = gpu_seconds(ddpm_steps, batch, _guided(digit)) + gpu_seconds(ddim_steps, batch, _guided(digit))
+    return min(MAX_GPU_SECONDS, both)
+
+
+def noise_denoise_seconds(image, start_t, digit, guidance, sampler, eta, steps, seed, copies) -> int:
+    """The GPU time asked for noise, then denoise."""
+    return gpu_seconds(steps, copies, _guided(digit))
+
+
+def patient_url_ok(url: str, wait_s: float = 60.0) -> bool:
+    """Gradio's check that the page answers before `launch` returns (`gradio.networking.url_ok`) gives up after one
+    3-second request, so a loaded 2-core machine kills a healthy server; this one keeps asking for a minute."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if httpx.head(url, timeout=10, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308):
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)

@@ -104,22 +104,21 @@ def forms_plot(space: Space, bound: dict, t: int | None = None) -> Figure:
     ||x_0 - x0_hat||^2 with its weight, each for sigma^2 = beta_t and beta-tilde_t; measured errors where streamed."""
     weights = weight_curves(space.scheduler)
     steps = np.arange(space.T)
-    figure = Figure(figsize=(10.5, 3.0), dpi=90, layout="constrained")
-    axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(10.5 if bound["t"] else 7.2, 3.0), dpi=90, layout="constrained")
+    axes = figure.subplots(1, 3 if bound["t"] else 2)  # this image's errors, once there are some
     for ax, form, title in (
         (axes[0], "eps", r"ε-matching weight $w(t)=\frac{\beta_t^2}{2\sigma_t^2\alpha_t(1-\bar\alpha_t)}$"),
         (axes[1], "x0", r"x$_0$-matching weight $\frac{\bar\alpha_{t-1}\beta_t^2}{2\sigma_t^2(1-\bar\alpha_t)^2}$"),
     ):
         for variance, label in (("beta", r"$\sigma_t^2=\beta_t$"), ("beta_tilde", r"$\sigma_t^2=\tilde\beta_t$")):
-            ax.plot(steps, weights[f"{form}_{variance}"], color=COLOURS[variance], lw=1.5, label=label)
+            dashes = "--" if variance == "beta_tilde" else "-"  # the two curves meet beyond small t
+            ax.plot(steps, weights[f"{form}_{variance}"], color=COLOURS[variance], lw=1.5, ls=dashes, label=label)
         ax.set_yscale("log")
         ax.set_xscale("symlog", linthresh=10)  # beta_t and beta-tilde_t differ only at small t
         style(ax, title, "t (log scale above 10)")
         ax.legend(frameon=False, fontsize=8)
-    axes[1].get_lines()[1].set_linestyle("--")
-    axes[0].get_lines()[1].set_linestyle("--")
-    ax = axes[2]
     if bound["t"]:
+        ax = axes[2]
         for key, label, colour in (
             ("noise_mse", r"$\|\epsilon-\hat\epsilon\|^2$/D", COLOURS["beta"]),
             ("x0_mse", r"$\|x_0-\hat x_0\|^2$/D", COLOURS["beta_tilde"]),
@@ -127,8 +126,8 @@ def forms_plot(space: Space, bound: dict, t: int | None = None) -> Figure:
             ts, values = positive(bound["t"], bound[key])
             ax.plot(ts, values, color=colour, lw=1, label=label)
         ax.legend(frameon=False, fontsize=8)
-    ax.set_yscale("log")
-    style(ax, "this image's errors, per pixel")
+        ax.set_yscale("log")
+        style(ax, "this image's errors, per pixel")
     for ax in axes:
         ax.set_xlim(0, space.T - 1)
         if t is not None:
