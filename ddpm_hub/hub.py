@@ -324,6 +324,14 @@ def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = 2.0) -> s
     return "\n".join(lines)
 
 
+#: what the U-Net predicts, by the scheduler's `prediction_type` (recorded in training_config.json)
+PREDICTION_TEXT = {
+    "epsilon": "the noise added to an image",
+    "sample": 'the clean image x_0 (not the noise: `prediction_type="sample"`) from the noisy one',
+    "v_prediction": "the velocity v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 of a noisy image",
+}
+
+
 def make_model_card(
     *,
     repo_id: str,
@@ -373,11 +381,12 @@ def make_model_card(
     kind = f"class-conditional ({data_info['num_classes']} classes)" if conditional else "unconditional"
     given = "given t and a class label" if conditional else "given t"
     article = "A" if conditional else "An"
+    predicts = PREDICTION_TEXT.get((training or {}).get("prediction_type", "epsilon"), PREDICTION_TEXT["epsilon"])
     description = base_text or (
         f"{article} {kind} denoising diffusion probabilistic model (DDPM) that draws {_images_text(data_info)}, "
         f"trained with the readable `ddpm_hub` package {_data_text(data_info)}. The repository is a complete "
-        "diffusers pipeline folder (`model_index.json`, `unet/`, `scheduler/`): a U-Net that predicts the noise "
-        f"added to an image at step t, {given}, and the DDPM noise scheduler that turns those predictions into "
+        f"diffusers pipeline folder (`model_index.json`, `unet/`, `scheduler/`): a U-Net that predicts {predicts} "
+        f"at step t, {given}, and the DDPM noise scheduler that turns those predictions into "
         "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""

@@ -225,8 +225,17 @@ def test_a_closed_tab_or_a_vanished_reader_frees_the_slot(pipe, make_engine):
     engine = make_engine(abandon_after_s=0.3)
     tab_open = threading.Event()
     tab_open.set()
-    closed = engine.submit(chain_for(pipe, "fixed_small", T, 1, None, 1.0, 0.0, 0), owner="a", alive=tab_open.is_set)
-    gone = engine.submit(chain_for(pipe, "fixed_small", T, 1, None, 1.0, 0.0, 1), owner="b")  # nobody reads it
+
+    # chains far longer than abandon_after_s on any machine (5,000 steps), so that neither can finish first
+    def long_chain(seed):
+        return pipe.prepare_chain(
+            num_inference_steps=5000,
+            generator=torch.Generator().manual_seed(seed),
+            scheduler=DDPMHubScheduler(num_train_timesteps=5000),
+        )
+
+    closed = engine.submit(long_chain(0), owner="a", alive=tab_open.is_set)
+    gone = engine.submit(long_chain(1), owner="b")  # nobody reads it
     next(u for u in closed.updates() if isinstance(u, Progress))
     tab_open.clear()
     wait_for(lambda: closed.state == "stopped" and gone.state == "stopped")

@@ -164,6 +164,13 @@ def test_model_card_body():
     assert "not evaluated" not in text.lower()
 
 
+@pytest.mark.parametrize("prediction_type,says", [("epsilon", "predicts the noise"), ("sample", "clean image x_0")])
+def test_model_card_says_what_the_unet_predicts(prediction_type, says):
+    training = {**TRAINING, "prediction_type": prediction_type}
+    text = make_model_card(repo_id=REPO_ID, sample_image=None, training=training, evaluation=None).text
+    assert says in text and (prediction_type == "epsilon") == ("predicts the noise" in text)
+
+
 def test_model_card_without_evaluation_says_so():
     card = make_model_card(repo_id=REPO_ID, sample_image=None, training=None, evaluation=None, license="mit")
     assert "not evaluated" in card.text.lower()
