@@ -112,6 +112,21 @@ def test_off_zero_gpu_the_handlers_are_left_as_they_are(space):
     assert hosting.gpu_seconds(1000, 16, True) <= hosting.MAX_GPU_SECONDS
 
 
+def test_on_zero_gpu_a_chain_runs_on_an_engine_of_its_own_call(space, monkeypatch):
+    """In a `spaces.GPU` worker the app's engine thread does not exist: here the shared engine is a stopped one (it
+    would never answer), and Generate must still run its chain to the end."""
+    from ddpm_space import chains
+
+    monkeypatch.setattr(hosting, "ZERO_GPU", True)
+    monkeypatch.setattr(space, "engine", Engine(space.pipe, start=False))
+    frames = list(reverse_tab.generate(space, "3", 2.0, "ddim", 0.0, 5, 0, 1))
+    assert len(frames) >= 2 and space.engine.stats()["active"] == space.engine.stats()["queued"] == 0
+    monkeypatch.setattr(hosting, "ZERO_GPU", False)
+    ticket = chains.submit(space, space.pipe.prepare_chain(num_inference_steps=3), None, "check")
+    assert space.engine.stats()["queued"] == 1  # off ZeroGPU: the shared engine, as before
+    ticket.cancel()
+
+
 def test_on_zero_gpu_handlers_go_through_spaces_gpu_with_their_duration(tmp_path):
     """With SPACES_ZERO_GPU=true, `on_gpu` hands `spaces.GPU` a wrapper of the same kind (generator or not) and the
     duration; `spaces` itself is the platform's (here a recorder with the same signature, `GPU(task, duration=)`)."""

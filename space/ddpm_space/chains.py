@@ -10,8 +10,9 @@ import math
 
 import gradio as gr
 
+from . import hosting
 from .common import Space
-from .engine import EngineBusy, Progress, Queued, Ticket
+from .engine import Engine, EngineBusy, Progress, Queued, Ticket
 
 
 def owner(request: gr.Request | None) -> str:
@@ -26,8 +27,12 @@ def submit_all(space: Space, chains: list, request: gr.Request | None, tag: str)
     alive = None
     if space.session_alive is not None and visitor != "local":
         alive = lambda: space.session_alive(visitor)  # noqa: E731
+    # On ZeroGPU each decorated call runs in a worker process that `spaces.GPU` forks, where the app's engine thread
+    # does not exist and a GPU runs a chain in seconds: the call steps its own chains on an engine of its own (an idle
+    # daemon thread when done, gone with the worker).
+    engine = Engine(space.pipe, max_active=len(chains)) if hosting.ZERO_GPU else space.engine
     try:
-        return space.engine.submit_all(chains, owner=visitor, tag=tag, alive=alive)
+        return engine.submit_all(chains, owner=visitor, tag=tag, alive=alive)
     except (EngineBusy, ValueError) as err:
         raise gr.Error(str(err)) from None
 
