@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -119,11 +120,17 @@ def test_on_zero_gpu_a_chain_runs_on_an_engine_of_its_own_call(space, monkeypatc
 
     monkeypatch.setattr(hosting, "ZERO_GPU", True)
     monkeypatch.setattr(space, "engine", Engine(space.pipe, start=False))
-    frames = list(reverse_tab.generate(space, "3", 2.0, "ddim", 0.0, 5, 0, 1))
+    frames = []  # drained on a thread: through the stopped shared engine it would wait forever, so fail instead
+    drain = threading.Thread(target=lambda: frames.extend(reverse_tab.generate(space, "3", 2.0, "ddim", 0.0, 5, 0, 1)))
+    drain.daemon = True
+    drain.start()
+    drain.join(timeout=120)
+    assert not drain.is_alive(), "the chain never ran: it went to the app's engine"
     assert len(frames) >= 2 and space.engine.stats()["active"] == space.engine.stats()["queued"] == 0
     monkeypatch.setattr(hosting, "ZERO_GPU", False)
     ticket = chains.submit(space, space.pipe.prepare_chain(num_inference_steps=3), None, "check")
-    assert space.engine.stats()["queued"] == 1  # off ZeroGPU: the shared engine, as before
+    stats = space.engine.stats()
+    assert stats["active"] + stats["queued"] == 1  # off ZeroGPU: the shared engine, as before
     ticket.cancel()
 
 
