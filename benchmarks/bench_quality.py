@@ -39,11 +39,10 @@ import time
 from typing import Any
 
 import common  # benchmarks/common.py: the script's folder is on sys.path
-import torch
-from diffusers import DDIMScheduler, DDPMScheduler, ImagePipelineOutput
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline, DDPMHubScheduler
-from ddpm_hub.data import load_mnist5k, to_zero_one
+from ddpm_hub.data import load_mnist5k
 from ddpm_hub.evaluation import evaluate_pipeline, load_or_train_judge
 
 GOAL_ACCURACY = 0.97
@@ -85,27 +84,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-class StockClassConditionalSampler:
-    """`DDPMPipeline`'s / `DDIMPipeline`'s loop with class labels passed to the `UNet2DModel` (stock diffusers ships
-    no class-conditional DDPM pipeline). Called like a pipeline by `ddpm_hub.evaluation.evaluate_pipeline`."""
-
-    def __init__(self, unet, scheduler: DDPMScheduler | DDIMScheduler):
-        self.unet, self.scheduler = unet, scheduler
-
-    @torch.no_grad()
-    def __call__(self, batch_size, class_labels, generator=None, num_inference_steps=50, output_type="pt"):
-        config = self.unet.config
-        image = torch.randn(
-            (batch_size, config.in_channels, config.sample_size, config.sample_size), generator=generator
-        )
-        self.scheduler.set_timesteps(num_inference_steps)
-        for t in self.scheduler.timesteps:
-            noise_pred = self.unet(image, t, class_labels=class_labels).sample
-            extra = {"eta": 0.0} if isinstance(self.scheduler, DDIMScheduler) else {}
-            image = self.scheduler.step(noise_pred, t, image, generator=generator, **extra).prev_sample
-        return ImagePipelineOutput(images=to_zero_one(image).clamp(0, 1))
-
-
 def make_recipe(name: str, total_steps: int, args):
     if name.startswith("ours"):
         return common.OurRecipe(total_steps=total_steps, seed=args.seed, autocast_bf16=name == "ours_bf16")
@@ -143,7 +121,7 @@ def evaluate(name: str, recipe, args, judge) -> dict[str, dict[str, Any]]:
             )
     else:
         scheduler_class = DDIMScheduler if args.sampler == "ddim" else DDPMScheduler
-        sampler = StockClassConditionalSampler(unet, scheduler_class.from_config(recipe.scheduler.config))
+        sampler = common.StockClassConditionalSampler(unet, scheduler_class.from_config(recipe.scheduler.config))
         out["stock"] = evaluate_pipeline(
             sampler,
             samples_per_digit=args.samples_per_digit,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import inspect
 import json
 import math
 import os
@@ -24,12 +25,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, ImagePipelineOutput, UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
+from diffusers.utils.torch_utils import randn_tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_hub import DDPMHubScheduler, DDPMHubUNet2DModel
+from ddpm_hub.data import to_zero_one
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -501,6 +504,35 @@ class StockRecipe:
         model = copy.deepcopy(self.unet)
         self.ema.copy_to(model.parameters())
         return model.eval()
+
+
+class StockClassConditionalSampler:
+    """The stock pipelines' loop (``DDPMPipeline`` / ``DDIMPipeline``, generalised to any diffusers scheduler the
+    way ``StableDiffusionPipeline`` drives one) with class labels passed to the ``UNet2DModel``: stock diffusers ships
+    no class-conditional DDPM pipeline. Called like a pipeline by ``ddpm_hub.evaluation.evaluate_pipeline``.
+
+    Noise ``x_T`` is drawn with ``randn_tensor`` and scaled by ``init_noise_sigma``; each step runs
+    ``scale_model_input``, the U-Net, then ``step`` (given ``generator`` / ``eta=0`` only where it takes them).
+    """
+
+    def __init__(self, unet: UNet2DModel, scheduler):
+        self.unet, self.scheduler = unet, scheduler
+        parameters = inspect.signature(scheduler.step).parameters
+        self._step_kwargs = {"eta": 0.0} if "eta" in parameters else {}
+        self._takes_generator = "generator" in parameters
+
+    @torch.no_grad()
+    def __call__(self, batch_size, class_labels, generator=None, num_inference_steps=50, output_type="pt"):
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        sample = randn_tensor(shape, generator=generator) * self.scheduler.init_noise_sigma  # (B, C, H, W)
+        self.scheduler.set_timesteps(num_inference_steps)
+        kwargs = dict(self._step_kwargs, **({"generator": generator} if self._takes_generator else {}))
+        for t in self.scheduler.timesteps:
+            model_input = self.scheduler.scale_model_input(sample, t)
+            noise_pred = self.unet(model_input, t, class_labels=class_labels).sample
+            sample = self.scheduler.step(noise_pred, t, sample, **kwargs).prev_sample
+        return ImagePipelineOutput(images=to_zero_one(sample).clamp(0, 1))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

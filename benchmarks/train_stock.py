@@ -58,7 +58,11 @@ def save_checkpoint(directory: Path, recipe, stream, step: int, cpu_seconds: flo
             "ema": recipe.ema.state_dict(),
             "optimizer": recipe.optimizer.state_dict(),
             "lr_scheduler": recipe.lr_scheduler.state_dict(),
-            "stream": {"generator": stream.generator.get_state(), "order": stream._order, "position": stream._position},
+            "stream": {
+                "generator": stream.generator.get_state(),
+                "order": stream._order,
+                "position": stream._position,
+            },
             "torch_rng": torch.get_rng_state(),
         },
         tmp / "state.pt",
