@@ -85,6 +85,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="guidance: the points are a guidance curve (x = w); results default to guidance.json",
     )
     parser.add_argument("--name", default=None, help="results file name (default: nfe, or guidance)")
+    parser.add_argument(
+        "--record_in_model",
+        action="store_true",
+        help="also record our model's points of the results file in --model_dir: evaluation.json's "
+        "guidance_curve / quality_per_nfe, the plot, and the regenerated model card",
+    )
     parser.add_argument("--no_save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     args.name = args.name or args.curve
@@ -330,6 +336,51 @@ def render(result: dict[str, Any], curve: str) -> None:
     ]
 
 
+RECOMMENDED_ACCURACY = 0.99
+RULE = f"the lowest Fréchet ratio among the scales with judge accuracy >= {RECOMMENDED_ACCURACY:.0%}"
+
+
+def recommended_guidance_scale(points: list[dict]) -> float | None:
+    """The w the model card and the Space default to: the most varied samples (lowest Fréchet ratio) among the
+    scales that draw the asked digit at least ``RECOMMENDED_ACCURACY`` of the time; else the most accurate scale."""
+    good = [p for p in points if p["mean_accuracy"] >= RECOMMENDED_ACCURACY]
+    best = min(good, key=frechet_ratio) if good else max(points, key=lambda p: p["mean_accuracy"], default=None)
+    return None if best is None else best["guidance_scale"]
+
+
+def record_in_model(result: dict[str, Any], curve: str) -> None:
+    """Writes the results file's points of our model (the model of ``--model_dir``) into that model's folder."""
+    from ddpm_hub.hub import write_model_card
+
+    model_dir = result["model_dir"]
+    ours = {k: p for k, p in result["points"].items() if p["model"] == "ours"}
+    keep = ("scheduler", "family", "steps", "guidance_scale", "nfe_per_image", "num_samples", "mean_accuracy",
+            "frechet_distance", "frechet_distance_real", "per_digit_accuracy", "generation_seconds")  # fmt: skip
+    points = sorted(
+        ({key: p[key] for key in keep} for p in ours.values()),
+        key=lambda p: (p["guidance_scale"] or 0, p["nfe_per_image"]) if curve == "guidance" else p["nfe_per_image"],
+    )
+    plot_name = f"eval_{curve}.png"  # matches hub.PIPELINE_FILE_PATTERNS: uploaded with the pipeline
+    (plot_guidance if curve == "guidance" else plot_nfe)(ours, os.path.join(model_dir, plot_name))
+    entry = {
+        "num_samples": points[0]["num_samples"],
+        "points": points,
+        "plot": plot_name,
+        "command": "; ".join(result["commands"]),
+        "judge_held_out_accuracy": result["judge_held_out_accuracy"],
+    }
+    if curve == "guidance":
+        entry["recommended_guidance_scale"] = recommended_guidance_scale(points)
+        entry["rule"] = RULE
+    path = os.path.join(model_dir, "evaluation.json")
+    runs = json.load(open(path)) if os.path.isfile(path) else {}
+    runs["guidance_curve" if curve == "guidance" else "quality_per_nfe"] = entry
+    with open(path, "w") as f:
+        f.write(json.dumps(runs, indent=2) + "\n")
+    card = write_model_card(model_dir)  # keeps the card's repository id
+    print(f"recorded {len(points)} points in {path}, {os.path.join(model_dir, plot_name)} and {card}")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads = common.set_threads(args.threads)
@@ -411,6 +462,8 @@ def main(argv=None) -> int:
         path = common.save_result(args.name, result)
     print("\n".join(result["verdict"]))
     print(f"saved {path} and {result['plot']}")
+    if args.record_in_model:
+        record_in_model(result, args.curve)
     return 0
 
 

@@ -67,6 +67,7 @@ PIPELINE_FILE_PATTERNS: tuple[str, ...] = (
     "sample*.gif",
     "training_config.json",  # how the weights were trained (the model card's Training section)
     "evaluation.json",  # what the evaluation measured (the model card's Evaluation section)
+    "eval_*.png",  # the evaluation's plots shown in the card (eval_guidance.png, eval_nfe.png)
 )
 
 PIPELINE_IGNORE_PATTERNS: tuple[str, ...] = (
@@ -173,6 +174,55 @@ def _evaluation_section(evaluation: Mapping[str, Any] | None) -> str:
     if not rows:
         return "Not evaluated: the evaluation results are empty."
     return "\n".join(["| metric | value |", "| --- | --- |", *rows])
+
+
+#: Keys of ``evaluation.json`` that hold a curve (written by ``benchmarks/bench_nfe.py --record_in_model``), each
+#: shown as its own card section instead of rows of the metric table.
+CURVE_KEYS = ("guidance_curve", "quality_per_nfe")
+
+
+def _curve_rows(curve: Mapping[str, Any]) -> list[str]:
+    rows = ["| sampler | steps | w | U-Net calls per image | judge accuracy | Fréchet | real digits | ratio |"]
+    rows.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for p in curve["points"]:
+        w = "–" if p.get("guidance_scale") is None else f"{p['guidance_scale']:g}"
+        rows.append(
+            f"| {p['scheduler']} | {p['steps']} | {w} | {p['nfe_per_image']} | {p['mean_accuracy']:.1%} | "
+            f"{p['frechet_distance']:.2f} | {p['frechet_distance_real']:.2f} | "
+            f"{p['frechet_distance'] / p['frechet_distance_real']:.2f}x |"
+        )
+    return rows
+
+
+def _curve_section(title: str, curve: Mapping[str, Any] | None, intro: str) -> str:
+    """A card section for one recorded curve: its table, its plot when shipped, the command that measured it."""
+    if not curve:
+        return ""
+    lines = [f"### {title}", "", intro.format(n=curve["num_samples"]), "", *_curve_rows(curve), ""]
+    if curve.get("recommended_guidance_scale") is not None:
+        w = curve["recommended_guidance_scale"]
+        lines += [f"Recommended guidance scale: **w = {w:g}** ({curve['rule']}).", ""]
+    if curve.get("plot"):
+        lines += [f"![{title}]({curve['plot']})", ""]
+    lines += [f"Measured with `{curve['command']}`.", ""]
+    return "\n" + "\n".join(lines)
+
+
+def _curves_section(curves: Mapping[str, Any] | None) -> str:
+    curves = curves or {}
+    return _curve_section(
+        "Guidance: accuracy against diversity",
+        curves.get("guidance_curve"),
+        "{n} samples per guidance scale (the same labels and seeds), scored by the digit judge of "
+        "`ddpm_hub.evaluation`: accuracy = share of samples judged to be the digit asked for; Fréchet = distance of "
+        "the judge's features to held-out digits, beside real training digits' distance at the same N (ratio 1 = as "
+        "varied and as real as real digits).",
+    ) + _curve_section(
+        "Quality per U-Net call",
+        curves.get("quality_per_nfe"),
+        "{n} samples per sampler, scored the same way. U-Net calls per image count classifier-free guidance (two "
+        "per guided step). DPM-Solver++ and UniPC are stock diffusers schedulers swapped into the pipeline.",
+    )
 
 
 def _training_section(training: Mapping[str, Any] | None) -> str:
@@ -339,6 +389,7 @@ def make_model_card(
     training: Mapping[str, Any] | None,
     evaluation: Mapping[str, Any] | None,
     unet_config: Mapping[str, Any] | None = None,
+    curves: Mapping[str, Any] | None = None,
     license: str = "apache-2.0",
     datasets: Iterable[str] | None = None,
     base_text: str | None = None,
@@ -356,6 +407,9 @@ def make_model_card(
             (None: "Not evaluated").
         unet_config: the U-Net's config (``unet/config.json``): image size, channels and ``num_class_embeds``, the
             classes the sampling snippet uses (None: from ``training``).
+        curves: ``evaluation.json``'s curves (``CURVE_KEYS``): a guidance curve and quality per U-Net call, each a
+            section with its table and plot; a guidance curve's ``recommended_guidance_scale`` is the sampling
+            snippet's w (None: no curve sections, and the snippet uses the training's sample-grid w).
         license: card metadata.
         datasets: card metadata; None: ``["mnist"]`` for mnist5k, the dataset's name for a Hub dataset, none for an
             image folder.
@@ -390,7 +444,8 @@ def make_model_card(
         "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""
-    guidance_scale = float((training or {}).get("guidance_scale", 2.0))
+    recommended = ((curves or {}).get("guidance_curve") or {}).get("recommended_guidance_scale")
+    guidance_scale = float(recommended if recommended is not None else (training or {}).get("guidance_scale", 2.0))
     body = f"""
 # {name}
 
@@ -442,8 +497,8 @@ scheduler = DDPMScheduler.from_pretrained("{repo_id}", subfolder="scheduler")
 
 ## Evaluation
 
-{_evaluation_section(evaluation)}
-"""
+{_evaluation_section(evaluation) if evaluation or not curves else ""}
+{_curves_section(curves)}"""
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
@@ -459,9 +514,13 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> P
     Reads ``unet/config.json`` (the model's image size, channels and classes), ``training_config.json`` (written by
     ``training/train.py``: the training data and class names), ``evaluation.json`` (written by
     ``python -m ddpm_hub.evaluation``) and ``samples.png`` when present, so the card can be regenerated at any time,
-    e.g. after evaluating. Returns the card's path.
+    e.g. after evaluating. ``repo_id`` None keeps the repository id of the folder's current card (its loading
+    snippets), else ``ddpm-hub/<folder name>``. Returns the card's path.
     """
     path = Path(folder)
+    if repo_id is None and (path / "README.md").is_file():
+        named = Counter(match.group(3) for match in _LOADING_CALL.finditer((path / "README.md").read_text("utf-8")))
+        repo_id = named.most_common(1)[0][0] if named else None
 
     def read_json(name: str) -> dict | None:
         file = path / name
@@ -473,6 +532,7 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> P
         training=read_json(TRAINING_FILE),
         evaluation=_card_evaluation(read_json(EVALUATION_FILE)),
         unet_config=read_json(UNET_CONFIG_FILE),
+        curves={key: value for key, value in (read_json(EVALUATION_FILE) or {}).items() if key in CURVE_KEYS},
     )
     card.save(path / "README.md")
     return path / "README.md"
@@ -513,6 +573,7 @@ def _card_evaluation(runs: dict | None) -> dict | None:
     # runs of `python -m ddpm_hub.evaluation --nll`: the variational bound in bits/dim
     keep += ("nll_bits_per_dim", "nll_standard_error", "rate_bits_per_dim", "distortion_bits_per_dim",
              "prior_bits_per_dim", "num_images")  # fmt: skip
+    runs = {name: run for name, run in runs.items() if name not in CURVE_KEYS}  # the curves get sections of their own
     return {name: {key: run[key] for key in keep if key in run} for name, run in runs.items()}
 
 

@@ -518,3 +518,45 @@ def test_push_to_hub_unreachable_endpoint(pipeline_folder, tmp_path):
     assert cli.stderr.startswith("error: ") and "Traceback" not in cli.stderr
     assert "untouched" in cli.stderr
     assert folder_hash(pipeline_folder) == before
+
+
+def curve_point(w, accuracy, frechet, real=2.0, steps=100):
+    return {"scheduler": "DDPMHubScheduler", "family": "ddpm", "steps": steps, "guidance_scale": w,
+            "nfe_per_image": steps * (1 if w in (0, 1) else 2), "num_samples": 200, "mean_accuracy": accuracy,
+            "frechet_distance": frechet, "frechet_distance_real": real}  # fmt: skip
+
+
+def test_card_shows_the_recorded_curves_and_samples_at_the_recommended_scale(tmp_path):
+    folder = save_hub_pipeline(tmp_path / "curved", channels=1, num_classes=10, training={"guidance_scale": 2.0})
+    plain = (folder / "README.md").read_text()
+    evaluation = {
+        "ddpm-100steps-w2": {"mean_accuracy": 1.0, "frechet_distance": 5.0, "num_samples": 200},
+        "guidance_curve": {
+            "num_samples": 200,
+            "points": [curve_point(1.0, 0.95, 2.4), curve_point(1.5, 0.995, 3.1), curve_point(2.0, 1.0, 5.0)],
+            "recommended_guidance_scale": 1.5,
+            "rule": "the lowest Fréchet ratio among the scales with judge accuracy >= 99%",
+            "plot": "eval_guidance.png",
+            "command": "python benchmarks/bench_nfe.py --curve guidance",
+        },
+    }
+    (folder / "evaluation.json").write_text(json.dumps(evaluation))
+    (folder / "eval_guidance.png").write_bytes(b"png")
+    text = write_model_card(folder).read_text()
+    assert "guidance_scale=2.0," in plain and "guidance_scale=1.5," in text  # the snippet follows the curve
+    assert "### Guidance: accuracy against diversity" in text and "Quality per U-Net call" not in text
+    assert "| DDPMHubScheduler | 100 | 1.5 | 200 | 99.5% | 3.10 | 2.00 | 1.55x |" in text
+    assert "| DDPMHubScheduler | 100 | 1 | 100 | 95.0% | 2.40 | 2.00 | 1.20x |" in text
+    assert "**w = 1.5**" in text and "![Guidance: accuracy against diversity](eval_guidance.png)" in text
+    assert "| ddpm-100steps-w2.mean_accuracy | 1 |" in text and "guidance_curve.points" not in text  # no flat rows
+    assert "eval_guidance.png" in select_pipeline_files(folder)
+    assert f'from_pretrained("{PLACEHOLDER}curved"' in text
+
+
+def test_regenerating_a_card_keeps_its_repo_id(tmp_path):
+    folder = save_hub_pipeline(tmp_path / "kept", channels=1, num_classes=None, training=None)
+    make_model_card(repo_id="someone/elsewhere", sample_image=None, training=None, evaluation=None).save(
+        folder / "README.md"
+    )
+    text = write_model_card(folder).read_text()
+    assert 'from_pretrained("someone/elsewhere"' in text and f"{PLACEHOLDER}kept" not in text
