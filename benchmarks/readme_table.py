@@ -171,6 +171,56 @@ def generic_rows(result: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+GOAL_NFE_ACCURACY, GOAL_FRECHET_RATIO, GOAL_NFE, GOAL_DEFAULT_ACCURACY = 0.97, 1.5, 20, 0.99
+
+
+def _quality(point: dict[str, Any]) -> str:
+    ratio = point["frechet_distance"] / point["frechet_distance_real"]
+    return f"{point['mean_accuracy']:.1%} / {ratio:.2f}x"
+
+
+def nfe_rows(result: dict[str, Any]) -> list[list[str]]:
+    """bench_nfe.py: per sampler and steps, our model (at each w) vs the stock-trained one, accuracy / Fréchet ÷
+    real digits'; the goal applies where ours needs <= GOAL_NFE U-Net calls per image."""
+    points = result["points"]
+    stock = {(p["family"], p["steps"]): p for p in points.values() if p["model"] == "stock"}
+    rows = []
+    ours = [p for p in points.values() if p["model"] == "ours"]
+    for p in sorted(ours, key=lambda p: (p["nfe_per_image"], p["family"])):
+        other = stock.get((p["family"], p["steps"]))
+        cheap = p["nfe_per_image"] <= GOAL_NFE
+        ratio = p["frechet_distance"] / p["frechet_distance_real"]
+        met = p["mean_accuracy"] >= GOAL_NFE_ACCURACY and ratio <= GOAL_FRECHET_RATIO
+        rows.append(
+            [
+                f"accuracy / Fréchet ÷ real digits', {p['family']} {p['steps']} steps, w = {p['guidance_scale']:g}: "
+                f"{p['nfe_per_image']} U-Net calls per image (ours model{'' if other is None else ' vs stock-trained'}"
+                f", N = {p['num_samples']})",
+                _quality(p) + ("" if other is None else f" vs {_quality(other)} ({other['nfe_per_image']} calls)"),
+                f">= {GOAL_NFE_ACCURACY:.0%} / <= {GOAL_FRECHET_RATIO}x at <= {GOAL_NFE} calls" if cheap else "",
+                _met(met) if cheap else "",
+            ]
+        )
+    return rows
+
+
+def guidance_rows(result: dict[str, Any]) -> list[list[str]]:
+    """bench_nfe.py --curve guidance: our model's accuracy / Fréchet ÷ real digits' at each guidance scale."""
+    points = sorted((p for p in result["points"].values() if p["model"] == "ours"), key=lambda p: p["guidance_scale"])
+    if not points:
+        return []
+    first = points[0]
+    return [
+        [
+            f"guidance curve, {first['family']} {first['steps']} steps, N = {first['num_samples']}: accuracy / "
+            "Fréchet ÷ real digits' at w = " + " / ".join(f"{p['guidance_scale']:g}" for p in points),
+            " / ".join(_quality(p) for p in points),
+            "",
+            "",
+        ]
+    ]
+
+
 SECTIONS = [  # results file, how its rows are built
     ("sampling_threads1", sampling_rows),
     ("sampling_threads2", sampling_rows),
@@ -185,7 +235,13 @@ SECTIONS = [  # results file, how its rows are built
     ("space_threads1", generic_rows),
     ("space_threads2", generic_rows),
     ("space_load", generic_rows),
+    ("guidance", guidance_rows),
+    ("nfe", nfe_rows),
 ]
+PLOTS = {  # results file -> the alt text of its plot, shown under the table
+    "nfe": "judge accuracy and Fréchet distance per U-Net call",
+    "guidance": "judge accuracy and Fréchet distance per guidance scale",
+}
 
 
 def render() -> str:
@@ -211,6 +267,9 @@ def render() -> str:
     quality = loaded["quality"] or loaded["quality_short"]
     if quality is not None and quality.get("plot"):
         lines += ["", f"![judge accuracy and Fréchet distance per training CPU-minute]({quality['plot']})"]
+    for name, alt in PLOTS.items():
+        if loaded[name] is not None and loaded[name].get("plot"):
+            lines += ["", f"![{alt}]({loaded[name]['plot']})"]
     lines.append(END)
     return "\n".join(lines)
 
