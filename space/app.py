@@ -109,6 +109,11 @@ SPACE = common.Space(
     model_name=common.model_name(MODEL_ID, REVISION, default_model=str(DEFAULT_MODEL)),
 )
 T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolution, SPACE.digits
+# The guidance curve measured on this model (benchmarks/bench_nfe.py --curve guidance --record_in_model), if recorded:
+# its recommended w is the default of Generate and DDPM vs DDIM. The questions keep w = 2, the setting their text
+# describes.
+GUIDANCE_CURVE = common.guidance_curve(MODEL_ID)
+DEFAULT_GUIDANCE = GUIDANCE_CURVE["recommended_guidance_scale"] if GUIDANCE_CURVE else 2.0
 X0_MISSING = "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
 WRONG_T = questions.WRONG_T
 # Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
@@ -231,7 +236,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
                                 gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             gen_digit = digit_picker(NUM_CLASSES, "3")
-                            gen_guidance = guidance_slider(NUM_CLASSES)
+                            gen_guidance = guidance_slider(NUM_CLASSES, value=DEFAULT_GUIDANCE)
                             gen_sampler = sampler_picker()
                             gen_eta = eta_slider(interactive=False)  # the default sampler is DDPM
                             gen_steps = gr.Slider(
@@ -268,6 +273,27 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                     label="GIF", interactive=False, scale=3, visible=False, elem_id="gen-gif"
                                 )
                     gen_chain = gr.State(None, time_to_live=3600)
+                    if GUIDANCE_CURVE and NUM_CLASSES:
+                        with gr.Accordion("How much guidance? Measured on this model", open=False):
+                            with gr.Row(equal_height=False):
+                                gr.Markdown(
+                                    text(
+                                        "guidance_curve",
+                                        table=common.guidance_table(GUIDANCE_CURVE),
+                                        samples=GUIDANCE_CURVE["num_samples"],
+                                        sampler=common.curve_sampler(GUIDANCE_CURVE),
+                                        w=f"{DEFAULT_GUIDANCE:g}",
+                                        command=GUIDANCE_CURVE["command"],
+                                    ),
+                                    latex_delimiters=LATEX,
+                                )
+                                if GUIDANCE_CURVE["plot_path"]:
+                                    gr.Image(
+                                        GUIDANCE_CURVE["plot_path"],
+                                        show_label=False,
+                                        interactive=False,
+                                        elem_id="guidance-curve",
+                                    )
                     gr.Markdown(text("variances"), latex_delimiters=LATEX)
                     gen_variances = gr.Plot(
                         label="β, β̃ and σₜ", show_label=False, elem_id="gen-variances", elem_classes=["plot-box"]
@@ -282,7 +308,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 cmp_run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
                                 cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             cmp_digit = digit_picker(NUM_CLASSES, "5")
-                            cmp_guidance = guidance_slider(NUM_CLASSES)
+                            cmp_guidance = guidance_slider(NUM_CLASSES, value=DEFAULT_GUIDANCE)
                             cmp_ddpm_steps = gr.Slider(1, T, value=T, step=1, label="DDPM steps")
                             cmp_ddim_steps = gr.Slider(1, T, value=min(50, T), step=1, label="DDIM steps")
                             cmp_eta = eta_slider()

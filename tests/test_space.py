@@ -5,6 +5,7 @@ runs in well under a second.
 """
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -49,11 +50,33 @@ def save_tiny_pipeline(folder: Path, num_train_timesteps: int = T, prediction_ty
     return folder
 
 
+CURVE_W = (0.0, 1.0, 1.5, 2.0)  # the guidance curve recorded in the test model's evaluation.json
+CURVE_ACCURACY = (0.1, 0.95, 0.992, 1.0)
+CURVE_FRECHET = (40.0, 3.0, 3.6, 6.0)
+
+
+def record_guidance_curve(folder: Path) -> None:
+    """What `bench_nfe.py --curve guidance --record_in_model` writes: the points, the rule's choice, the plot."""
+    from PIL import Image
+
+    points = [
+        {"scheduler": "DDPMHubScheduler", "family": "ddpm", "steps": 100, "guidance_scale": w, "num_samples": 200,
+         "nfe_per_image": 100 if w in (0, 1) else 200, "mean_accuracy": a, "frechet_distance": f,
+         "frechet_distance_real": 2.4}
+        for w, a, f in zip(CURVE_W, CURVE_ACCURACY, CURVE_FRECHET, strict=True)
+    ]  # fmt: skip
+    curve = {"num_samples": 200, "points": points, "recommended_guidance_scale": 1.5, "plot": "eval_guidance.png",
+             "command": "python benchmarks/bench_nfe.py --curve guidance", "rule": "the rule"}  # fmt: skip
+    (folder / "evaluation.json").write_text(json.dumps({"guidance_curve": curve}))
+    Image.new("RGB", (60, 40), "white").save(folder / "eval_guidance.png")
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """space/app.py imported as a module, with the tiny models (the env vars are read at import time): one that
     predicts the noise, and question 3's x_0-predicting one."""
     model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_pipeline"))
+    record_guidance_curve(model)
     x0_model = save_tiny_pipeline(tmp_path_factory.mktemp("tiny_x0_pipeline"), prediction_type="sample")
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as patch:
@@ -669,3 +692,16 @@ def test_api_elbo_forms_the_kl_form_varies_less(client, oracle_unet):
     assert 0 <= kl_std < trajectory_std / 10
     with pytest.raises(Exception, match="number of draws|minimum"):
         client.predict(handle_file(oracle_unet), "any", 8, 0, api_name="/elbo_forms")
+
+
+def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
+    assert app.DEFAULT_GUIDANCE == 1.5 and app.GUIDANCE_CURVE["plot_path"].endswith("eval_guidance.png")
+    config = app.demo.get_config_file()
+    sliders = [c["props"] for c in config["components"] if c["props"].get("label") == "Guidance scale w"]
+    assert sorted(p["value"] for p in sliders).count(1.5) == 2  # Generate and DDPM vs DDIM; the questions keep 2
+    assert all(p["value"] in (1.5, 2.0) for p in sliders)
+    labels = [c["props"].get("label") for c in config["components"]]
+    assert "How much guidance? Measured on this model" in labels
+    text = "\n".join(str(c["props"].get("value")) for c in config["components"] if c.get("type") == "markdown")
+    assert "| **1.5** | **200** | **99.2%** | **1.50×** |" in text and "| 1 | 100 | 95.0% | 1.25× |" in text
+    assert "DDPM, 100 steps" in text and "Page default: **w = 1.5**" in text

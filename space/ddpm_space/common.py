@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import os
 import random
@@ -96,6 +97,38 @@ def load_pipeline(model_id: str, revision: str = "main", default_model: str | No
     pipeline.unet.eval()
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
+
+
+def guidance_curve(model_id: str | None) -> dict | None:
+    """The guidance curve measured on a local model folder (``evaluation.json``'s ``guidance_curve``, written by
+    ``benchmarks/bench_nfe.py --curve guidance --record_in_model``) with its plot's path, or None (a Hub id, or no
+    curve recorded)."""
+    path = Path(model_id) / "evaluation.json" if model_id else None
+    if path is None or not path.is_file():
+        return None
+    curve = json.loads(path.read_text(encoding="utf-8")).get("guidance_curve")
+    if not curve:
+        return None
+    plot = Path(model_id) / curve["plot"] if curve.get("plot") else None
+    return {**curve, "plot_path": str(plot) if plot is not None and plot.is_file() else None}
+
+
+def guidance_table(curve: dict) -> str:
+    """The measured guidance curve as a Markdown table: w, U-Net calls, accuracy, Fréchet ÷ real digits'."""
+    rows = ["| w | U-Net calls / image | judge accuracy | Fréchet ÷ real digits' |", "|--:|--:|--:|--:|"]
+    for p in curve["points"]:
+        ratio = p["frechet_distance"] / p["frechet_distance_real"]
+        best = p["guidance_scale"] == curve.get("recommended_guidance_scale")
+        cells = [f"{p['guidance_scale']:g}", str(p["nfe_per_image"]), f"{p['mean_accuracy']:.1%}", f"{ratio:.2f}×"]
+        rows.append("| " + " | ".join(f"**{c}**" if best else c for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def curve_sampler(curve: dict) -> str:
+    """How a recorded curve sampled, e.g. "DDPM, 100 of the 1000 steps"."""
+    first = curve["points"][0]
+    name = {"ddpm": "DDPM", "ddim": "DDIM, η = 0"}.get(first["family"], first["scheduler"])
+    return f"{name}, {first['steps']} steps"
 
 
 def model_name(model_id: str, revision: str, default_model: str) -> str:

@@ -53,13 +53,13 @@ def digit_picker(num_classes: int | None, value: str = "3") -> gr.Radio:
     )
 
 
-def guidance_slider(num_classes: int | None, interactive: bool = True) -> gr.Slider:
+def guidance_slider(num_classes: int | None, interactive: bool = True, value: float = 2.0) -> gr.Slider:
     """w of eps = eps_u + w (eps_c - eps_u); off while the digit is "any" (no eps_c to guide with)."""
     return gr.Slider(
         0,
         8,
-        value=2.0,
-        step=0.5,
+        value=value,
+        step=0.25,
         label="Guidance scale w",
         info="0: ignore the digit · 1: conditional · >1: more so · off for “any”",
         visible=num_classes is not None,
