@@ -191,6 +191,22 @@ def summarize(seconds: list[float]) -> dict[str, float]:
     }
 
 
+def ratio_stats(numerators: list[float], denominators: list[float]) -> dict[str, Any]:
+    """Per-repeat ratios ``numerators[i] / denominators[i]`` of two contestants timed in the same interleaved repeat
+    (e.g. stock seconds / our seconds: the speed-up), summarised as median, min, max and n, with every ratio kept.
+    A goal counts as met only when ``min`` clears it: the whole range, not just the typical repeat."""
+    if len(numerators) != len(denominators) or not numerators:
+        raise ValueError(f"need as many timings (>= 1) on both sides, got {len(numerators)} and {len(denominators)}")
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return {
+        "median": statistics.median(ratios),
+        "min": min(ratios),
+        "max": max(ratios),
+        "n": len(ratios),
+        "per_repeat": ratios,
+    }
+
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -621,13 +637,16 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return _table(header, rows)
 
 
-def summary_row(measurement: str, ours: str, stock: str, ratio: float | None, goal: str, met: bool | None) -> list:
-    """One row of the summary table at the top of RESULTS.md (the command is added there)."""
+def summary_row(
+    measurement: str, ours: str, stock: str, ratio: float | str | None, goal: str, met: bool | None
+) -> list:
+    """One row of the summary table at the top of RESULTS.md (the command is added there); ``ratio`` is a number,
+    or already written out (e.g. a median with its range)."""
     return [
         measurement,
         ours,
         stock,
-        "" if ratio is None else f"{ratio:.2f}x",
+        "" if ratio is None else (ratio if isinstance(ratio, str) else f"{ratio:.2f}x"),
         goal,
         "" if met is None else ("yes" if met else "**no**"),
     ]
