@@ -21,8 +21,9 @@ Conditions:
               request, another tenant); it is killed at the end, on an error and on Ctrl-C, and ends by itself if this
               script dies
 In each, 1 and 2 threads are interleaved (1, 2, 1, 2, ...), `--repeats` times each: median (min–max), and per
-repeat the 1-thread time over the 2-thread time (> 1: 2 threads are faster). "Faster" is the thread count with the
-better median; the report says whether every repeat agreed.
+repeat the 1-thread time over the 2-thread time (> 1: 2 threads are faster). "Faster" goes by the median of those
+per-repeat ratios (which cancels load that drifts between repeats; the medians of the times may disagree when the
+two are close); the report says whether every repeat agreed.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def run_part(args, part: str, condition: str) -> dict[str, Any]:
 
 
 def describe(measured: dict[str, Any]) -> dict[str, Any]:
-    """Which thread count is faster (better median), and whether every repeat agreed."""
+    """Which thread count is faster (the median of the per-repeat ratios), and whether every repeat agreed."""
     speedup = measured["two_threads_speedup"]
     two = speedup["median"] > 1
     return {
