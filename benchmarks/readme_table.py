@@ -291,8 +291,6 @@ def guidance_rows(result: dict[str, Any]) -> list[list[str]]:
 SECTIONS = [  # results file, how its rows are built
     ("sampling_threads1", sampling_rows),
     ("sampling_threads2", sampling_rows),
-    ("sampling_compile_threads1", sampling_rows),
-    ("sampling_compile_threads2", sampling_rows),
     ("sampling_bf16_quality", generic_rows),
     ("training_cpu_threads1", training_rows),
     ("training_cpu_threads2", training_rows),
