@@ -6,10 +6,11 @@ second busy process (a shared machine, as a free Space is). Which thread count i
 
 What is timed (each part in a child process of its own: OpenMP reads its wait policy when torch loads):
     space     one Generate with the page's defaults (space/app.py's "Generate & scrub" controls: digit 3, guidance
-              w = 2, DDPM with σ²ₜ = β̃ₜ, 1000 steps, 8 images, seed 42) on the bundled model: the chain the Space's
-              `reverse_tab.generate` prepares (`make_pipeline(...).prepare_chain(...)`), stepped `--chain_steps` of
-              its 1000 steps through `pipe.unet_forward` as the Space's engine steps a lone chain (one U-Net call on
-              16 rows per step: guidance doubles the 8 images). Milliseconds per step; x 1000, what one Generate
+              w = the model's recommended w if it has a measured guidance curve, else 2; DDPM with σ²ₜ = β̃ₜ, 1000
+              steps, 8 images, seed 42) on the bundled model: the chain the Space's `reverse_tab.generate` prepares
+              (`make_pipeline(...).prepare_chain(...)`), stepped `--chain_steps` of its 1000 steps through
+              `pipe.unet_forward` as the Space's engine steps a lone chain (one U-Net call per step, on 16 rows when
+              guidance doubles the 8 images). Milliseconds per step; x 1000, what one Generate
               costs (the page's drawing of every 10th frame left out). With OMP_WAIT_POLICY=PASSIVE unless set
               otherwise, as space/app.py does.
     training  `--train_steps` optimisation steps of training/train.py's recipe at batch 64 (`common.OurRecipe`,
@@ -46,7 +47,8 @@ THREADS = (1, 2)
 PARTS = ("space", "training")
 CONDITIONS = {"quiet": "quiet machine", "shared": "beside a busy 1-thread process"}
 #: The "Generate & scrub" controls' defaults in space/app.py (gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps,
-#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`.
+#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`; the guidance is the model's recommended w
+#: where it has a measured guidance curve, as app.py's DEFAULT_GUIDANCE (`page_settings`).
 PAGE_DEFAULTS = {
     "digit": "3",
     "guidance": 2.0,
@@ -103,7 +105,9 @@ def space_chain(args):
     from ddpm_space import common as page  # the Space's own loading and chain settings
 
     space = page.Space(pipe=page.load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
-    settings = page.chain_settings(space, **PAGE_DEFAULTS)
+    curve = page.guidance_curve(args.model_dir)  # as space/app.py picks Generate's default w
+    guidance = curve["recommended_guidance_scale"] if curve else PAGE_DEFAULTS["guidance"]
+    settings = page.chain_settings(space, **{**PAGE_DEFAULTS, "guidance": guidance})
     sampler_pipe = page.make_pipeline(space, settings["sampler"])  # the chain's own scheduler, the shared U-Net
 
     @torch.inference_mode()
@@ -119,7 +123,12 @@ def space_chain(args):
         for _ in range(args.chain_steps):
             chain.step(space.pipe.unet_forward(*chain.model_input()))  # as the engine's tick, for one chain
 
-    return repeat, args.chain_steps
+    rows = settings["batch"] * (1 if settings["guidance"] in (0, 1) else 2)  # guidance doubles the U-Net's batch
+    what = (
+        f"the Space's Generate ({settings['batch']} digits, w = {settings['guidance']:g}, DDPM, {settings['steps']} "
+        f"steps; U-Net on {rows} rows)"
+    )
+    return repeat, args.chain_steps, what
 
 
 def training_step(args):
@@ -134,11 +143,11 @@ def training_step(args):
         for _ in range(args.train_steps):
             recipe.step(*stream.next())
 
-    return repeat, args.train_steps
+    return repeat, args.train_steps, f"one training step of our recipe, batch {TRAINING_BATCH}"
 
 
 def child(args) -> int:
-    repeat, steps = {"space": space_chain, "training": training_step}[args.child](args)
+    repeat, steps, what = {"space": space_chain, "training": training_step}[args.child](args)
 
     def at(threads: int):
         def call():
@@ -162,6 +171,7 @@ def child(args) -> int:
     }
     measured["two_threads_speedup"] = common.ratio_stats(times["threads1"], times["threads2"])
     measured["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "")
+    measured["what"] = what
     Path(args.child_output).write_text(json.dumps(measured))
     return 0
 
@@ -210,16 +220,6 @@ def describe(measured: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def part_words(part: str) -> str:
-    if part == "space":
-        d = PAGE_DEFAULTS
-        return (
-            f"the Space's Generate ({d['batch']} digits, w = {d['guidance']:g}, DDPM, {d['steps']} steps; "
-            f"U-Net on {2 * d['batch']} rows)"
-        )
-    return f"one training step of our recipe, batch {TRAINING_BATCH}"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
@@ -227,11 +227,7 @@ def main(argv=None) -> int:
     machine = common.machine_info()
     print(f"{common.command_line()}\n{machine['cpu']}, torch {machine['torch']}, {common.load_line()}")
     parts: dict[str, Any] = {
-        part: {
-            "what": part_words(part),
-            "steps_per_repeat": args.chain_steps if part == "space" else args.train_steps,
-            "conditions": {},
-        }
+        part: {"steps_per_repeat": args.chain_steps if part == "space" else args.train_steps, "conditions": {}}
         for part in args.parts
     }
     for condition in args.conditions:
@@ -240,6 +236,7 @@ def main(argv=None) -> int:
                 print(f"\n{part}, {CONDITIONS[condition]}: timing 1 and 2 threads, {args.repeats} repeats each ...")
                 sys.stdout.flush()
                 measured = run_part(args, part, condition)
+                parts[part]["what"] = measured.pop("what")
                 measured.update(describe(measured), words=CONDITIONS[condition])
                 parts[part]["conditions"][condition] = measured
                 print_condition(part, measured)
