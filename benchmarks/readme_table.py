@@ -274,17 +274,15 @@ def nfe_rows(result: dict[str, Any]) -> list[list[str]]:
 def guidance_rows(result: dict[str, Any]) -> list[list[str]]:
     """bench_nfe.py --curve guidance: our model's accuracy / Fréchet ÷ real digits' at each guidance scale."""
     points = sorted((p for p in result["points"].values() if p["model"] == "ours"), key=lambda p: p["guidance_scale"])
-    if not points:
-        return []
-    first = points[0]
     return [
         [
-            f"guidance curve, {first['family']} {first['steps']} steps, N = {first['num_samples']}: accuracy / "
-            "Fréchet ÷ real digits' at w = " + " / ".join(f"{p['guidance_scale']:g}" for p in points),
-            " / ".join(_quality(p) for p in points),
+            f"guidance curve, w = {p['guidance_scale']:g}: accuracy / Fréchet ÷ real digits', {p['family']} "
+            f"{p['steps']} steps ({p['nfe_per_image']} U-Net calls per image), N = {p['num_samples']} (ours only)",
+            _quality(p),
             "",
             "",
         ]
+        for p in points
     ]
 
 
