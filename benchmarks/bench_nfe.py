@@ -86,6 +86,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--name", default=None, help="results file name (default: nfe, or guidance)")
     parser.add_argument(
+        "--record_only",
+        action="store_true",
+        help="measure nothing: re-render the results file and record it in --model_dir (implies --record_in_model)",
+    )
+    parser.add_argument(
         "--record_in_model",
         action="store_true",
         help="also record our model's points of the results file in --model_dir: evaluation.json's "
@@ -94,6 +99,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_save", action="store_true", help="print only")
     args = parser.parse_args(argv)
     args.name = args.name or args.curve
+    args.record_in_model = args.record_in_model or args.record_only
     return args
 
 
@@ -149,8 +155,12 @@ def merge_points(name: str, new_points: dict[str, dict], header: dict[str, Any])
     holds the lock: other pieces may be saving."""
     path = common.RESULTS_DIR / f"{name}.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    result = {**header, "points": {**old.get("points", {}), **new_points}}
-    result["commands"] = sorted({*old.get("commands", []), header["command"]})
+    commands = {*old.get("commands", [])}
+    if new_points:
+        commands.add(header["command"])
+    else:  # --record_only: nothing new was measured or judged
+        header = {**header, "judge_held_out_accuracy": old.get("judge_held_out_accuracy")}
+    result = {**header, "points": {**old.get("points", {}), **new_points}, "commands": sorted(commands)}
     return result
 
 
@@ -213,26 +223,36 @@ def plot_nfe(points: dict[str, dict], path) -> None:
 
 
 def plot_guidance(points: dict[str, dict], path) -> None:
+    """Accuracy (left axis) and Fréchet ÷ real (right axis) against w: one pair of lines per sampler and step count
+    (e.g. the DDPM-100 curve, and the page's 1000-step chain at a few scales)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    line = sorted((p for p in points.values() if p["guidance_scale"] is not None), key=lambda p: p["guidance_scale"])
-    w = [p["guidance_scale"] for p in line]
-    fig, left = plt.subplots(figsize=(6, 3.6))
-    left.plot(w, [100 * p["mean_accuracy"] for p in line], "-o", color="tab:blue", label="judge accuracy")
-    left.axhline(99, color="tab:blue", lw=0.8, ls=":")
-    left.set(xlabel="guidance scale w (0 = unconditional, 1 = conditional)", ylabel="accuracy (%)")
+    samplers: dict[tuple, list[dict]] = {}
+    for p in points.values():
+        if p["guidance_scale"] is not None:
+            samplers.setdefault((p["family"], p["steps"]), []).append(p)
+    fig, left = plt.subplots(figsize=(6.4, 3.8))
     right = left.twinx()
-    right.plot(w, [frechet_ratio(p) for p in line], "-s", color="tab:red", label="Fréchet / real digits'")
+    for index, ((family, steps), line) in enumerate(sorted(samplers.items(), key=lambda kv: kv[0][1])):
+        line.sort(key=lambda p: p["guidance_scale"])
+        w = [p["guidance_scale"] for p in line]
+        style = {"ls": ("-", "--", ":")[min(index, 2)], "ms": 5}
+        name = f"{family.upper()} {steps} steps"
+        left.plot(w, [100 * p["mean_accuracy"] for p in line], marker="o", color="tab:blue", **style,
+                  label=f"accuracy, {name}")  # fmt: skip
+        right.plot(w, [frechet_ratio(p) for p in line], marker="s", color="tab:red", **style,
+                   label=f"Fréchet ÷ real, {name}")  # fmt: skip
+    left.axhline(100 * RECOMMENDED_ACCURACY, color="tab:blue", lw=0.8, ls=":")
     right.axhline(GOAL_FRECHET_RATIO, color="tab:red", lw=0.8, ls=":")
-    right.set_ylabel("Fréchet distance / real digits'", color="tab:red")
+    left.set(xlabel="guidance scale w (0 = unconditional, 1 = conditional)", ylabel="judge accuracy (%)")
+    right.set_ylabel("Fréchet distance ÷ real digits'", color="tab:red")
     left.grid(alpha=0.3)
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
-    left.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="center right")
-    sampler = f"{line[0]['scheduler']}, {line[0]['steps']} steps" if line else ""
-    left.set_title(f"accuracy and Fréchet distance per guidance scale ({sampler})", fontsize=10)
+    left.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="center right")
+    left.set_title("accuracy and Fréchet distance per guidance scale", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -337,7 +357,11 @@ def render(result: dict[str, Any], curve: str) -> None:
 
 
 RECOMMENDED_ACCURACY = 0.99
-RULE = f"the lowest Fréchet ratio among the scales with judge accuracy >= {RECOMMENDED_ACCURACY:.0%}"
+PAGE_SAMPLER = ("ddpm", 1000)  # the Space's default chain: DDPM, every one of the 1000 steps
+RULE = (
+    f"the lowest Fréchet ratio among the scales with judge accuracy >= {RECOMMENDED_ACCURACY:.0%}, with the Space's "
+    "default chain (DDPM, 1000 steps) where it was measured at several scales"
+)
 
 
 def recommended_guidance_scale(points: list[dict]) -> float | None:
@@ -348,17 +372,38 @@ def recommended_guidance_scale(points: list[dict]) -> float | None:
     return None if best is None else best["guidance_scale"]
 
 
+def page_points(model_dir: str) -> dict[str, dict]:
+    """Our model's points of ``results/nfe.json`` at the Space's default chain, when that file measured this model."""
+    path = common.RESULTS_DIR / "nfe.json"
+    if not path.is_file():
+        return {}
+    nfe = json.loads(path.read_text())
+    if os.path.abspath(nfe["model_dir"]) != os.path.abspath(model_dir):
+        return {}
+    return {
+        k: p
+        for k, p in nfe["points"].items()
+        if p["model"] == "ours" and (p["family"], p["steps"]) == PAGE_SAMPLER and p["guidance_scale"] is not None
+    }
+
+
 def record_in_model(result: dict[str, Any], curve: str) -> None:
     """Writes the results file's points of our model (the model of ``--model_dir``) into that model's folder."""
     from ddpm_hub.hub import write_model_card
 
     model_dir = result["model_dir"]
     ours = {k: p for k, p in result["points"].items() if p["model"] == "ours"}
+    commands = list(result["commands"])
+    if curve == "guidance":  # the page chain's points of the NFE table (the same model) join the curve
+        page = page_points(model_dir)
+        ours.update(page)
+        if page:
+            commands += json.loads((common.RESULTS_DIR / "nfe.json").read_text())["commands"]
     keep = ("scheduler", "family", "steps", "guidance_scale", "nfe_per_image", "num_samples", "mean_accuracy",
             "frechet_distance", "frechet_distance_real", "per_digit_accuracy", "generation_seconds")  # fmt: skip
     points = sorted(
         ({key: p[key] for key in keep} for p in ours.values()),
-        key=lambda p: (p["guidance_scale"] or 0, p["nfe_per_image"]) if curve == "guidance" else p["nfe_per_image"],
+        key=lambda p: (p["steps"], p["guidance_scale"] or 0) if curve == "guidance" else p["nfe_per_image"],
     )
     plot_name = f"eval_{curve}.png"  # matches hub.PIPELINE_FILE_PATTERNS: uploaded with the pipeline
     (plot_guidance if curve == "guidance" else plot_nfe)(ours, os.path.join(model_dir, plot_name))
@@ -366,11 +411,12 @@ def record_in_model(result: dict[str, Any], curve: str) -> None:
         "num_samples": points[0]["num_samples"],
         "points": points,
         "plot": plot_name,
-        "command": "; ".join(result["commands"]),
+        "command": "; ".join(dict.fromkeys(commands)),
         "judge_held_out_accuracy": result["judge_held_out_accuracy"],
     }
     if curve == "guidance":
-        entry["recommended_guidance_scale"] = recommended_guidance_scale(points)
+        at_page = [p for p in points if (p["family"], p["steps"]) == PAGE_SAMPLER]
+        entry["recommended_guidance_scale"] = recommended_guidance_scale(at_page if len(at_page) > 1 else points)
         entry["rule"] = RULE
     path = os.path.join(model_dir, "evaluation.json")
     runs = json.load(open(path)) if os.path.isfile(path) else {}
@@ -386,11 +432,11 @@ def main(argv=None) -> int:
     threads = common.set_threads(args.threads)
     machine = common.machine_info()
     print(f"{common.command_line()}\n{machine['cpu']}, torch {machine['torch']}, {threads} threads")
-    judge = load_or_train_judge(verbose=True)
+    judge = None if args.record_only else load_or_train_judge(verbose=True)
     models = {}
-    if "ours" in args.models:
+    if "ours" in args.models and not args.record_only:
         models["ours"] = DDPMHubPipeline.from_pretrained(args.model_dir)
-    if "stock" in args.models:
+    if "stock" in args.models and not args.record_only:
         models["stock"] = DDPMPipeline.from_pretrained(args.stock_model_dir)
     stock_training = None
     record = os.path.join(args.stock_model_dir, "training_config.json")
@@ -399,7 +445,7 @@ def main(argv=None) -> int:
         stock_training = f"{info['steps']} steps of batch {info['batch_size']}, {info['cpu_minutes']} CPU-minutes"
 
     points: dict[str, dict] = {}
-    for family, steps in args.configs:
+    for family, steps in [] if args.record_only else args.configs:
         for model, pipeline in models.items():
             scales = args.guidance_scales if model == "ours" else [None]
             for scale in scales:
@@ -449,7 +495,7 @@ def main(argv=None) -> int:
         "threads": threads,
         "model_dir": args.model_dir,
         "stock_model_dir": args.stock_model_dir,
-        "judge_held_out_accuracy": judge.held_out_accuracy,
+        "judge_held_out_accuracy": judge.held_out_accuracy if judge else None,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
     }
     if stock_training:

@@ -100,3 +100,40 @@ def test_bad_config_names_the_families(bench_nfe):
         bench_nfe.parse_args(["--configs", "euler:10"])
     with pytest.raises(Exception, match="FAMILY one of"):
         bench_nfe.parse_config("ddpm:x")
+
+
+def test_recommendation_follows_the_page_chain_of_the_nfe_table(bench_nfe, models, tmp_path, monkeypatch):
+    """The DDPM-100 curve says w = 1, but at the Space's 1000-step chain w = 1 misses 99%: the record says 1.25."""
+    results = tmp_path / "results"
+    results.mkdir()
+    monkeypatch.setattr(bench_nfe.common, "RESULTS_DIR", results)
+    monkeypatch.setattr(sys, "argv", ["benchmarks/bench_nfe.py", "--record_only"])
+    model_dir = str(models / "ours")
+
+    def point(steps, w, accuracy, frechet):
+        return {"model": "ours", "family": "ddpm", "scheduler": "DDPMHubScheduler", "steps": steps,
+                "guidance_scale": w, "nfe_per_image": steps * (1 if w in (0, 1) else 2), "num_samples": 200,
+                "mean_accuracy": accuracy, "per_digit_accuracy": {}, "frechet_distance": frechet,
+                "frechet_distance_real": 2.0, "generation_seconds": 1.0}  # fmt: skip
+
+    def write(name, points, command):
+        keyed = {bench_nfe.point_key("ours", "ddpm", p["steps"], p["guidance_scale"]): p for p in points}
+        data = {"model_dir": model_dir, "commands": [command], "points": keyed, "judge_held_out_accuracy": 0.98}
+        (results / f"{name}.json").write_text(json.dumps(data))
+
+    write("guidance", [point(100, 1.0, 0.99, 2.6), point(100, 2.0, 1.0, 5.4)], "python bench_nfe.py --curve guidance")
+    write("nfe", [point(1000, 1.0, 0.975, 2.4), point(1000, 1.25, 0.995, 2.8)], "python bench_nfe.py --configs x")
+    args = ["--curve", "guidance", "--record_only", "--model_dir", model_dir]
+    assert bench_nfe.main(args) == 0
+    recorded = json.loads((models / "ours" / "evaluation.json").read_text())["guidance_curve"]
+    assert recorded["recommended_guidance_scale"] == 1.25
+    assert [(p["steps"], p["guidance_scale"]) for p in recorded["points"]] == [
+        (100, 1),
+        (100, 2),
+        (1000, 1),
+        (1000, 1.25),
+    ]
+    assert recorded["command"] == "python bench_nfe.py --curve guidance; python bench_nfe.py --configs x"
+    saved = json.loads((results / "guidance.json").read_text())
+    assert saved["commands"] == ["python bench_nfe.py --curve guidance"] and len(saved["points"]) == 2
+    assert "guidance_scale=1.25," in (models / "ours" / "README.md").read_text()

@@ -703,5 +703,6 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     labels = [c["props"].get("label") for c in config["components"]]
     assert "How much guidance? Measured on this model" in labels
     text = "\n".join(str(c["props"].get("value")) for c in config["components"] if c.get("type") == "markdown")
-    assert "| **1.5** | **200** | **99.2%** | **1.50×** |" in text and "| 1 | 100 | 95.0% | 1.25× |" in text
-    assert "DDPM, 100 steps" in text and "Page default: **w = 1.5**" in text
+    assert "| **DDPM 100** | **1.5** | **200** | **99.2%** | **1.50×** |" in text
+    assert "| DDPM 100 | 1 | 100 | 95.0% | 1.25× |" in text
+    assert "(DDPM 100 steps," in text and "Page default: **w = 1.5**" in text

@@ -115,20 +115,29 @@ def guidance_curve(model_id: str | None) -> dict | None:
 
 def guidance_table(curve: dict) -> str:
     """The measured guidance curve as a Markdown table: w, U-Net calls, accuracy, Fréchet ÷ real digits'."""
-    rows = ["| w | U-Net calls / image | judge accuracy | Fréchet ÷ real digits' |", "|--:|--:|--:|--:|"]
+    rows = ["| chain | w | U-Net calls / image | judge accuracy | Fréchet ÷ real digits' |", "|:--|--:|--:|--:|--:|"]
+    page_steps = max(p["steps"] for p in curve["points"])
     for p in curve["points"]:
         ratio = p["frechet_distance"] / p["frechet_distance_real"]
-        best = p["guidance_scale"] == curve.get("recommended_guidance_scale")
-        cells = [f"{p['guidance_scale']:g}", str(p["nfe_per_image"]), f"{p['mean_accuracy']:.1%}", f"{ratio:.2f}×"]
+        best = p["guidance_scale"] == curve.get("recommended_guidance_scale") and p["steps"] == page_steps
+        cells = [f"{_sampler_name(p)} {p['steps']}", f"{p['guidance_scale']:g}", str(p["nfe_per_image"])]
+        cells += [f"{p['mean_accuracy']:.1%}", f"{ratio:.2f}×"]
         rows.append("| " + " | ".join(f"**{c}**" if best else c for c in cells) + " |")
     return "\n".join(rows)
 
 
+def _sampler_name(point: dict) -> str:
+    return {"ddpm": "DDPM", "ddim": "DDIM η = 0"}.get(point["family"], point["scheduler"])
+
+
 def curve_sampler(curve: dict) -> str:
-    """How a recorded curve sampled, e.g. "DDPM, 100 of the 1000 steps"."""
-    first = curve["points"][0]
-    name = {"ddpm": "DDPM", "ddim": "DDIM, η = 0"}.get(first["family"], first["scheduler"])
-    return f"{name}, {first['steps']} steps"
+    """How a recorded curve sampled, e.g. "DDPM 100 steps, and DDPM 1000 steps at w = 1, 1.25"."""
+    chains: dict[str, list[str]] = {}
+    for p in curve["points"]:
+        chains.setdefault(f"{_sampler_name(p)} {p['steps']} steps", []).append(f"{p['guidance_scale']:g}")
+    parts = [chain if len(chains) == 1 or i == 0 else f"{chain} at w = {', '.join(ws)}"
+             for i, (chain, ws) in enumerate(chains.items())]  # fmt: skip
+    return ", and ".join(parts)
 
 
 def model_name(model_id: str, revision: str, default_model: str) -> str:
