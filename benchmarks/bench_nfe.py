@@ -11,6 +11,8 @@ A config is `family:steps`:
     ddim         DDIM, η = 0. Ours: `DDIMHubScheduler`; stock model: `DDIMScheduler`.
     dpmsolver++  stock `DPMSolverMultistepScheduler(algorithm_type="dpmsolver++")`, on both models
     unipc        stock `UniPCMultistepScheduler`, on both models
+    sde-dpmsolver++  stock `DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")`: the stochastic variant
+                 (fresh noise each step, like DDPM), on both models
 Each scheduler is built with `from_config` from the model's own scheduler config (what a diffusers user does).
 
 Models (`--models`): `ours` = `--model_dir` (a `DDPMHubPipeline`, sampled at each of `--guidance_scales`);
@@ -46,6 +48,8 @@ DEFAULT_CONFIGS = [
     "ddpm:1000",
     "ddpm:250",
     "ddpm:100",
+    "ddpm:20",
+    "ddpm:10",
     "ddim:50",
     "ddim:20",
     "ddim:10",
@@ -53,8 +57,10 @@ DEFAULT_CONFIGS = [
     "dpmsolver++:10",
     "unipc:20",
     "unipc:10",
+    "sde-dpmsolver++:20",
+    "sde-dpmsolver++:10",
 ]
-FAMILIES = ("ddpm", "ddim", "dpmsolver++", "unipc")
+FAMILIES = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++")
 GOAL_ACCURACY = 0.97
 GOAL_FRECHET_RATIO = 1.5
 GOAL_NFE = 20
@@ -113,6 +119,12 @@ def stock_scheduler(family: str, config):
     return getattr(importlib.import_module("diffusers"), class_name).from_config(config, **overrides)
 
 
+def scheduler_name(scheduler) -> str:
+    """The class, with the algorithm where one class has several (DPMSolverMultistepScheduler)."""
+    algorithm = getattr(scheduler.config, "algorithm_type", None)
+    return type(scheduler).__name__ + (f" ({algorithm})" if algorithm else "")
+
+
 def our_sampler(pipeline: DDPMHubPipeline, family: str):
     """The pipeline with the config's scheduler: ours for DDPM / DDIM, stock diffusers' for the solvers."""
     config = pipeline.scheduler.config
@@ -125,15 +137,15 @@ def our_sampler(pipeline: DDPMHubPipeline, family: str):
     sampler = DDPMHubPipeline(unet=pipeline.unet, scheduler=scheduler)
     sampler.set_progress_bar_config(disable=True)
     if family == "ddim":
-        return lambda **kw: sampler(eta=0.0, **kw), type(scheduler).__name__
-    return sampler, type(scheduler).__name__
+        return lambda **kw: sampler(eta=0.0, **kw), scheduler_name(scheduler)
+    return sampler, scheduler_name(scheduler)
 
 
 def stock_sampler(pipeline: DDPMPipeline, family: str):
     config = pipeline.scheduler.config
     scheduler = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}.get(family)
     scheduler = scheduler.from_config(config) if scheduler else stock_scheduler(family, config)
-    return common.StockClassConditionalSampler(pipeline.unet, scheduler), type(scheduler).__name__
+    return common.StockClassConditionalSampler(pipeline.unet, scheduler), scheduler_name(scheduler)
 
 
 def nfe_per_image(steps: int, guidance_scale: float | None) -> int:
@@ -191,7 +203,7 @@ def plot_nfe(points: dict[str, dict], path) -> None:
     import matplotlib.ticker
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colours = dict(zip(FAMILIES, ("tab:blue", "tab:orange", "tab:green", "tab:red"), strict=True))
+    colours = dict(zip(FAMILIES, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"), strict=True))
     scales = sorted({p["guidance_scale"] for p in points.values() if p["guidance_scale"] is not None})
     for label, line in series(points).items():
         x = [p["nfe_per_image"] for p in line]
