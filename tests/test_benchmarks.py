@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,11 @@ def test_quality_rows_judge_sooner_and_ahead_like_the_benchmark():
         "ours_w2": [point(10, 0.5, 100.0), point(20, 0.97, 30.0)],  # ties stock's 97% at 20, worse Fréchet there
         "stock": stock,
     }
-    rows = {row[0].split(": ")[1].split(" ")[0]: row for row in readme_table.quality_rows({"curves": curves})}
+    rows = {
+        re.search(r"\): (\S+) vs stock", row[0]).group(1): row for row in readme_table.quality_rows({"curves": curves})
+    }
+    assert "what a user would pick instead" in rows["ours_w1"][0]
+    assert "1 U-Net call per step vs 1" in rows["ours_w1"][0] and "2 U-Net calls per step vs 1" in rows["ours_w2"][0]
     assert rows["ours_w1"][1] == "10 min: 97.0% / 10.00 vs 30.0% / 200.00; 20 min: 99.0% / 5.00 vs 97.0% / 20.00"
     assert rows["ours_w1"][3] == "yes; yes"
     assert rows["ours_w2"][3] == "**no**; **no**"
