@@ -304,6 +304,7 @@ SECTIONS = [  # results file, how its rows are built
     ("threads", threads_rows),
     ("quality", quality_rows),
     ("quality_short", quality_rows),
+    ("quality_bf16", quality_rows),
     ("ddim_clipping", generic_rows),
     ("space_threads1", generic_rows),
     ("space_threads2", generic_rows),
