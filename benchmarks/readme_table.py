@@ -265,16 +265,22 @@ def nfe_rows(result: dict[str, Any]) -> list[list[str]]:
     for p in sorted(ours, key=lambda p: (p["nfe_per_image"], p["family"])):
         other = stock.get((p["family"], p["steps"]))
         cheap = p["nfe_per_image"] <= GOAL_NFE
+        page = (p["family"], p["steps"]) == ("ddpm", 1000)  # the Space's default chain: the bundled model's goal
         ratio = p["frechet_distance"] / p["frechet_distance_real"]
-        met = p["mean_accuracy"] >= GOAL_NFE_ACCURACY - 1e-9 and ratio <= GOAL_FRECHET_RATIO  # 194/200 is 97%
+        accuracy_goal = GOAL_DEFAULT_ACCURACY if page else GOAL_NFE_ACCURACY
+        met = p["mean_accuracy"] >= accuracy_goal - 1e-9 and ratio <= GOAL_FRECHET_RATIO  # 198/200 is 99%
+        if page:
+            goal = f">= {GOAL_DEFAULT_ACCURACY:.0%} / <= {GOAL_FRECHET_RATIO}x (the Space's default chain)"
+        else:
+            goal = f">= {GOAL_NFE_ACCURACY:.0%} / <= {GOAL_FRECHET_RATIO}x at <= {GOAL_NFE} calls" if cheap else ""
         rows.append(
             [
                 f"accuracy / Fréchet ÷ real digits', {p['family']} {p['steps']} steps, w = {p['guidance_scale']:g}: "
                 f"{p['nfe_per_image']} U-Net calls per image (ours model{'' if other is None else ' vs stock-trained'}"
                 f", N = {p['num_samples']})",
                 _quality(p) + ("" if other is None else f" vs {_quality(other)} ({other['nfe_per_image']} calls)"),
-                f">= {GOAL_NFE_ACCURACY:.0%} / <= {GOAL_FRECHET_RATIO}x at <= {GOAL_NFE} calls" if cheap else "",
-                _met(met) if cheap else "",
+                goal,
+                _met(met) if goal else "",
             ]
         )
     return rows
