@@ -279,3 +279,27 @@ def test_describe_names_the_faster_count_and_whether_every_repeat_agreed(benchma
     assert bench_threads.describe(measured(1.1, 1.3, 1.4)) == {"faster": "2 threads", "every_repeat": True}
     assert bench_threads.describe(measured(0.6, 0.7, 0.9)) == {"faster": "1 thread", "every_repeat": True}
     assert bench_threads.describe(measured(0.6, 0.9, 1.2)) == {"faster": "1 thread", "every_repeat": False}
+
+
+def test_nfe_rows_judge_cheap_configs_and_the_page_chain_by_their_own_goals():
+    readme_table = load_readme_table()
+
+    def point(model, family, steps, w, accuracy, frechet):
+        calls = steps * (2 if w not in (None, 0, 1) else 1)
+        return {"model": model, "family": family, "steps": steps, "guidance_scale": w, "nfe_per_image": calls,
+                "num_samples": 200, "mean_accuracy": accuracy, "frechet_distance": frechet,
+                "frechet_distance_real": 2.0}  # fmt: skip
+
+    points = {
+        "a": point("ours", "ddpm", 10, 1.0, sum([1.0] * 7 + [0.9] * 3) / 10, 2.9),  # 97% as a float sum: met
+        "b": point("stock", "ddpm", 10, None, 0.5, 40.0),
+        "c": point("ours", "ddpm", 1000, 1.0, 0.975, 2.4),  # the page chain needs 99%
+        "d": point("ours", "ddpm", 1000, 1.25, 0.99, 3.1),  # 1.55x: not met
+        "e": point("ours", "ddim", 50, 2.0, 1.0, 2.0),  # 100 calls: no goal
+    }
+    rows = readme_table.nfe_rows({"points": points})
+    assert [row[0].split(": ")[1].split(" U-Net")[0] for row in rows] == ["10", "100", "1000", "2000"]
+    cheap, ddim, page_w1, page_w125 = rows
+    assert cheap[1] == "97.0% / 1.45x vs 50.0% / 20.00x (10 calls)" and cheap[3] == "yes"
+    assert ddim[2] == "" and ddim[3] == ""
+    assert ">= 99%" in page_w1[2] and page_w1[3] == "**no**" and page_w125[3] == "**no**"
