@@ -592,6 +592,9 @@ def verdict(result: dict[str, Any]) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # Every compiled contestant (two U-Net instances a side, each batch size, autocast on and off) is a recompile of
+    # the same forward: past dynamo's default limit of 8 it silently runs eager, so compiled rows would time eager.
+    torch._dynamo.config.recompile_limit = 64
     threads = common.set_threads(args.threads)
     machine = common.machine_info()
     print(
