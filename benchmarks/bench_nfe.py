@@ -373,6 +373,7 @@ def render(result: dict[str, Any], curve: str) -> None:
         "",
         "Goals:",
         *[f"- {line}" for line in result["verdict"]],
+        *[f"- note on `{key}`: {p['note']}" for key, p in sorted(points.items()) if p.get("note")],
     ]
 
 
