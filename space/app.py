@@ -9,7 +9,7 @@ Environment:
     DDPM_HUB_MODEL     a saved pipeline folder or a Hub repo id (default: `default_model/` next to this file)
     DDPM_HUB_X0_MODEL  question 3's x_0-prediction model (default: `x0_model/` next to this file, with the bundled one)
     DDPM_HUB_REVISION  the Hub revision to load (default "main"); HF_ENDPOINT selects the Hub endpoint as usual
-    DDPM_HUB_THREADS   torch CPU threads (default: torch's choice, one per core)
+    DDPM_HUB_THREADS   torch CPU threads (default 1: faster than 2 on a shared 2-core machine; 2 on a quiet one)
     DDPM_HUB_MAX_CHAINS  chains the sampling engine steps together (default 8; more wait in a queue)
     DDPM_HUB_BF16_MIN_ROWS  run merged U-Net batches of at least this many rows in bfloat16 (default: never)
 
@@ -68,8 +68,9 @@ from ddpm_space.widgets import (  # noqa: E402
 DEFAULT_MODEL = HERE / "default_model"
 MODEL_ID = os.environ.get("DDPM_HUB_MODEL") or str(DEFAULT_MODEL)
 REVISION = os.environ.get("DDPM_HUB_REVISION") or "main"
-if os.environ.get("DDPM_HUB_THREADS"):
-    torch.set_num_threads(int(os.environ["DDPM_HUB_THREADS"]))
+# One thread by default: beside another busy process (a free Space's own server and frame encoding) one thread ran the
+# default chain 1.09x faster than two; alone two are 1.49x faster (benchmarks/results/threads.json).
+torch.set_num_threads(int(os.environ.get("DDPM_HUB_THREADS") or 1))
 MAX_FILE_SIZE = "10mb"
 MAX_CHAINS = int(os.environ.get("DDPM_HUB_MAX_CHAINS") or 8)  # chains stepped together; the others wait in line
 MAX_ROWS = 256  # U-Net rows per tick at most (16 images with guidance are 32 rows)

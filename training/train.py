@@ -130,6 +130,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     out.add_argument("--sample_inference_steps", type=int, default=100, help="DDPM steps for the sample grids")
     out.add_argument("--guidance_scale", type=float, default=2.0, help="for the logged and saved sample grids")
 
+    out.add_argument(
+        "--torch_threads",
+        type=int,
+        default=1,
+        help="CPU threads per process; 1 ran a step 2.1x faster than 2 beside another busy process on 2 cores, 2 ran "
+        "1.7x faster on a quiet machine (benchmarks/results/threads.json); 0: torch's default",
+    )
+
     hub = parser.add_argument_group("publishing")
     hub.add_argument("--push_to_hub", action="store_true")
     hub.add_argument("--hub_model_id", default=None, help="ORG/NAME")
@@ -444,6 +452,8 @@ def grid_image(images: torch.Tensor, columns: int = 8):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.torch_threads > 0:
+        torch.set_num_threads(args.torch_threads)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     accelerator = Accelerator(
         # On a machine without GPUs, `accelerate launch --multi_gpu --num_processes N` starts N CPU processes; they
