@@ -170,8 +170,9 @@ def merge_points(name: str, new_points: dict[str, dict], header: dict[str, Any])
     commands = {*old.get("commands", [])}
     if new_points:
         commands.add(header["command"])
-    else:  # --record_only: nothing new was measured or judged
-        header = {**header, "judge_held_out_accuracy": old.get("judge_held_out_accuracy")}
+    else:  # --record_only: nothing new was measured, so the file keeps the command and machine that measured it
+        kept = ("command", "machine", "threads", "loadavg_end", "judge_held_out_accuracy")
+        header = {**header, **{key: old[key] for key in kept if key in old}}
     result = {**header, "points": {**old.get("points", {}), **new_points}, "commands": sorted(commands)}
     return result
 
