@@ -390,6 +390,7 @@ def make_model_card(
     evaluation: Mapping[str, Any] | None,
     unet_config: Mapping[str, Any] | None = None,
     curves: Mapping[str, Any] | None = None,
+    guidance_scale: float | None = None,
     license: str = "apache-2.0",
     datasets: Iterable[str] | None = None,
     base_text: str | None = None,
@@ -410,6 +411,9 @@ def make_model_card(
         curves: ``evaluation.json``'s curves (``CURVE_KEYS``): a guidance curve and quality per U-Net call, each a
             section with its table and plot; a guidance curve's ``recommended_guidance_scale`` is the sampling
             snippet's w (None: no curve sections, and the snippet uses the training's sample-grid w).
+        guidance_scale: the pipeline's recorded w (``model_index.json``'s ``guidance_scale``, what ``pipe(...)``
+            uses when no w is given), shown in the sampling snippet; None: the curve's recommended w, else the
+            training's sample-grid w.
         license: card metadata.
         datasets: card metadata; None: ``["mnist"]`` for mnist5k, the dataset's name for a Hub dataset, none for an
             image folder.
@@ -444,8 +448,10 @@ def make_model_card(
         "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""
-    recommended = ((curves or {}).get("guidance_curve") or {}).get("recommended_guidance_scale")
-    guidance_scale = float(recommended if recommended is not None else (training or {}).get("guidance_scale", 2.0))
+    if guidance_scale is None:
+        recommended = ((curves or {}).get("guidance_curve") or {}).get("recommended_guidance_scale")
+        guidance_scale = recommended if recommended is not None else (training or {}).get("guidance_scale", 2.0)
+    guidance_scale = float(guidance_scale)
     body = f"""
 # {name}
 
@@ -511,11 +517,11 @@ UNET_CONFIG_FILE = "unet/config.json"
 def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> Path:
     """Writes ``README.md`` into a saved pipeline folder from what the folder records about itself.
 
-    Reads ``unet/config.json`` (the model's image size, channels and classes), ``training_config.json`` (written by
-    ``training/train.py``: the training data and class names), ``evaluation.json`` (written by
-    ``python -m ddpm_hub.evaluation``) and ``samples.png`` when present, so the card can be regenerated at any time,
-    e.g. after evaluating. ``repo_id`` None keeps the repository id of the folder's current card (its loading
-    snippets), else ``ddpm-hub/<folder name>``. Returns the card's path.
+    Reads ``model_index.json`` (the recorded w), ``unet/config.json`` (the model's image size, channels and classes),
+    ``training_config.json`` (written by ``training/train.py``: the training data and class names),
+    ``evaluation.json`` (written by ``python -m ddpm_hub.evaluation``) and ``samples.png`` when present, so the card
+    can be regenerated at any time, e.g. after evaluating. ``repo_id`` None keeps the repository id of the folder's
+    current card (its loading snippets), else ``ddpm-hub/<folder name>``. Returns the card's path.
     """
     path = Path(folder)
     if repo_id is None and (path / "README.md").is_file():
@@ -533,6 +539,7 @@ def write_model_card(folder: str | os.PathLike, repo_id: str | None = None) -> P
         evaluation=_card_evaluation(read_json(EVALUATION_FILE)),
         unet_config=read_json(UNET_CONFIG_FILE),
         curves={key: value for key, value in (read_json(EVALUATION_FILE) or {}).items() if key in CURVE_KEYS},
+        guidance_scale=(read_json("model_index.json") or {}).get("guidance_scale"),
     )
     card.save(path / "README.md")
     return path / "README.md"

@@ -16,11 +16,15 @@ import shlex
 import socket
 import subprocess
 import sys
-from importlib.metadata import version
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_FILE = ROOT / "requirements-torch-cpu.txt"
@@ -129,3 +133,58 @@ def test_rest_of_the_install_keeps_the_cpu_torch():
     found = installs(result)
     unwanted = [name for name in found if name == "torch" or CUDA_PACKAGE.match(name)]
     assert not unwanted, f"`{shlex.join(['pip', 'install', '-r', 'requirements.txt'])}` would install {unwanted}"
+
+
+def lock_pins() -> dict[str, tuple[str, str]]:
+    """requirements.txt's pins: normalized name -> (version, environment marker or "")."""
+    pins = {}
+    for line in requirement_lines(ROOT / "requirements.txt"):
+        if line == "-e .":
+            continue
+        requirement = Requirement(line)
+        pinned = [spec for spec in requirement.specifier if spec.operator == "=="]
+        assert len(pinned) == 1 and len(requirement.specifier) == 1, f"not an exact pin: {line!r}"
+        pins.setdefault(canonicalize_name(requirement.name), []).append((pinned[0].version, requirement.marker))
+    return pins
+
+
+def test_requirements_txt_is_a_lock_of_the_project_ranges():
+    """Every line of requirements.txt is an exact pin (plus `-e .`), each of pyproject.toml's requirements is pinned
+    within its range for this Python, the header names the command that regenerates it (the README's), and the lock
+    pins the torch of step 1 and nothing of the CUDA runtime."""
+    text = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert "-e ." in requirement_lines(ROOT / "requirements.txt")
+    pins = lock_pins()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = list(project["dependencies"])
+    for extra in ("train", "space", "test"):
+        wanted += project["optional-dependencies"][extra]
+    for line in wanted:
+        requirement = Requirement(line)
+        entries = pins.get(canonicalize_name(requirement.name), [])
+        here = [v for v, marker in entries if not marker or marker.evaluate()]
+        assert len(here) == 1, f"{requirement.name} is not pinned once for this Python in requirements.txt"
+        assert requirement.specifier.contains(here[0], prereleases=True), f"{here[0]} is outside {line!r}"
+    assert [v for v, _ in pins["torch"]] == [torch_pin()]
+    assert not [name for name in pins if CUDA_PACKAGE.match(name)], "the lock pulls the CUDA runtime"
+    command = text.splitlines()[1].removeprefix("#").strip()
+    assert command.startswith('echo "-e .[train,space,test]" | uv pip compile -'), command
+    assert command in (ROOT / "README.md").read_text(encoding="utf-8"), "the README must say how to regenerate it"
+
+
+def test_this_environment_is_the_lock():
+    """What CI and a Quickstart install run on is exactly the lock: every pin that applies here is installed at its
+    version (a venv made some other way fails here, saying which packages differ)."""
+    differ = []
+    for name, entries in lock_pins().items():
+        for pinned, marker in entries:
+            if marker and not marker.evaluate():
+                continue
+            try:
+                installed = version(name)
+            except PackageNotFoundError:
+                differ.append(f"{name} (missing, lock {pinned})")
+                continue
+            if Version(installed).public != Version(pinned).public:
+                differ.append(f"{name} {installed} (lock {pinned})")
+    assert not differ, f"installed packages differ from requirements.txt: {differ}"

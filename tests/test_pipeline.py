@@ -628,6 +628,31 @@ def test_load_with_our_class_gives_the_same_images(pipeline, saved):
     np.testing.assert_array_equal(sample(loaded), sample(pipeline))
 
 
+def test_the_recorded_guidance_scale_is_the_default_and_travels_with_the_folder(pipeline, tmp_path):
+    """`pipe(...)` without `guidance_scale` samples at the model's recorded w (model_index.json), as diffusers
+    pipelines keep their own settings; the other chain entry points default to it too."""
+    pipe = DDPMHubPipeline(unet=pipeline.unet, scheduler=pipeline.scheduler, guidance_scale=1.25)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.config.guidance_scale == 1.25
+    np.testing.assert_array_equal(sample(pipe), sample(pipe, guidance_scale=1.25))
+    assert np.abs(sample(pipe) - sample(pipe, guidance_scale=2.0)).max() > 1e-3
+    steps = list(pipe.denoising_steps(batch_size=1, class_labels=3, num_inference_steps=2))
+    assert pipe.guidance_scale == 1.25 and len(steps) == 2
+    pipe.save_pretrained(tmp_path / "w")
+    assert json.loads((tmp_path / "w" / "model_index.json").read_text())["guidance_scale"] == 1.25
+    loaded = DDPMHubPipeline.from_pretrained(tmp_path / "w")
+    assert loaded.config.guidance_scale == 1.25
+    # a folder saved before the key existed loads with the documented default
+    index = json.loads((tmp_path / "w" / "model_index.json").read_text())
+    del index["guidance_scale"]
+    (tmp_path / "w" / "model_index.json").write_text(json.dumps(index))
+    from ddpm_hub.pipelines.pipeline_ddpm import DEFAULT_GUIDANCE_SCALE
+
+    assert DDPMHubPipeline.from_pretrained(tmp_path / "w").config.guidance_scale == DEFAULT_GUIDANCE_SCALE
+    with pytest.raises(ValueError, match=r"`guidance_scale`=-1.*>= 0"):
+        DDPMHubPipeline(unet=pipeline.unet, scheduler=pipeline.scheduler, guidance_scale=-1)
+
+
 def _three_ways_code(source: str, revision: str | None, out_dir) -> str:
     rev = f", revision={revision!r}" if revision else ""
     way_1 = (

@@ -50,6 +50,10 @@ MODEL_ARGUMENTS = (
     "disable_mmap",
 )
 COMPONENTS = ("unet", "scheduler")
+# w of classifier-free guidance for a model whose guidance curve has not been measured yet. A measured model records
+# its own w in model_index.json (`benchmarks/bench_nfe.py --curve guidance --record_in_model`); the bundled models'
+# curves put the best w between 1 and 2 (README, "Guidance"), so an unmeasured model starts in the middle of that.
+DEFAULT_GUIDANCE_SCALE = 1.5
 
 
 def classifier_free_guidance(
@@ -429,19 +433,25 @@ class DDPMHubPipeline(DiffusionPipeline):
         unet: predicts the noise (or x_0, or v) from (x_t, t, class label); `DDPMHubUNet2DModel`.
         scheduler: `DDPMHubScheduler` (ancestral DDPM), `DDIMHubScheduler` (DDIM with eta), or any diffusers
             scheduler (`pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)`).
+        guidance_scale: the model's recommended w of classifier-free guidance, kept in `model_index.json` (as
+            diffusers pipelines keep their own settings) and used whenever a call passes no `guidance_scale`. It is
+            the w the model's measured guidance curve chose; `DEFAULT_GUIDANCE_SCALE` until it is measured.
     """
 
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "model_output", "pred_original_sample"]
 
-    def __init__(self, unet, scheduler):
+    def __init__(self, unet, scheduler, guidance_scale: float = DEFAULT_GUIDANCE_SCALE):
         super().__init__()
+        if not (isinstance(guidance_scale, int | float) and guidance_scale >= 0):
+            raise ValueError(f"Invalid `guidance_scale`={guidance_scale!r}: allowed values are numbers >= 0.")
         for method in ("set_timesteps", "step"):
             if not callable(getattr(scheduler, method, None)):
                 raise ValueError(
                     f"`scheduler` must be a diffusers-style scheduler with `{method}`, got {type(scheduler).__name__}."
                 )
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(guidance_scale=float(guidance_scale))
         self.unet_autocast_dtype: torch.dtype | None = None  # opt-in, see `enable_bf16_autocast`
         self._guidance_scale = None
         self._num_timesteps = None
@@ -527,7 +537,7 @@ class DDPMHubPipeline(DiffusionPipeline):
     def _check_call(self, batch_size, guidance_scale, num_inference_steps, eta, output_type=None, noise_scale=1.0):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
-        if guidance_scale < 0:
+        if guidance_scale is not None and guidance_scale < 0:
             raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale!r}.")
         if eta < 0:
             raise ValueError(f"`eta` must be >= 0, got {eta!r}.")
@@ -623,7 +633,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         self,
         batch_size: int = 1,
         class_labels=None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -640,6 +650,8 @@ class DDPMHubPipeline(DiffusionPipeline):
             scheduler: the scheduler this chain steps with (its timesteps are set here); default: a copy of
                 `self.scheduler`, so chains never share timesteps or a multistep solver's history.
         """
+        if guidance_scale is None:
+            guidance_scale = self.config.guidance_scale  # the model's recorded w
         self._check_call(batch_size, guidance_scale, num_inference_steps, eta, noise_scale=noise_scale)
         if model_timestep is not None and not callable(model_timestep):
             raise ValueError(f"`model_timestep` must be a callable int -> int or None, got {model_timestep!r}.")
@@ -673,7 +685,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         self,
         batch_size: int = 1,
         class_labels=None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -691,7 +703,8 @@ class DDPMHubPipeline(DiffusionPipeline):
         Args:
             batch_size: B, how many images.
             class_labels: the digit(s) to generate: an int, B ints, a (B,) integer tensor, or None (unconditional).
-            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling.
+            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling; None (the default) = the
+                model's recorded w, `pipe.config.guidance_scale`.
             num_inference_steps: how many reverse steps (ignored when `timesteps` is given).
             generator: seeds x_T and the noise of every step.
             eta: DDIM's eta (0 = deterministic); used only by schedulers whose `step` takes it.
@@ -795,7 +808,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         images: torch.Tensor,
         start_timestep: int,
         class_labels=None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -848,7 +861,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         images: torch.Tensor,
         start_timestep: int,
         class_labels=None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -1071,7 +1084,7 @@ class DDPMHubPipeline(DiffusionPipeline):
         self,
         batch_size: int = 1,
         class_labels=None,
-        guidance_scale: float = 2.0,
+        guidance_scale: float | None = None,
         num_inference_steps: int = 1000,
         generator: torch.Generator | None = None,
         eta: float = 0.0,
@@ -1090,7 +1103,8 @@ class DDPMHubPipeline(DiffusionPipeline):
         Args:
             batch_size: B, how many images.
             class_labels: the digit(s): an int, B ints, a (B,) integer tensor, or None (unconditional).
-            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling.
+            guidance_scale: w of classifier-free guidance; 1 = plain conditional sampling; None (the default) = the
+                model's recorded w, `pipe.config.guidance_scale`.
             num_inference_steps: reverse steps (1000 for full DDPM; e.g. 50 with `DDIMHubScheduler`).
             generator: a `torch.Generator` for reproducible samples.
             eta: DDIM's eta, for `DDIMHubScheduler`.
@@ -1206,7 +1220,8 @@ class DDPMHubPipeline(DiffusionPipeline):
             scheduler = _component_class(index, "scheduler").from_pretrained(
                 source, subfolder="scheduler", **hub_kwargs
             )
-        pipeline = cls(unet=unet, scheduler=scheduler)
+        guidance_scale = index.get("guidance_scale", DEFAULT_GUIDANCE_SCALE)  # absent in folders saved before it
+        pipeline = cls(unet=unet, scheduler=scheduler, guidance_scale=guidance_scale)
         pipeline.register_to_config(_name_or_path=source)
         return pipeline
 
