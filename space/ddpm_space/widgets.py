@@ -5,12 +5,14 @@ from __future__ import annotations
 import gradio as gr
 
 from .common import MAX_SEED, SAMPLERS, UNCONDITIONAL
+from .pictures import Picture
 
 
 def picture(label: str, height: int = 250, min_width: int = 200, buttons: bool = True, **kwargs) -> gr.Image:
     """An output picture: crisp pixels, PNG, download and fullscreen buttons (`buttons=False`: none, for small ones).
-    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room."""
-    return gr.Image(
+    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room.
+    Its files are written once, atomically (`pictures.Picture`): never rewritten while they are served."""
+    return Picture(
         label=label,
         interactive=False,
         format="png",

@@ -1,0 +1,85 @@
+"""Picture outputs written once, atomically, so that a picture being served is never rewritten.
+
+Gradio 6.31 caches an image output under a content-hash name and rewrites that file on every save:
+`gr.Image.postprocess` -> `image_utils.postprocess_image` -> `image_utils.save_image` ->
+`processing_utils.save_img_array_to_cache` -> `processing_utils.save_pil_to_cache`, which ends in
+`Path(...).write_bytes(...)` (open with truncation, then write) even when the file exists. The page shows the same
+frame often (x_T in two panels, both samplers' first frame, the same digit for two visitors), so a file can be
+truncated while `/gradio_api/file=` is serving it: Starlette's FileResponse has sent its Content-Length from
+`stat()` and then reads fewer bytes ("Too little data for declared Content-Length"), or serves the empty file; the
+browser shows a broken picture. (gradio-app/gradio#10279 reports the same.)
+
+`Picture` is `gr.Image` with its arrays saved by `save_picture`: PNG bytes under a content-hash folder of Gradio's
+cache, written under a temporary name and renamed into place (`os.replace`), and never written again once there.
+A path inside Gradio's cache is then served as it is (`Block.move_resource_to_block_cache` copies nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+NAME = "picture.png"
+SALT = b"ddpm-hub picture\0"  # keeps these folders apart from the ones Gradio's own writers name by content hash
+
+
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    """A uint8 array (H, W) or (H, W, C), or a PIL image, as PNG bytes."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image.astype(np.uint8, copy=False))
+    with io.BytesIO() as buffer:
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def save_picture(image: np.ndarray | Image.Image, cache_dir: str | os.PathLike) -> str:
+    """Writes `image` as `cache_dir/<sha256 of its PNG>/picture.png` unless that file exists; returns its path.
+
+    The file appears complete or not at all (temporary name, then `os.replace`), and an existing one is only touched
+    (Gradio's `delete_cache` ages files by their ctime), never rewritten: a request serving it reads what it sized.
+    Two threads writing the same picture at once each replace it with identical bytes.
+    """
+    data = png_bytes(image)
+    folder = Path(cache_dir) / hashlib.sha256(SALT + data).hexdigest()
+    path = folder / NAME
+    if path.is_file():
+        try:
+            os.utime(path)
+            return str(path)
+        except FileNotFoundError:  # deleted by the cache cleaner just now: write it again
+            pass
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{NAME}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+from gradio.events import Dependency
+
+class Picture(gr.Image):
+    """`gr.Image` whose array and PIL outputs are written by `save_picture` (once, atomically) instead of Gradio's
+    cache writer, which rewrites a file in place while it may be served. The page shows it as an image."""
+
+    is_template = True  # the front end's component: "image" (the base class's name), not "picture"
+
+    def postprocess(self, value):
+        if isinstance(value, (np.ndarray, Image.Image)):
+            value = save_picture(value, self.GRADIO_CACHE)
+        return super().postprocess(value)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
