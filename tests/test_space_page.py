@@ -240,7 +240,7 @@ def bad_reads_while_rewritten(write, requests: int = 200) -> dict[str, int]:
 def test_the_space_never_rewrites_a_picture_while_it_is_served():
     """Gradio's own cache writer (gr.Image.postprocess -> ... -> processing_utils.save_pil_to_cache) truncates and
     rewrites the content-hash file on every save: fetches of it come back empty or cut short ("Too little data for
-    declared Content-Length" in the server log). The page's pictures (`widgets.picture`, `pictures.Picture`) write
+    declared Content-Length" in the server log). The page's pictures (`widgets.picture`, `pictures.written_once`) write
     each file once, atomically: every fetch is the whole picture. The first half is the control that shows this test
     catches the race."""
     from gradio import processing_utils
@@ -259,7 +259,7 @@ def test_pictures_are_images_to_the_page_and_written_once(tmp_path):
     from ddpm_space import pictures
 
     component = widgets.picture("x_t")
-    assert isinstance(component, gr.Image) and component.get_block_name() == "image"
+    assert type(component) is gr.Image and pictures.is_written_once(component)
     frame = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28)
     path = pictures.save_picture(frame, tmp_path)
     before = os.stat(path)

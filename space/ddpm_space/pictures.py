@@ -9,9 +9,9 @@ truncated while `/gradio_api/file=` is serving it: Starlette's FileResponse has 
 `stat()` and then reads fewer bytes ("Too little data for declared Content-Length"), or serves the empty file; the
 browser shows a broken picture. (gradio-app/gradio#10279 reports the same.)
 
-`Picture` is `gr.Image` with its arrays saved by `save_picture`: PNG bytes under a content-hash folder of Gradio's
-cache, written under a temporary name and renamed into place (`os.replace`), and never written again once there.
-A path inside Gradio's cache is then served as it is (`Block.move_resource_to_block_cache` copies nothing).
+`written_once(gr.Image(...))` saves the component's arrays with `save_picture`: PNG bytes under a content-hash folder
+of Gradio's cache, written under a temporary name and renamed into place (`os.replace`), and never written again once
+there. A path inside Gradio's cache is then served as it is (`Block.move_resource_to_block_cache` copies nothing).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import hashlib
 import io
 import os
 import tempfile
+import types
 from pathlib import Path
 
 import gradio as gr
@@ -67,13 +68,19 @@ def save_picture(image: np.ndarray | Image.Image, cache_dir: str | os.PathLike) 
     return str(path)
 
 
-class Picture(gr.Image):
-    """`gr.Image` whose array and PIL outputs are written by `save_picture` (once, atomically) instead of Gradio's
-    cache writer, which rewrites a file in place while it may be served. The page shows it as an image."""
+def postprocess(image: gr.Image, value):
+    """`gr.Image.postprocess` with arrays and PIL images saved by `save_picture` instead of Gradio's cache writer."""
+    if isinstance(value, (np.ndarray, Image.Image)):
+        value = save_picture(value, image.GRADIO_CACHE)
+    return gr.Image.postprocess(image, value)
 
-    is_template = True  # the front end's component: "image" (the base class's name), not "picture"
 
-    def postprocess(self, value):
-        if isinstance(value, (np.ndarray, Image.Image)):
-            value = save_picture(value, self.GRADIO_CACHE)
-        return super().postprocess(value)
+def written_once(image: gr.Image) -> gr.Image:
+    """`image` with its outputs written by `save_picture` (once, atomically). Not a subclass: Gradio writes a `.pyi`
+    stub next to the module of every Component subclass when the class is defined."""
+    image.postprocess = types.MethodType(postprocess, image)
+    return image
+
+
+def is_written_once(image: gr.Image) -> bool:
+    return getattr(image.postprocess, "__func__", None) is postprocess
