@@ -8,8 +8,11 @@ The folder (see README.md, "Deploying as a Space"):
 
     DIR/README.md          space/README.md under a Spaces header (sdk: gradio, sdk_version, app_file, models,
                            suggested_hardware = --hardware)
-    DIR/requirements.txt   space/requirements.txt with torch pinned for the hardware (the CPU build from PyTorch's
-                           CPU index on CPU hardware; PyPI's CUDA build and `spaces` on ZeroGPU)
+    DIR/requirements.txt   space/requirements.txt with every package pinned exactly (`==`) to the version installed
+                           where this script runs (what was tested is what the Space installs; a version outside
+                           space/requirements.txt's range stops the assembly), and torch pinned for the hardware (the
+                           CPU build from PyTorch's CPU index on CPU hardware; PyPI's CUDA build and `spaces` on
+                           ZeroGPU)
     DIR/app.py, ...        the app, its modules, its prose and examples (everything in space/ but this script)
     DIR/ddpm_hub/          the library, copied from the repository (app.py imports the copy next to it)
     DIR/default_model/     every bundled pipeline folder of space/ (those holding model_index.json), only the files
@@ -26,6 +29,7 @@ This script lives in space/, not in the ddpm_hub package: the library never impo
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import re
 import shutil
@@ -77,11 +81,50 @@ def repository_torch_pin(requirements: Path = ROOT / "requirements.txt") -> str:
     return match.group(1).split("+")[0]
 
 
+def installed_version(name: str) -> str | None:
+    """The version of `name` installed where this script runs, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_pin(line: str, source: Path) -> str:
+    """One requirement line (`name[extras] <specifier> ; marker`) as `name[extras]==<installed version> ; marker`:
+    the version installed where this script runs, which must satisfy the line's own range."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    try:
+        requirement = Requirement(line.split(" #", 1)[0].strip())
+    except InvalidRequirement as err:
+        raise DeployError(f"{source}: can't read the requirement {line.strip()!r}: {err}") from None
+    version = installed_version(requirement.name)
+    if version is None:
+        raise DeployError(
+            f"{requirement.name} ({source}) is not installed here: the folder pins the versions installed where "
+            f"space/deploy.py runs, so install {source.name} first (`pip install -r {source}`) and test with it"
+        )
+    if requirement.specifier and not requirement.specifier.contains(version, prereleases=True):
+        raise DeployError(
+            f"{requirement.name} {version} is installed here, outside {source}'s range "
+            f"`{requirement.specifier}`: install a version in the range (and test with it), or change the range"
+        )
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    marker = f" ; {requirement.marker}" if requirement.marker else ""
+    return f"{requirement.name}{extras}=={version}{marker}"
+
+
 def space_requirements(hardware: str, torch_version: str, source: Path = SPACE / "requirements.txt") -> str:
-    """space/requirements.txt with the torch lines replaced by a pin that fits the hardware.
+    """space/requirements.txt with every package pinned exactly to its installed version (`installed_pin`) and the
+    torch lines replaced by a pin that fits the hardware.
 
     CPU hardware gets the CPU build (PyTorch's CPU index: PyPI's default Linux wheel is the multi-GB CUDA build);
-    ZeroGPU needs the CUDA build from PyPI, and the `spaces` package whose `@spaces.GPU` attaches the GPU.
+    ZeroGPU needs the CUDA build from PyPI, and the `spaces` package whose `@spaces.GPU` attaches the GPU (left
+    unpinned: it belongs to the ZeroGPU platform, and is not installed where the Space is tested).
+
+    Raises:
+        DeployError: a package is not installed here, or its installed version is outside the source's range, or
+            gradio's pin differs from space/README.md's `sdk_version` (the Space installs that gradio).
     """
     kept = []
     for line in source.read_text(encoding="utf-8").splitlines():
@@ -90,10 +133,12 @@ def space_requirements(hardware: str, torch_version: str, source: Path = SPACE /
             continue
         if re.match(r"^torch\b(?!vision)", bare):
             continue
-        kept.append(line)
+        kept.append(installed_pin(line, source) if bare and not bare.startswith(("#", "-")) else line)
+    pins = "# Every other package is pinned to the version installed where space/deploy.py assembled this folder."
     if hardware in ZERO_GPU_HARDWARE:
         head = [
             f"# Written by space/deploy.py for {hardware} (ZeroGPU): the CUDA build of torch from PyPI, and `spaces`",
+            pins,
             f"torch=={torch_version}",
             "spaces",
         ]
@@ -101,6 +146,7 @@ def space_requirements(hardware: str, torch_version: str, source: Path = SPACE /
         head = [
             f"# Written by space/deploy.py for {hardware}: the CPU build of torch, named by its +cpu tag so that no",
             "# multi-GB CUDA build is taken (a Space installs this file in one `pip install -r`)",
+            pins,
             f"--extra-index-url {CPU_TORCH_INDEX}",
             f"torch=={torch_version}+cpu",
         ]
@@ -157,13 +203,26 @@ def assemble(out: str | Path, hardware: str = "zero-a10g", torch_version: str | 
         raise ValueError(f"invalid hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
     out = Path(out).expanduser().resolve()
     _check_out(out)
-    torch_version = torch_version or repository_torch_pin()
+    if torch_version is None:  # the repository's pin, which must be the torch tested here
+        torch_version = repository_torch_pin()
+        installed = installed_version("torch")
+        if installed is not None and installed.split("+")[0] != torch_version:
+            raise DeployError(
+                f"torch {installed} is installed here but the repository pins {torch_version}: install that one "
+                "(and test with it), or pass --torch"
+            )
     models = bundled_models()
     if not models:
         raise DeployError(f"{SPACE} holds no pipeline folder (default_model/ with model_index.json): train one first")
     # Everything is read before anything is written: a bad source leaves an earlier assembly as it was.
     readme = space_readme(hardware)
     requirements = space_requirements(hardware, torch_version)
+    sdk_version = split_front_matter(readme)[0]["sdk_version"]
+    if f"gradio=={sdk_version}" not in requirements.splitlines():
+        raise DeployError(
+            f"the installed gradio is not space/README.md's sdk_version {sdk_version} (the Space installs that one): "
+            f"install gradio=={sdk_version}, or change sdk_version"
+        )
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(SPACE, out, ignore=_ignore_for_copy(set(models)))
@@ -273,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--private", action="store_true", help="create the Space as private")
     parser.add_argument("--token", default=None, help="Hub token with write access (default: the saved login)")
     parser.add_argument("--commit_message", default="Upload Space")
-    parser.add_argument("--torch", default=None, help="torch version to pin (default: the repository's pin)")
+    parser.add_argument(
+        "--torch", default=None, help="torch version to pin (default: the repository's pin, which must be installed)"
+    )
     return parser
 
 

@@ -2,7 +2,8 @@
 
 The main test assembles the folder, installs ONLY its requirements.txt into a fresh virtual environment (no system
 site-packages, no PYTHONPATH: the app must import the `ddpm_hub` copy inside the folder), launches `python app.py`
-there on a free port with the bundled model, and drives one short chain through gradio_client. The upload tests run
+there on a free port with the bundled model, and drives one short chain through gradio_client. The folder's
+requirements pin exactly the versions installed where the tests (and deploy.py) run. The upload tests run
 the command against endpoints on 127.0.0.1: a closed port, and a tiny server that answers 402 as the Hub does for a
 free account's Gradio Space on cpu-basic.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -39,6 +41,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def latest_files(outputs: list) -> list[str | None]:
+    """Per output slot of a streamed gradio_client job, the last file shown there. A file output comes as a path or
+    as a dict holding one (FileData); a frame that leaves a panel as it was sends `{"__type__": "update"}` (the final
+    frame of a chain keeps the last step's predictions)."""
+    latest = [None] * len(outputs[-1])
+    for frame in outputs:
+        for slot, value in enumerate(frame):
+            if isinstance(value, (str, os.PathLike)):
+                latest[slot] = os.fspath(value)
+            elif isinstance(value, dict) and value.get("path"):
+                latest[slot] = value["path"]
+    return latest
 
 
 def deploy_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -123,6 +139,47 @@ def test_folder_holds_app_library_models_and_spaces_header(cpu_folder):
     pin = next(line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("torch=="))
     assert f"{pin}+cpu" in requirements and "--extra-index-url https://download.pytorch.org/whl/cpu" in requirements
     assert sum(line.startswith("torch") for line in requirements) == 1 and "spaces" not in requirements
+
+
+def requirement_lines(folder: Path) -> list[str]:
+    return [
+        line.strip()
+        for line in (folder / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.strip().startswith(("#", "-"))
+    ]
+
+
+def test_folder_pins_every_requirement_to_the_installed_version(cpu_folder):
+    """What a Space installs is what was tested: `name==version` of the version installed where deploy.py ran (this
+    interpreter's environment: the tests run it with sys.executable), for every package of space/requirements.txt."""
+    from packaging.requirements import Requirement
+
+    lines = requirement_lines(cpu_folder)
+    source = [Requirement(line).name.lower() for line in requirement_lines(SPACE)]
+    assert sorted(Requirement(line).name.lower() for line in lines) == sorted(source)
+    for line in lines:
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", line
+        installed = importlib.metadata.version(requirement.name)
+        if requirement.name == "torch":  # the CPU build, named by its tag, of the version installed here
+            assert specifier.version == installed.split("+")[0] + "+cpu", line
+        else:
+            assert specifier.version == installed, line
+
+
+def test_a_package_missing_or_outside_its_range_stops_the_assembly(deploy_module, tmp_path):
+    source = tmp_path / "requirements.txt"
+    source.write_text("numpy<1\n", encoding="utf-8")
+    with pytest.raises(deploy_module.DeployError, match="numpy .* outside .*<1"):
+        deploy_module.space_requirements("cpu-basic", "2.0.0", source)
+    source.write_text("numpy>=1 ; python_version >= '3'\nddpm-hub-no-such-package>=1\n", encoding="utf-8")
+    with pytest.raises(deploy_module.DeployError, match="ddpm-hub-no-such-package .*is not installed"):
+        deploy_module.space_requirements("cpu-basic", "2.0.0", source)
+    source.write_text("numpy>=1 ; python_version >= '3'\n", encoding="utf-8")
+    written = deploy_module.space_requirements("zero-a10g", "2.0.0", source).splitlines()
+    assert f'numpy=={importlib.metadata.version("numpy")} ; python_version >= "3"' in written
+    assert "spaces" in written  # the ZeroGPU platform's package: not installed here, left to the platform
 
 
 def test_zero_gpu_folder_takes_cuda_torch_and_spaces(deploy_module, tmp_path):
@@ -229,11 +286,12 @@ def test_folder_runs_from_a_fresh_venv_with_only_its_requirements(cpu_folder, tm
             time.sleep(0.5)
         client = Client(url, verbose=False)
         job = client.submit("3", 2.0, "ddim", 0.0, 4, 0, 2, api_name="/generate")  # 4 DDIM steps, 2 images
-        x_t, noise, x0_hat, info, *_ = job.result(timeout=300)
+        info = job.result(timeout=300)[3]
         assert len(job.outputs()) >= 2 and "after 4 steps" in info  # streamed, then done
         from PIL import Image
 
-        for picture in (x_t, noise, x0_hat):
+        for picture in latest_files(job.outputs())[:3]:  # x_t, the predicted noise, the predicted x_0
+            assert picture is not None
             with Image.open(picture) as image:
                 assert image.size[0] > 28 and image.getextrema() != (0, 0)
     finally:

@@ -287,8 +287,11 @@ def digit_file(space: Space, index: int) -> str:
     """A held-out MNIST digit as a 28x28 PNG file (the same conversion as any upload then reads it back)."""
     index = as_int(index, "digit index", 0, len(space.digits) - 1)
     path = space.work_dir / f"mnist_held_out_{index}.png"
-    if not path.exists():
-        Image.fromarray(to_u8(space.digits[index : index + 1])[0, :, :, 0]).save(path)  # 2-D uint8: mode "L"
+    if not path.exists():  # written under a temporary name, then renamed: a visitor never gets a half-written file
+        handle, staging = tempfile.mkstemp(dir=space.work_dir, prefix=".digit_", suffix=".png")
+        with os.fdopen(handle, "wb") as file:
+            Image.fromarray(to_u8(space.digits[index : index + 1])[0, :, :, 0]).save(file, format="PNG")  # mode "L"
+        os.replace(staging, path)
     return str(path)
 
 

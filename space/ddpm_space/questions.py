@@ -219,18 +219,24 @@ def probe_step(space: Space, pipeline, step, told, settings) -> tuple[int, torch
 
 def evaluation_rows(space: Space) -> str:
     """Judge accuracy of both models, from the evaluation.json in each model folder (what `ddpm_hub.evaluation`
-    measured over 500-1000 samples)."""
+    measured over 500-1000 samples): a row per run judged on both models (an entry with `accuracy`)."""
     results = {}
     for name, model_id in (("predicts ε", space.model_id), ("predicts x₀", space.x0_model_id)):
         path = Path(model_id or "") / "evaluation.json"
         results[name] = json.loads(path.read_text()) if path.is_file() else {}
-    keys = [key for key in results["predicts ε"] if key in results["predicts x₀"]]
+    # Only judged runs make rows: evaluation.json also holds other records (`guidance_curve`, `quality_per_nfe`,
+    # `nll-...`) that have no judge accuracy.
+    judged = {
+        name: {k: v for k, v in runs.items() if isinstance(v, dict) and "accuracy" in v}
+        for name, runs in results.items()
+    }
+    keys = [key for key in judged["predicts ε"] if key in judged["predicts x₀"]]
     if not keys:
         return "_No evaluation run is recorded for both models (evaluation.json in each model folder)._"
     lines = ["| evaluation | judge accuracy, ε-model | judge accuracy, x₀-model | Fréchet (judge features), ε | x₀ |"]
     lines.append("|:--|--:|--:|--:|--:|")
     for key in keys:
-        eps, x0 = results["predicts ε"][key], results["predicts x₀"][key]
+        eps, x0 = judged["predicts ε"][key], judged["predicts x₀"][key]
         counts = f"{eps.get('num_samples', '?')} / {x0.get('num_samples', '?')} samples"
         # a Fréchet distance grows as the sample count shrinks: compare the two only at the same count
         same_count = eps.get("num_samples") == x0.get("num_samples")

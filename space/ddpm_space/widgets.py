@@ -5,20 +5,24 @@ from __future__ import annotations
 import gradio as gr
 
 from .common import MAX_SEED, SAMPLERS, UNCONDITIONAL
+from .pictures import written_once
 
 
 def picture(label: str, height: int = 250, min_width: int = 200, buttons: bool = True, **kwargs) -> gr.Image:
     """An output picture: crisp pixels, PNG, download and fullscreen buttons (`buttons=False`: none, for small ones).
-    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room."""
-    return gr.Image(
-        label=label,
-        interactive=False,
-        format="png",
-        height=height,
-        min_width=min_width,
-        buttons=["download", "fullscreen"] if buttons else [],
-        elem_classes=["pixelated"] if buttons else ["pixelated", "no-buttons"],
-        **kwargs,
+    `min_width` 200 px puts one picture per row on a phone, where two side by side would leave their labels no room.
+    Its files are written once, atomically (`pictures.written_once`): never rewritten while they are served."""
+    return written_once(
+        gr.Image(
+            label=label,
+            interactive=False,
+            format="png",
+            height=height,
+            min_width=min_width,
+            buttons=["download", "fullscreen"] if buttons else [],
+            elem_classes=["pixelated"] if buttons else ["pixelated", "no-buttons"],
+            **kwargs,
+        )
     )
 
 

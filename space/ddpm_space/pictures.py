@@ -1,0 +1,86 @@
+"""Picture outputs written once, atomically, so that a picture being served is never rewritten.
+
+Gradio 6.31 caches an image output under a content-hash name and rewrites that file on every save:
+`gr.Image.postprocess` -> `image_utils.postprocess_image` -> `image_utils.save_image` ->
+`processing_utils.save_img_array_to_cache` -> `processing_utils.save_pil_to_cache`, which ends in
+`Path(...).write_bytes(...)` (open with truncation, then write) even when the file exists. The page shows the same
+frame often (x_T in two panels, both samplers' first frame, the same digit for two visitors), so a file can be
+truncated while `/gradio_api/file=` is serving it: Starlette's FileResponse has sent its Content-Length from
+`stat()` and then reads fewer bytes ("Too little data for declared Content-Length"), or serves the empty file; the
+browser shows a broken picture. (gradio-app/gradio#10279 reports the same.)
+
+`written_once(gr.Image(...))` saves the component's arrays with `save_picture`: PNG bytes under a content-hash folder
+of Gradio's cache, written under a temporary name and renamed into place (`os.replace`), and never written again once
+there. A path inside Gradio's cache is then served as it is (`Block.move_resource_to_block_cache` copies nothing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import types
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+NAME = "picture.png"
+SALT = b"ddpm-hub picture\0"  # keeps these folders apart from the ones Gradio's own writers name by content hash
+
+
+def png_bytes(image: np.ndarray | Image.Image) -> bytes:
+    """A uint8 array (H, W) or (H, W, C), or a PIL image, as PNG bytes."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image.astype(np.uint8, copy=False))
+    with io.BytesIO() as buffer:
+        image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def save_picture(image: np.ndarray | Image.Image, cache_dir: str | os.PathLike) -> str:
+    """Writes `image` as `cache_dir/<sha256 of its PNG>/picture.png` unless that file exists; returns its path.
+
+    The file appears complete or not at all (temporary name, then `os.replace`), and an existing one is only touched
+    (Gradio's `delete_cache` ages files by their ctime), never rewritten: a request serving it reads what it sized.
+    Two threads writing the same picture at once each replace it with identical bytes.
+    """
+    data = png_bytes(image)
+    folder = Path(cache_dir) / hashlib.sha256(SALT + data).hexdigest()
+    path = folder / NAME
+    if path.is_file():
+        try:
+            os.utime(path)
+            return str(path)
+        except FileNotFoundError:  # deleted by the cache cleaner just now: write it again
+            pass
+    folder.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{NAME}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    return str(path)
+
+
+def postprocess(image: gr.Image, value):
+    """`gr.Image.postprocess` with arrays and PIL images saved by `save_picture` instead of Gradio's cache writer."""
+    if isinstance(value, (np.ndarray, Image.Image)):
+        value = save_picture(value, image.GRADIO_CACHE)
+    return gr.Image.postprocess(image, value)
+
+
+def written_once(image: gr.Image) -> gr.Image:
+    """`image` with its outputs written by `save_picture` (once, atomically). Not a subclass: Gradio writes a `.pyi`
+    stub next to the module of every Component subclass when the class is defined."""
+    image.postprocess = types.MethodType(postprocess, image)
+    return image
+
+
+def is_written_once(image: gr.Image) -> bool:
+    return getattr(image.postprocess, "__func__", None) is postprocess
