@@ -57,7 +57,12 @@ HARDWARE = ("zero-a10g", "cpu-basic", "cpu-upgrade")  # ZeroGPU, and the two CPU
 ZERO_GPU_HARDWARE = ("zero-a10g",)
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 MARKER = ".space_deploy.json"  # marks a folder this script assembled (hidden: never uploaded)
-NOT_COPIED = {"deploy.py", "README.md", "requirements.txt", "__pycache__"}  # rewritten, or not part of the app
+NOT_COPIED = {"deploy.py", "README.md", "requirements.txt", "requirements-zerogpu.txt", "__pycache__"}  # rewritten
+# ZeroGPU installs only the PyTorch releases on its list, under Python 3.10.13 (huggingface/hub-docs,
+# docs/hub/spaces-zerogpu.md: 2.1.0 ... 2.8.0), so its folder installs a lock of its own, made by uv for that
+# Python and the newest listed torch (the command is in the lock's header).
+ZERO_GPU_LOCK = SPACE / "requirements-zerogpu.txt"
+ZERO_GPU_PYTHON = "3.10.13"
 PAYMENT_REQUIRED_HINT = (
     "The Hub asks for a PRO subscription to host a Gradio Space on free cpu-basic hardware (HTTP 402): deploy with "
     "--hardware zero-a10g instead (a free account may host up to 2 ZeroGPU Spaces), or subscribe."
@@ -118,39 +123,40 @@ def space_requirements(hardware: str, torch_version: str, source: Path = SPACE /
     """space/requirements.txt with every package pinned exactly to its installed version (`installed_pin`) and the
     torch lines replaced by a pin that fits the hardware.
 
-    CPU hardware gets the CPU build (PyTorch's CPU index: PyPI's default Linux wheel is the multi-GB CUDA build);
-    ZeroGPU needs the CUDA build from PyPI, and the `spaces` package whose `@spaces.GPU` attaches the GPU (left
-    unpinned: it belongs to the ZeroGPU platform, and is not installed where the Space is tested).
+    CPU hardware gets the CPU build (PyTorch's CPU index: PyPI's default Linux wheel is the multi-GB CUDA build).
+    ZeroGPU gets its own lock, `ZERO_GPU_LOCK` (a listed torch, PyPI's CUDA build, and the `spaces` package whose
+    `@spaces.GPU` attaches the GPU), since it runs another Python and torch than the ones tested here.
 
     Raises:
         DeployError: a package is not installed here, or its installed version is outside the source's range, or
             gradio's pin differs from space/README.md's `sdk_version` (the Space installs that gradio).
     """
+    if hardware in ZERO_GPU_HARDWARE:
+        lock = ZERO_GPU_LOCK.read_text(encoding="utf-8")
+        head = f"# Written by space/deploy.py for {hardware} (ZeroGPU, Python {ZERO_GPU_PYTHON}): {ZERO_GPU_LOCK.name}"
+        return f"{head}\n{lock}"
     kept = []
     for line in source.read_text(encoding="utf-8").splitlines():
         bare = line.strip()
-        if bare.startswith("# torch:") or (bare.startswith("--extra-index-url") and "download.pytorch.org" in bare):
-            continue
-        if re.match(r"^torch\b(?!vision)", bare):
+        if bare.startswith("# torch:") or re.match(r"^torch\b(?!vision)", bare):
             continue
         kept.append(installed_pin(line, source) if bare and not bare.startswith(("#", "-")) else line)
-    pins = "# Every other package is pinned to the version installed where space/deploy.py assembled this folder."
-    if hardware in ZERO_GPU_HARDWARE:
-        head = [
-            f"# Written by space/deploy.py for {hardware} (ZeroGPU): the CUDA build of torch from PyPI, and `spaces`",
-            pins,
-            f"torch=={torch_version}",
-            "spaces",
-        ]
-    else:
-        head = [
-            f"# Written by space/deploy.py for {hardware}: the CPU build of torch, named by its +cpu tag so that no",
-            "# multi-GB CUDA build is taken (a Space installs this file in one `pip install -r`)",
-            pins,
-            f"--extra-index-url {CPU_TORCH_INDEX}",
-            f"torch=={torch_version}+cpu",
-        ]
+    head = [
+        f"# Written by space/deploy.py for {hardware}: the CPU build of torch, named by its +cpu tag so that no",
+        "# multi-GB CUDA build is taken (a Space installs this file in one `pip install -r`)",
+        "# Every other package is pinned to the version installed where space/deploy.py assembled this folder.",
+        f"--extra-index-url {CPU_TORCH_INDEX}",
+        f"torch=={torch_version}+cpu",
+    ]
     return "\n".join([*head, *kept]) + "\n"
+
+
+def zero_gpu_torch() -> str:
+    """The torch version of the ZeroGPU lock."""
+    match = re.search(r"^torch==([^\s;#]+)", ZERO_GPU_LOCK.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    if match is None:
+        raise DeployError(f"{ZERO_GPU_LOCK} pins no torch version: regenerate it with the command in its header")
+    return match.group(1)
 
 
 def split_front_matter(text: str) -> tuple[dict, str]:
@@ -167,6 +173,8 @@ def space_readme(hardware: str, source: Path = SPACE / "README.md") -> str:
     if "sdk_version" not in header:
         raise DeployError(f"{source} has no `sdk_version` in its YAML header: the Space needs the Gradio version")
     header.update({"sdk": "gradio", "app_file": "app.py", "suggested_hardware": hardware})
+    if hardware in ZERO_GPU_HARDWARE:
+        header["python_version"] = ZERO_GPU_PYTHON
     text = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=119)
     return f"---\n{text}---\n{body}"
 
@@ -203,7 +211,14 @@ def assemble(out: str | Path, hardware: str = "zero-a10g", torch_version: str | 
         raise ValueError(f"invalid hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
     out = Path(out).expanduser().resolve()
     _check_out(out)
-    if torch_version is None:  # the repository's pin, which must be the torch tested here
+    if hardware in ZERO_GPU_HARDWARE:
+        if torch_version not in (None, zero_gpu_torch()):
+            raise DeployError(
+                f"ZeroGPU installs the torch of {ZERO_GPU_LOCK.name} ({zero_gpu_torch()}); to change it, regenerate "
+                "that lock with the command in its header (a version on ZeroGPU's list)"
+            )
+        torch_version = zero_gpu_torch()
+    elif torch_version is None:  # the repository's pin, which must be the torch tested here
         torch_version = repository_torch_pin()
         installed = installed_version("torch")
         if installed is not None and installed.split("+")[0] != torch_version:

@@ -141,10 +141,11 @@ def test_folder_holds_app_library_models_and_spaces_header(cpu_folder):
     assert sum(line.startswith("torch") for line in requirements) == 1 and "spaces" not in requirements
 
 
-def requirement_lines(folder: Path) -> list[str]:
+def requirement_lines(folder: Path, name: str = "requirements.txt") -> list[str]:
+    path = folder / name if name else folder
     return [
         line.strip()
-        for line in (folder / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        for line in path.read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.strip().startswith(("#", "-"))
     ]
 
@@ -177,20 +178,52 @@ def test_a_package_missing_or_outside_its_range_stops_the_assembly(deploy_module
     with pytest.raises(deploy_module.DeployError, match="ddpm-hub-no-such-package .*is not installed"):
         deploy_module.space_requirements("cpu-basic", "2.0.0", source)
     source.write_text("numpy>=1 ; python_version >= '3'\n", encoding="utf-8")
-    written = deploy_module.space_requirements("zero-a10g", "2.0.0", source).splitlines()
+    written = deploy_module.space_requirements("cpu-basic", "2.0.0", source).splitlines()
     assert f'numpy=={importlib.metadata.version("numpy")} ; python_version >= "3"' in written
-    assert "spaces" in written  # the ZeroGPU platform's package: not installed here, left to the platform
 
 
-def test_zero_gpu_folder_takes_cuda_torch_and_spaces(deploy_module, tmp_path):
+# The PyTorch releases ZeroGPU installs, and its Python (huggingface/hub-docs, docs/hub/spaces-zerogpu.md).
+ZERO_GPU_TORCH = ("2.1.0", "2.1.1", "2.1.2", "2.2.0", "2.2.2", "2.4.0", "2.5.1", "2.6.0", "2.7.1", "2.8.0")
+
+
+def test_zero_gpu_folder_takes_a_listed_cuda_torch_and_spaces(deploy_module, tmp_path):
+    """ZeroGPU installs only listed torch releases under Python 3.10.13 ("No candidate PyTorch version found for
+    ZeroGPU" otherwise): the folder installs the ZeroGPU lock, whose torch is on that list."""
     folder = deploy_module.assemble(tmp_path / "zero", "zero-a10g")
-    requirements = (folder / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    assert "spaces" in requirements and not any("download.pytorch.org" in line for line in requirements)
-    assert sum(line.startswith("torch==") for line in requirements) == 1
+    requirements = requirement_lines(folder)
+    assert not any("download.pytorch.org" in line for line in requirements)
+    (torch_pin,) = [line for line in requirements if line.startswith("torch==")]
+    assert torch_pin.removeprefix("torch==") in ZERO_GPU_TORCH
+    assert any(line.startswith("spaces==") for line in requirements)
     header = yaml.safe_load((folder / "README.md").read_text(encoding="utf-8").split("---\n")[1])
-    assert header["suggested_hardware"] == "zero-a10g"
+    assert header["suggested_hardware"] == "zero-a10g" and header["python_version"] == "3.10.13"
+    assert f"gradio=={header['sdk_version']}" in requirements
+    with pytest.raises(deploy_module.DeployError, match="ZeroGPU installs the torch"):
+        deploy_module.assemble(tmp_path / "zero2", "zero-a10g", torch_version="2.13.0")
     with pytest.raises(ValueError, match="hardware"):
         deploy_module.assemble(tmp_path / "bad", "t4-small")
+
+
+def test_zero_gpu_lock_pins_every_space_requirement_for_python_3_10():
+    """requirements-zerogpu.txt is a uv lock of space/requirements.txt (plus a listed torch and `spaces`) for
+    Python 3.10: every package exactly once, inside space/requirements.txt's range, and the header says how it was
+    made."""
+    from packaging.requirements import Requirement
+
+    text = (SPACE / "requirements-zerogpu.txt").read_text(encoding="utf-8")
+    assert "uv pip compile space/requirements.txt" in text.splitlines()[1] and "--python-version 3.10.13" in text
+    pins = {}
+    for line in requirement_lines(SPACE / "requirements-zerogpu.txt", name=""):
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==" and requirement.name.lower() not in pins, line
+        pins[requirement.name.lower().replace("_", "-")] = specifier.version
+    for line in requirement_lines(SPACE):
+        requirement = Requirement(line)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in the ZeroGPU lock"
+        if name != "torch":  # the lock's torch is ZeroGPU's, chosen by its list
+            assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
 
 
 def test_space_requirements_cover_the_library_dependencies():
