@@ -5,13 +5,16 @@ over draws of x_0 (noised with the scheduler's `add_noise`) for q(x_t) and E[eps
 the scheduler's own reverse chain for the distribution the oracle's samples follow. Everything runs in seconds.
 """
 
+import importlib.util
 import math
+import sys
 
 import pytest
 import torch
 from torch import distributions as D
 
 import ddpm_hub
+import ddpm_hub.models.mlp as mlp_module
 from ddpm_hub.mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
 from ddpm_hub.models.mlp import DDPMHubMLP, DDPMHubMLPOutput
 from ddpm_hub.schedulers.scheduling_ddpm import DDPMHubScheduler
@@ -356,6 +359,19 @@ def test_mlp_drives_the_scheduler_like_the_oracle():
     sched = DDPMHubScheduler(clip_sample=False)
     x = run_reverse_chain(sched, perturbed_mlp(), 10, particles=8)
     assert x.shape == (8, 2) and torch.isfinite(x).all()
+
+
+def test_mlp_module_is_self_contained(monkeypatch, tmp_path):
+    """mlp.py, like unet.py, may be copied into a saved pipeline and loaded as remote code: no ddpm_hub import."""
+    monkeypatch.setitem(sys.modules, "ddpm_hub", None)  # any `import ddpm_hub...` now raises ImportError
+    for name in [m for m in sys.modules if m.startswith("ddpm_hub.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    copy = tmp_path / "mlp.py"
+    copy.write_text(open(mlp_module.__file__, encoding="utf-8").read(), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("standalone_mlp", copy)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.DDPMHubMLP(hidden_dim=8, time_embed_dim=4)(torch.randn(3, 2), 0).sample.shape == (3, 2)
 
 
 @pytest.mark.parametrize(
