@@ -13,6 +13,12 @@ _EXPORTS = {
     "UNET_PRESETS": ".models.unet",
     "DDPMHubUNet2DModel": ".models.unet",
     "DDPMHubUNet2DOutput": ".models.unet",
+    "DDPMHubMLP": ".models.mlp",
+    "DDPMHubMLPOutput": ".models.mlp",
+    "MIXTURE_PRESETS": ".mixture",
+    "GaussianMixture": ".mixture",
+    "MixtureDenoiser": ".mixture",
+    "MixtureDenoiserOutput": ".mixture",
     "BitsPerDimOutput": ".pipelines.pipeline_ddpm",
     "BoundStep": ".pipelines.pipeline_ddpm",
     "ChainModelInput": ".pipelines.pipeline_ddpm",
@@ -26,11 +32,14 @@ _EXPORTS = {
     "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
 }
 __all__ = [
+    "MIXTURE_PRESETS",
     "UNET_PRESETS",
     "BitsPerDimOutput",
     "BoundStep",
     "ChainModelInput",
     "DDIMHubScheduler",
+    "DDPMHubMLP",
+    "DDPMHubMLPOutput",
     "DDPMHubPipeline",
     "DDPMHubScheduler",
     "DDPMHubSchedulerOutput",
@@ -39,10 +48,15 @@ __all__ = [
     "DenoisingChain",
     "DenoisingStep",
     "ElboEstimates",
+    "GaussianMixture",
+    "MixtureDenoiser",
+    "MixtureDenoiserOutput",
     "NoisingStep",
 ]
 
 if TYPE_CHECKING:
+    from .mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
+    from .models.mlp import DDPMHubMLP, DDPMHubMLPOutput
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
     from .pipelines.pipeline_ddpm import (
         BitsPerDimOutput,

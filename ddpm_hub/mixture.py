@@ -1,0 +1,347 @@
+"""Gaussian mixtures: data whose diffused marginals, score and ideal denoiser are known exactly.
+
+For data drawn from a mixture of diagonal Gaussians
+
+    p(x_0) = sum_k pi_k N(mu_k, diag s_k^2)                                 means (K, D), stds (K, D), weights (K,)
+
+the forward process q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I) maps each component to a Gaussian,
+so the marginal at every t is again a mixture, with the same weights:
+
+    q(x_t) = sum_k pi_k N(sqrt(alpha_bar_t) mu_k, diag(alpha_bar_t s_k^2 + 1 - alpha_bar_t))
+
+Its density, its score grad log q(x_t), the posterior mean E[x_0 | x_t] and the Bayes-optimal noise prediction
+E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q(x_t) (Tweedie's formula) are all closed form. `GaussianMixture` holds
+the distribution (sampling, exact log-density, score, `noised`); `MixtureDenoiser` wraps it with a scheduler into a
+model with the U-Net's calling convention, the "truth" a trained network is compared with.
+
+Everything is computed in float64 and returned in the dtype of the input. Schedule values (alpha_bar_t) and the
+x_0 <-> eps conversion come from the scheduler; the Gaussian log-density is the scheduler's `gaussian_log_likelihood`.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import FrozenDict
+from diffusers.utils import BaseOutput
+from torch import nn
+
+from .schedulers.scheduling_ddpm import DDPMHubScheduler
+
+MIXTURE_PRESETS = ("ring8", "two_blobs", "point", "standard_normal")
+WEIGHT_SUM_TOLERANCE = 1e-5  # float32 weights (a softmax, a normalised histogram) sum to 1 within ~1e-7
+
+
+def _invalid(key: str, value, allowed: str) -> ValueError:
+    return ValueError(f"Invalid `{key}`={value!r}: allowed values are {allowed}.")
+
+
+def _shape(value) -> str:
+    return f"<tensor of shape {tuple(value.shape)}>"
+
+
+class GaussianMixture:
+    """p(x) = sum_k pi_k N(x; mu_k, diag s_k^2), a mixture of K diagonal Gaussians in D dimensions.
+
+    Args:
+        means: mu_k, (K, D).
+        stds: s_k, the per-coordinate standard deviations, (K, D), all > 0.
+        weights: pi_k, (K,), each >= 0, summing to 1 (within 1e-5; then renormalised exactly). None: uniform.
+
+    The parameters are kept as float64 tensors on the CPU (`means`, `stds`, `weights`).
+    """
+
+    def __init__(self, means, stds, weights=None):
+        means = torch.as_tensor(means, dtype=torch.float64).detach().cpu()
+        stds = torch.as_tensor(stds, dtype=torch.float64).detach().cpu()
+        if means.ndim != 2 or means.shape[0] < 1 or means.shape[1] < 1 or not torch.isfinite(means).all():
+            raise _invalid("means", _shape(means), "finite (K, D) tensors with K, D >= 1")
+        if stds.shape != means.shape:
+            raise _invalid("stds", _shape(stds), f"tensors of the means' shape {tuple(means.shape)}")
+        if not (torch.isfinite(stds).all() and (stds > 0).all()):
+            raise _invalid("stds", f"<min {float(stds.min()):.3g}>", "finite numbers > 0")
+        num_components = means.shape[0]
+        if weights is None:
+            weights = torch.full((num_components,), 1.0 / num_components, dtype=torch.float64)
+        weights = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
+        if weights.shape != (num_components,):
+            raise _invalid("weights", _shape(weights), f"({num_components},) tensors, one weight per component")
+        if not (torch.isfinite(weights).all() and (weights >= 0).all()):
+            raise _invalid("weights", weights.tolist(), "finite numbers >= 0")
+        if abs(float(weights.sum()) - 1) > WEIGHT_SUM_TOLERANCE:
+            raise _invalid("weights", weights.tolist(), f"weights summing to 1 (within {WEIGHT_SUM_TOLERANCE:g})")
+        self.means = means
+        self.stds = stds
+        self.weights = weights / weights.sum()
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Construction helpers
+    # ------------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def preset(cls, name: str, spread: float = 1.0) -> "GaussianMixture":
+        """A named 2-D mixture (D = 2). `spread` scales the distances between the components (their means), not
+        their widths: larger spreads separate the modes more.
+
+        Names (`MIXTURE_PRESETS`):
+            ring8: 8 equal Gaussians (std 0.1) evenly spaced on a circle of radius `spread`.
+            two_blobs: two uneven blobs: weight 0.7, an elongated one (stds 0.15, 0.25) at (-0.5, -0.5) spread, and
+                weight 0.3, a small round one (std 0.1) at (0.75, 0.5) spread.
+            point: one tight Gaussian (std 0.02) at (0.5, 0.5) spread, nearly a point mass.
+            standard_normal: N(0, I), the one distribution the forward process leaves unchanged (spread is unused).
+        """
+        if name not in MIXTURE_PRESETS:
+            raise _invalid("name", name, ", ".join(MIXTURE_PRESETS))
+        if not (isinstance(spread, int | float) and math.isfinite(spread) and spread > 0):
+            raise _invalid("spread", spread, "finite numbers > 0")
+        if name == "ring8":
+            angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
+            means = spread * torch.stack([angles.cos(), angles.sin()], dim=1)  # (8, 2)
+            return cls(means, torch.full((8, 2), 0.1, dtype=torch.float64))
+        if name == "two_blobs":
+            means = spread * torch.tensor([[-0.5, -0.5], [0.75, 0.5]], dtype=torch.float64)
+            return cls(means, [[0.15, 0.25], [0.1, 0.1]], [0.7, 0.3])
+        if name == "point":
+            return cls(spread * torch.tensor([[0.5, 0.5]], dtype=torch.float64), [[0.02, 0.02]])
+        return cls(torch.zeros(1, 2), torch.ones(1, 2))  # "standard_normal"
+
+    @property
+    def num_components(self) -> int:
+        """K."""
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """D, the dimension of a sample."""
+        return self.means.shape[1]
+
+    def __repr__(self) -> str:
+        return f"GaussianMixture(num_components={self.num_components}, dim={self.dim})"
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The diffused mixture q(x_t)
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _diffused(self, alpha_bar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means sqrt(alpha_bar) mu_k and variances alpha_bar s_k^2 + 1 - alpha_bar of the components of q(x_t).
+
+        `alpha_bar` is float64, a 0-d tensor or (B, 1, 1) for one value per row; the results are (K, D) or (B, K, D).
+        """
+        means = alpha_bar.sqrt() * self.means.to(alpha_bar.device)
+        variances = alpha_bar * self.stds.to(alpha_bar.device) ** 2 + (1 - alpha_bar)
+        return means, variances
+
+    def noised(self, alpha_bar: float | torch.Tensor) -> "GaussianMixture":
+        """q(x_t) when x_0 ~ this mixture and x_t ~ N(sqrt(alpha_bar) x_0, (1 - alpha_bar) I): the mixture with
+        means sqrt(alpha_bar) mu_k, stds sqrt(alpha_bar s_k^2 + 1 - alpha_bar) and the same weights.
+
+        Args:
+            alpha_bar: alpha_bar_t in [0, 1], a number or a 0-d tensor (e.g. `scheduler.alphas_cumprod[t]`).
+        """
+        alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64).detach().cpu()
+        if alpha_bar.ndim != 0 or not 0 <= float(alpha_bar) <= 1:
+            shown = float(alpha_bar) if alpha_bar.ndim == 0 else _shape(alpha_bar)
+            raise _invalid("alpha_bar", shown, "one number in [0, 1]")
+        means, variances = self._diffused(alpha_bar)
+        return GaussianMixture(means, variances.sqrt(), self.weights)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Sampling, density, score
+    # ------------------------------------------------------------------------------------------------------------
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
+        """n independent draws, (n, D) in `dtype`: a component k ~ Categorical(pi), then x = mu_k + s_k z, z ~ N(0, I).
+
+        `generator` is a CPU generator; the draws are made in float64 on the CPU.
+        """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise _invalid("n", n, "integers >= 1")
+        components = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)  # (n, D)
+        return (self.means[components] + self.stds[components] * z).to(dtype)
+
+    def _check_x(self, x: torch.Tensor, key: str = "x") -> None:
+        if not torch.is_tensor(x) or x.ndim != 2 or x.shape[1] != self.dim:
+            shown = _shape(x) if torch.is_tensor(x) else type(x).__name__
+            raise _invalid(key, shown, f"(n, {self.dim}) tensors (D = {self.dim})")
+
+    def _log_joint(self, x: torch.Tensor, means: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+        """log pi_k + log N(x; m_k, diag v_k) for every row of x (n, D) and component: (n, K), float64.
+
+        `means`, `variances`: (K, D), or (n, K, D) for a different mixture per row.
+        """
+        log_normal = DDPMHubScheduler.gaussian_log_likelihood(x.double()[:, None, :], means, variances.log())
+        return self.weights.to(x.device).log() + log_normal.sum(dim=-1)  # (n, K); log 0 = -inf drops a component
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x), exact, via logsumexp over the components: x (n, D) -> (n,), in x's dtype (differentiable)."""
+        self._check_x(x)
+        log_joint = self._log_joint(x, self.means.to(x.device), self.stds.to(x.device) ** 2)  # (n, K)
+        return torch.logsumexp(log_joint, dim=1).to(x.dtype)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """p(k | x), the posterior probability that x came from component k: x (n, D) -> (n, K), rows sum to 1."""
+        self._check_x(x)
+        log_joint = self._log_joint(x, self.means.to(x.device), self.stds.to(x.device) ** 2)
+        return torch.softmax(log_joint, dim=1).to(x.dtype)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """grad_x log p(x) = sum_k p(k | x) (mu_k - x) / s_k^2, exact: x (n, D) -> (n, D), in x's dtype."""
+        self._check_x(x)
+        means, variances = self.means.to(x.device), self.stds.to(x.device) ** 2
+        posterior = torch.softmax(self._log_joint(x, means, variances), dim=1)  # (n, K)
+        component_scores = (means - x.double()[:, None, :]) / variances  # (n, K, D)
+        return (posterior[:, :, None] * component_scores).sum(dim=1).to(x.dtype)
+
+
+@dataclass
+class MixtureDenoiserOutput(BaseOutput):
+    """Output of :class:`MixtureDenoiser`.
+
+    Args:
+        sample: (B, D), the exact posterior mean of what the scheduler's `prediction_type` names: E[eps | x_t]
+            (epsilon), E[x_0 | x_t] (sample) or E[v | x_t] (v_prediction).
+    """
+
+    sample: torch.Tensor
+
+
+class MixtureDenoiser(nn.Module):
+    """The Bayes-optimal denoiser for data x_0 ~ `mixture` under `scheduler`'s forward process: a "model" with the
+    U-Net's calling convention whose output is exact, E[eps | x_t] = -sqrt(1 - alpha_bar_t) grad log q(x_t).
+
+    `oracle(x_t, t)` returns a `MixtureDenoiserOutput` whose `.sample` (B, D) is what `scheduler.step` expects for
+    its `prediction_type` (E[eps | x_t] for the default `epsilon`), so it drops in where a trained network goes.
+    It has no parameters. Besides `forward` it offers `eps_mean`, `x0_mean` and `score` for one timestep, and a
+    minimal `config` (`sample_dim` = D; `num_class_embeds` = K: label k conditions on component k, label K is the
+    unconditional "null class", as the U-Net's classifier-free guidance uses it).
+
+    Args:
+        mixture: p(x_0), a `GaussianMixture` with D-dimensional samples.
+        scheduler: a `DDPMHubScheduler` (or `DDIMHubScheduler`): alpha_bar_t and the x_0 <-> eps conversions
+            (`predict_noise_from_x0`, `get_velocity`, `score_from_noise`) are taken from it.
+    """
+
+    def __init__(self, mixture: GaussianMixture, scheduler: DDPMHubScheduler):
+        super().__init__()
+        if not isinstance(mixture, GaussianMixture):
+            raise _invalid("mixture", type(mixture).__name__, "GaussianMixture instances")
+        helpers = ("alphas_cumprod", "predict_noise_from_x0", "get_velocity", "score_from_noise")
+        if not all(hasattr(scheduler, name) for name in helpers):
+            raise _invalid("scheduler", type(scheduler).__name__, "DDPMHubScheduler or DDIMHubScheduler instances")
+        self.mixture = mixture
+        self.scheduler = scheduler
+        self.config = FrozenDict(sample_dim=mixture.dim, num_class_embeds=mixture.num_components)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Inputs
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _timesteps(self, timestep, batch: int) -> torch.Tensor:
+        """An int, a 0-d or (1,) tensor, or a (B,) tensor of whole numbers in [0, T) -> (B,) long on the CPU."""
+        steps = len(self.scheduler.alphas_cumprod)
+        t = torch.as_tensor(timestep).detach().cpu().reshape(-1)
+        t = t.expand(batch) if t.numel() == 1 else t
+        allowed = f"an int, a 0-d tensor or a ({batch},) tensor of integers in [0, {steps})"
+        if t.shape != (batch,) or t.dtype == torch.bool or t.is_complex():
+            raise _invalid("timestep", _shape(torch.as_tensor(timestep)), allowed)
+        if t.is_floating_point() and not bool((t == t.round()).all()):
+            raise _invalid("timestep", t.tolist(), allowed)
+        t = t.long()
+        if bool(((t < 0) | (t >= steps)).any()):
+            raise _invalid("timestep", t.tolist(), allowed)
+        return t
+
+    def _alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha_bar_t from the scheduler, float64, (B,) for (B,) long t."""
+        padded = getattr(self.scheduler, "alphas_cumprod_padded_float64", None)
+        if padded is not None:  # DDPMHubScheduler keeps the schedule in float64; entry t + 1 is alpha_bar_t
+            return padded[t + 1]
+        return self.scheduler.alphas_cumprod.double()[t]
+
+    def _log_weight_mask(self, class_labels, batch: int, device) -> torch.Tensor | None:
+        """0 for the labelled component, -inf for the others, (B, K); None when every row is unconditional."""
+        if class_labels is None:
+            return None
+        k = self.mixture.num_components
+        labels = torch.as_tensor(class_labels, device=device)
+        allowed = f"({batch},) integer tensors in [0, {k}] ({k} = unconditional)"
+        if labels.shape != (batch,) or labels.is_floating_point() or labels.dtype == torch.bool:
+            raise _invalid("class_labels", _shape(labels), allowed)
+        if bool(((labels < 0) | (labels > k)).any()):
+            raise _invalid("class_labels", labels.tolist(), allowed)
+        keep = (labels[:, None] == torch.arange(k, device=device)) | (labels[:, None] == k)  # (B, K)
+        return torch.zeros(batch, k, dtype=torch.float64, device=device).masked_fill(~keep, -math.inf)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The exact posterior
+    # ------------------------------------------------------------------------------------------------------------
+
+    def x0_mean(self, sample: torch.Tensor, timestep, class_labels=None) -> torch.Tensor:
+        """E[x_0 | x_t], exact: x_t (B, D) and t (int or (B,)) -> (B, D) in x_t's dtype.
+
+        Given component k, x_0 and x_t are jointly Gaussian, so (per coordinate, v_k = alpha_bar s_k^2 + 1 - alpha_bar)
+
+            E[x_0 | x_t, k] = mu_k + sqrt(alpha_bar) s_k^2 / v_k (x_t - sqrt(alpha_bar) mu_k)
+
+        and E[x_0 | x_t] averages these with the posterior weights p(k | x_t) of the diffused mixture q(x_t).
+        With `class_labels` (B,), row b conditions on component class_labels[b] (K: no condition).
+        """
+        mixture = self.mixture
+        mixture._check_x(sample, "sample")
+        batch, device = sample.shape[0], sample.device
+        t = self._timesteps(timestep, batch)
+        alpha_bar = self._alpha_bar(t).to(device)[:, None, None]  # (B, 1, 1)
+        means, variances = mixture._diffused(alpha_bar)  # (B, K, D): the components of q(x_t)
+        log_joint = mixture._log_joint(sample, means, variances)  # (B, K)
+        mask = self._log_weight_mask(class_labels, batch, device)
+        posterior = torch.softmax(log_joint if mask is None else log_joint + mask, dim=1)  # p(k | x_t), (B, K)
+        x_t = sample.double()[:, None, :]  # (B, 1, D)
+        gain = alpha_bar.sqrt() * mixture.stds.to(device) ** 2 / variances  # (B, K, D)
+        component_x0 = mixture.means.to(device) + gain * (x_t - means)  # E[x_0 | x_t, k], (B, K, D)
+        return (posterior[:, :, None] * component_x0).sum(dim=1).to(sample.dtype)
+
+    def eps_mean(self, sample: torch.Tensor, timestep, class_labels=None) -> torch.Tensor:
+        """E[eps | x_t] = (x_t - sqrt(alpha_bar_t) E[x_0 | x_t]) / sqrt(1 - alpha_bar_t), the scheduler's
+        `predict_noise_from_x0` at the exact posterior mean (the relation is linear, so it holds in expectation).
+        (B, D) in x_t's dtype; equal to -sqrt(1 - alpha_bar_t) grad log q(x_t) by Tweedie's formula."""
+        t = self._timesteps(timestep, sample.shape[0])
+        x0 = self.x0_mean(sample, t, class_labels).double()
+        return self.scheduler.predict_noise_from_x0(sample.double(), t, x0).to(sample.dtype)
+
+    def score(self, sample: torch.Tensor, timestep, class_labels=None) -> torch.Tensor:
+        """grad log q(x_t), exact, through the scheduler's `score_from_noise`: (B, D) in x_t's dtype."""
+        t = self._timesteps(timestep, sample.shape[0])
+        eps = self.eps_mean(sample, t, class_labels).double()
+        return self.scheduler.score_from_noise(sample.double(), t, eps).to(sample.dtype)
+
+    def forward(
+        self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True
+    ) -> MixtureDenoiserOutput | tuple[torch.Tensor]:
+        """The exact prediction for `scheduler.step`.
+
+        Args:
+            sample: x_t, (B, D).
+            timestep: t, an int, a 0-d tensor or a (B,) tensor.
+            class_labels: None, or (B,) component indices in [0, K] (K = unconditional).
+            return_dict: return a `MixtureDenoiserOutput` (default) or a tuple `(sample,)`.
+
+        Returns:
+            (B, D): E[eps | x_t], E[x_0 | x_t] or E[v | x_t] for the scheduler's `prediction_type`.
+        """
+        self.mixture._check_x(sample, "sample")
+        t = self._timesteps(timestep, sample.shape[0])
+        prediction_type = self.scheduler.config.prediction_type
+        if prediction_type == "epsilon":
+            out = self.eps_mean(sample, t, class_labels)
+        elif prediction_type == "sample":
+            out = self.x0_mean(sample, t, class_labels)
+        else:  # v_prediction: v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0 is linear, so E[v] uses E[eps], E[x_0]
+            x0 = self.x0_mean(sample, t, class_labels).double()
+            eps = self.scheduler.predict_noise_from_x0(sample.double(), t, x0)
+            out = self.scheduler.get_velocity(x0, eps, t).to(sample.dtype)
+        if not return_dict:
+            return (out,)
+        return MixtureDenoiserOutput(sample=out)
