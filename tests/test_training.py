@@ -431,6 +431,10 @@ def test_defaults_worked_out_when_parsed():
     assert args.guidance_scale == DEFAULT_GUIDANCE_SCALE and args.sample_inference_steps == 100
     args = parse_args(["--output_dir", "out", "--guidance_scale", "0", "--num_train_timesteps", "50", "--seed", "-0"])
     assert args.guidance_scale == 0 and args.sample_inference_steps == 50  # an explicit 0 is a w, not "unset"
+    # the grids' DDPM steps: a tenth of the run's, within [10, 100] and at most T
+    for steps, timesteps, expected in ((300, 1000, 30), (20, 1000, 10), (20, 5, 5), (5000, 1000, 100)):
+        flags = ["--max_train_steps", str(steps), "--num_train_timesteps", str(timesteps)]
+        assert parse_args(["--output_dir", "out", *flags]).sample_inference_steps == expected
     assert parse_args(["--output_dir", "out", "--learning_rate", "2e-4"]).learning_rate == 2e-4
 
 

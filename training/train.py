@@ -49,7 +49,7 @@ logger = get_logger(__name__, log_level="INFO")
 CHECKPOINT_PREFIX = "checkpoint-"
 TIMESTEP_BUCKETS = 10  # the loss is also logged per tenth of [0, T)
 LONG_RUN_STEPS = 1000  # runs this long or longer get the full sample grid (8 per class), shorter ones one per class
-SAMPLE_INFERENCE_STEPS = 100  # DDPM steps of the sample grids, unless --num_train_timesteps is smaller
+SAMPLE_INFERENCE_STEPS = (10, 100)  # DDPM steps of the sample grids: a tenth of the run's steps, within these
 
 
 class TrainingError(RuntimeError):
@@ -199,7 +199,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--sample_inference_steps",
         type=POSITIVE_INT,
         default=None,
-        help=f"DDPM steps for the sample grids; default: {SAMPLE_INFERENCE_STEPS}, or --num_train_timesteps if fewer",
+        help="DDPM steps for the sample grids; default: proportionate to the run, a tenth of --max_train_steps, "
+        f"between {SAMPLE_INFERENCE_STEPS[0]} and {SAMPLE_INFERENCE_STEPS[1]}, and at most --num_train_timesteps",
     )
     out.add_argument(
         "--guidance_scale",
@@ -241,7 +242,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.loss == "weighted" and args.prediction_type != "epsilon":
         parser.error("--loss weighted is the ELBO weight for noise prediction: use --prediction_type epsilon")
     if args.sample_inference_steps is None:
-        args.sample_inference_steps = min(SAMPLE_INFERENCE_STEPS, args.num_train_timesteps)
+        fewest, most = SAMPLE_INFERENCE_STEPS
+        args.sample_inference_steps = min(max(fewest, min(most, args.max_train_steps // 10)), args.num_train_timesteps)
     elif args.sample_inference_steps > args.num_train_timesteps:
         parser.error(
             f"argument --sample_inference_steps: must be <= --num_train_timesteps ({args.num_train_timesteps}), "
