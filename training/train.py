@@ -857,7 +857,7 @@ def save_pipeline(accelerator, model: TrainingModel, data: TrainingData, args, p
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def start(args) -> tuple[Accelerator, StopRequest]:
+def start_run(args) -> tuple[Accelerator, StopRequest]:
     """Threads, logging, accelerate, the stop signals and the seed."""
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
@@ -882,7 +882,7 @@ def start(args) -> tuple[Accelerator, StopRequest]:
 def main(argv=None) -> None:
     guard_report_streams()  # first: logging and tqdm keep the streams they find
     args = parse_args(argv)
-    accelerator, stop = start(args)
+    accelerator, stop = start_run(args)
     data = prepare_data(args, accelerator)
     model, progress = prepare_model(args, accelerator, data)
     if accelerator.is_main_process:
