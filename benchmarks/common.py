@@ -33,11 +33,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_hub import DDPMHubScheduler, DDPMHubUNet2DModel
 from ddpm_hub.data import to_zero_one
+from ddpm_hub.training import diffusion_loss, make_ema, step_generator  # training/train.py's step, not a copy
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "training"))
-import train as train_script  # noqa: E402  (training/train.py: our step is its `diffusion_loss`, not a copy)
 
 RESULTS_DIR = BENCH_DIR / "results"
 NUM_CLASSES = 10
@@ -360,7 +359,8 @@ def warmup_steps(recipe_warmup: int, total_steps: int, fraction: float = 0.05) -
 
 class OurRecipe:
     """One optimisation step of ``training/train.py`` as the default model is trained (one CPU process): the loss is
-    ``train.diffusion_loss`` with ``train.step_generator``'s random numbers, imported from the script.
+    ``ddpm_hub.training.diffusion_loss`` with ``step_generator``'s random numbers and the EMA is ``make_ema``'s, the
+    functions train.py calls.
 
     AdamW (lr 1e-3, betas 0.9/0.999, no weight decay), linear warm-up then cosine decay, gradient clipping at 1.0,
     EMA (max decay 0.999, warm-up power 2/3), L_simple on the noise, class-conditional with 10% of the labels
@@ -402,20 +402,13 @@ class OurRecipe:
             num_warmup_steps=warmup_steps(self.recipe_warmup, total_steps),
             num_training_steps=total_steps,
         )
-        self.ema = EMAModel(
-            self.unet.parameters(),
-            decay=0.999,
-            use_ema_warmup=True,
-            power=2 / 3,
-            model_cls=DDPMHubUNet2DModel,
-            model_config=self.unet.config,
-        )
+        self.ema = make_ema(self.unet)  # max decay 0.999, warm-up power 2/3: train.py's defaults
 
     def step(self, x_0: torch.Tensor, labels: torch.Tensor) -> float:
-        rng = train_script.step_generator(self.seed, self.micro_step, process_index=0)
+        rng = step_generator(self.seed, self.micro_step, process_index=0)
         self.micro_step += 1
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
-            loss = train_script.diffusion_loss(
+            loss = diffusion_loss(
                 self.unet,
                 self.scheduler,
                 x_0.to(self.device),

@@ -1,7 +1,9 @@
 """Training smoke tests: training/train.py run as a user runs it (python, accelerate launch, two processes)."""
 
 import importlib.util
+import io
 import json
+import logging
 import math
 import os
 import signal
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 import torch
 from olah_hub import free_port, hub_env, run_python
@@ -19,6 +22,7 @@ from safetensors.torch import load_file
 from ddpm_hub import DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel
 from ddpm_hub.data import load_mnist5k
 from ddpm_hub.hub import select_pipeline_files
+from ddpm_hub.training import DEFAULT_GUIDANCE_SCALE, diffusion_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = str(ROOT / "training" / "train.py")
@@ -54,10 +58,15 @@ def unet_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
 
 
-def first_and_last_loss(log: str, steps: int) -> tuple[float, float]:
-    """The losses of the "trained to step N: loss A at the first step, B at the last" line."""
-    first, last = log.split(f"trained to step {steps}: loss ")[1].split(" at the first step, ")
-    return float(first), float(last.split()[0])
+def first_and_last_loss(log: str, steps: int, first_step: int = 1) -> tuple[float, float]:
+    """The losses of the "trained to step N: loss A at step F, B at step N" line; F is the run's first step (after
+    "(resumed from step F - 1)" when it resumed)."""
+    resumed = f" (resumed from step {first_step - 1})" if first_step > 1 else ""
+    line = f"trained to step {steps}{resumed}: loss "
+    assert line in log, log[-2000:]
+    first, last = log.split(line)[1].split("\n")[0].split(", ")
+    assert first.endswith(f" at step {first_step}") and last.endswith(f" at step {steps}"), (first, last)
+    return float(first.split()[0]), float(last.split()[0])
 
 
 def test_tiny_run_end_to_end(tmp_path):
@@ -65,15 +74,21 @@ def test_tiny_run_end_to_end(tmp_path):
     result = train("--output_dir", str(out), "--max_train_steps", "4", "--checkpointing_steps", "2",
                    "--sample_steps", "2")  # fmt: skip
     assert all(math.isfinite(loss) and loss > 0 for loss in first_and_last_loss(result.stderr, 4))
-    # the sample grids (tens of seconds on the default model) are announced before and reported after
+    # the sample grids (tens of seconds on the default model) are announced before and reported after; a short run
+    # draws one image per class, with the documented default guidance, and the last step's grid only once
     log = result.stderr
-    assert "sampling a grid of 80 images for step 2: 2 DDPM steps, guidance 2.0" in log
-    final = log.index("sampling a grid of 80 images for samples.png")
+    assert f"sampling a grid of 10 images for step 2: 2 DDPM steps, guidance {DEFAULT_GUIDANCE_SCALE}" in log
+    assert "for step 4" not in log
+    final = log.index("sampling a grid of 10 images for samples.png")
     assert log.index("sampled the grid in", final) < log.index("saved the pipeline")
     for name in ("model_index.json", "README.md", "samples.png", "training_config.json", "unet/config.json"):
         assert (out / name).is_file(), name
     config = json.loads((out / "training_config.json").read_text())
-    assert config["steps"] == 4 and config["processes"] == 1
+    assert config["steps"] == 4 and config["processes"] == 1 and config["guidance_scale"] == DEFAULT_GUIDANCE_SCALE
+    from PIL import Image
+
+    with Image.open(out / "samples.png") as grid:
+        assert grid.size == (10 * 28, 28)  # one row: one image of each digit
     assert config["command"].startswith("python training/train.py")
     assert "--model_preset tiny" in config["command"]
     # checkpoints and logs sit beside the pipeline but are never part of what is published
@@ -162,13 +177,29 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, reference_run):
     assert_same_weights(out, reference)
 
 
-def resume_after_stop(out: Path, log: str, reference: Path, resume: bool = True) -> None:
-    """The stopped run said where it stopped and left a complete checkpoint there; resuming from `latest` gives
-    the uninterrupted run's weights."""
+def stop_checkpoint(out: Path, signal_name: str) -> int:
+    """The step of the checkpoint that a stop by `signal_name` left: the newest, complete, saying why it was
+    written (what the run leaves when no report of it can reach anyone)."""
+    checkpoint = sorted((out / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))[-1]
+    progress = json.loads((checkpoint / "progress.json").read_text())
+    assert progress["stopped_by"] == signal_name, progress
+    assert checkpoint.name == f"checkpoint-{progress['global_step']}"
+    return progress["global_step"]
+
+
+def stop_report(log: str, signal_name: str) -> int:
+    """The step that the stopped run's report names; it said why it stopped, where, and how to go on."""
     assert "Traceback" not in log
-    step = int(log.split("stopped at step ")[1].split()[0])
-    assert 20 <= step < int(STEPS), log[-2000:]
-    assert "To go on, rerun the same command with --resume_from_checkpoint latest" in log
+    line = next(line for line in log.splitlines() if "stopped at step" in line)
+    assert f"{signal_name} received" in line, line
+    assert "To go on, rerun the same command with --resume_from_checkpoint latest" in line, line
+    return int(line.split("stopped at step ")[1].split()[0])
+
+
+def resume_after_stop(out: Path, step: int, reference: Path, resume: bool = True) -> None:
+    """The stopped run left a complete checkpoint at `step`, and no pipeline; resuming from `latest` gives the
+    uninterrupted run's weights."""
+    assert 20 <= step < int(STEPS)
     checkpoint = out / "checkpoints" / f"checkpoint-{step}"
     assert json.loads((checkpoint / "progress.json").read_text())["global_step"] == step
     assert not (out / "model_index.json").exists()
@@ -177,12 +208,14 @@ def resume_after_stop(out: Path, log: str, reference: Path, resume: bool = True)
     result = train("--output_dir", str(out), "--max_train_steps", STEPS, "--checkpointing_steps", EVERY,
                    "--resume_from_checkpoint", "latest")  # fmt: skip
     assert f"resumed from {checkpoint} at step {step}" in result.stderr
+    first_and_last_loss(result.stderr, int(STEPS), first_step=step + 1)  # names the resumed run's own first step
     assert_same_weights(out, reference)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_checkpoints_at_the_next_step_and_exits(tmp_path, reference_run, signum):
     out, log = tmp_path / "stopped", tmp_path / "train.log"
+    name = signal.Signals(signum).name
     with open(log, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, TRAIN, *TINY, "--output_dir", str(out), "--max_train_steps", STEPS,
@@ -192,16 +225,67 @@ def test_signal_checkpoints_at_the_next_step_and_exits(tmp_path, reference_run, 
         wait_for(lambda: (out / "checkpoints" / "checkpoint-20").is_dir(), "checkpoint-20")
         process.send_signal(signum)
         assert process.wait(timeout=120) == 0
-    text = log.read_text()
-    assert f"{signal.Signals(signum).name} received: stopping after this step" in text
-    resume_after_stop(out, text, reference_run, resume=signum == signal.SIGTERM)  # one handler: resume once
+    step = stop_report(log.read_text(), name)
+    assert stop_checkpoint(out, name) == step
+    resume_after_stop(out, step, reference_run, resume=signum == signal.SIGTERM)  # one handler: resume once
+
+
+def test_stop_with_stdout_and_stderr_closed_still_checkpoints(tmp_path):
+    """Reports to pipes that nobody reads any more (a launcher that died) neither raise nor stop the stop: the run
+    trains on, then checkpoints at the step the signal came in and exits cleanly."""
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, TRAIN, *TINY, "--output_dir", str(out), "--max_train_steps", "100000",
+         "--checkpointing_steps", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env(),
+    )  # fmt: skip
+    try:
+        for line in process.stderr:  # the first step is under way
+            if b"first batch checksum" in line:
+                break
+        process.stdout.close()
+        process.stderr.close()  # every report from now on, the progress bar's included, meets a closed pipe
+        time.sleep(0.5)
+        assert process.poll() is None, "a report to the closed pipe ended the run"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert stop_checkpoint(out, "SIGTERM") >= 1
+    assert not (out / "model_index.json").exists()
+
+
+def test_reports_to_a_closed_pipe_neither_raise_nor_fail_later():
+    """`SafeStream`: print, logging and tqdm write through it; once the pipe's reader is gone the descriptor is
+    /dev/null, so writers that hold the stream or the descriptor go on quietly."""
+    from tqdm import tqdm
+
+    train_script = load_train_script()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = train_script.SafeStream(io.TextIOWrapper(open(write_end, "wb", buffering=64), write_through=True))
+    print("stopping after this step", file=stream, flush=True)  # EPIPE: dropped, and the descriptor redirected
+    assert os.path.samestat(os.fstat(write_end), os.stat(os.devnull))
+    handler = logging.StreamHandler(stream)
+    logging.getLogger("closed-pipe").addHandler(handler)
+    try:
+        logging.getLogger("closed-pipe").error("stopped at step 3")
+    finally:
+        logging.getLogger("closed-pipe").removeHandler(handler)
+    for _ in tqdm(range(3), file=stream, mininterval=0):
+        pass
+    os.write(write_end, b"C code writing to the descriptor")
+    stream.stream.close()
 
 
 @pytest.mark.parametrize("how", ["kill -9 the launcher", "Ctrl-C"])
 def test_accelerate_launch_stopped_leaves_a_checkpoint_and_no_orphan(tmp_path, reference_run, how):
     """`accelerate launch` forwards no signal. Killed, even by SIGKILL, train.py gets a SIGHUP from the kernel
-    (PR_SET_PDEATHSIG) and stops as after a SIGTERM, instead of training on without its launcher. Ctrl-C reaches
-    both; train.py then gets SIGINT and SIGHUP, which must not count as "a second signal: stop at once"."""
+    (PR_SET_PDEATHSIG) and stops as after a SIGTERM, instead of training on without its launcher; its stderr, a pipe
+    to the dead launcher (accelerate 1.16+), takes no report any more, so the checkpoint records the stop. Ctrl-C
+    reaches both; train.py then gets SIGINT, and SIGTERM (the launcher stopping it) and SIGHUP, which must not
+    count as "a second signal: stop at once"."""
     out, log = tmp_path / "stopped", tmp_path / "train.log"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
@@ -212,19 +296,21 @@ def test_accelerate_launch_stopped_leaves_a_checkpoint_and_no_orphan(tmp_path, r
             stdout=subprocess.DEVNULL, stderr=stderr, env=env(), start_new_session=True,
         )  # fmt: skip
         wait_for(lambda: (out / "checkpoints" / "checkpoint-20").is_dir(), "checkpoint-20")
+        (trainer,) = psutil.Process(process.pid).children(recursive=True)
         if how == "Ctrl-C":
             os.killpg(process.pid, signal.SIGINT)  # what the terminal does: the whole foreground process group
         else:
             process.kill()
         process.wait()
-        wait_for(lambda: "stopped at step" in log.read_text(), "train.py to stop after its launcher died", 120)
-    text = log.read_text()
-    if how == "Ctrl-C":  # a SIGHUP follows when the launcher dies before train.py has stopped: "already stopping"
-        assert "SIGINT received: stopping" in text and "SIGHUP received: stopping" not in text
-        text = "".join(line for line in text.splitlines(True) if "[RANK 0]" in line)  # not the launcher's traceback
+        _, orphans = psutil.wait_procs([trainer], timeout=120)
+        assert not orphans, "train.py trained on after its launcher died"
+    if how == "Ctrl-C":  # the launcher relays the report; its own traceback is not train.py's
+        text = "".join(line for line in log.read_text().splitlines(True) if "[RANK 0]" in line)
+        step = stop_report(text, "SIGINT")
+        assert stop_checkpoint(out, "SIGINT") == step
     else:
-        assert "SIGHUP received: stopping" in text
-    resume_after_stop(out, text, reference_run, resume=how != "Ctrl-C")
+        step = stop_checkpoint(out, "SIGHUP")
+    resume_after_stop(out, step, reference_run, resume=how != "Ctrl-C")
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tmp_path):
@@ -318,6 +404,62 @@ def test_bad_flags_are_rejected_with_the_flag_named(tmp_path, flags, message):
     assert result.returncode == 2 and message in result.stderr
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--learning_rate", "-1e-3"], "argument --learning_rate: must be > 0, got -0.001"),  # not taken for an option
+    (["--learning_rate", "-0.001"], "argument --learning_rate: must be > 0, got -0.001"),
+    (["--learning_rate", "fast"], "argument --learning_rate: must be a number > 0, got 'fast'"),
+    (["--label_dropout", "1.5"], "argument --label_dropout: must be in [0, 1), got 1.5"),
+    (["--adam_beta2", "1"], "argument --adam_beta2: must be in [0, 1), got 1.0"),
+    (["--max_grad_norm", "nan"], "argument --max_grad_norm: must be a finite number > 0, got 'nan'"),
+    (["--train_batch_size", "0"], "argument --train_batch_size: must be >= 1, got 0"),
+    (["--train_batch_size", "2.5"], "argument --train_batch_size: must be an integer >= 1, got '2.5'"),
+    (["--lr_warmup_steps", "-1"], "argument --lr_warmup_steps: must be >= 0, got -1"),
+    (["--block_out_channels", "16", "-32"], "argument --block_out_channels: must be >= 1, got -32"),
+    (["--guidance_scale", "-2"], "argument --guidance_scale: must be >= 0, got -2.0"),
+    (["--num_train_timesteps", "50", "--sample_inference_steps", "51"],
+     "argument --sample_inference_steps: must be <= --num_train_timesteps (50), got 51"),
+])  # fmt: skip
+def test_numbers_are_checked_when_parsed(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        load_train_script().parse_args(["--output_dir", "out", *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_defaults_worked_out_when_parsed():
+    parse_args = load_train_script().parse_args
+    args = parse_args(["--output_dir", "out"])
+    assert args.guidance_scale == DEFAULT_GUIDANCE_SCALE and args.sample_inference_steps == 100
+    args = parse_args(["--output_dir", "out", "--guidance_scale", "0", "--num_train_timesteps", "50", "--seed", "-0"])
+    assert args.guidance_scale == 0 and args.sample_inference_steps == 50  # an explicit 0 is a w, not "unset"
+    # the grids' DDPM steps: a tenth of the run's, within [10, 100] and at most T
+    for steps, timesteps, expected in ((300, 1000, 30), (20, 1000, 10), (20, 5, 5), (5000, 1000, 100)):
+        flags = ["--max_train_steps", str(steps), "--num_train_timesteps", str(timesteps)]
+        assert parse_args(["--output_dir", "out", *flags]).sample_inference_steps == expected
+    assert parse_args(["--output_dir", "out", "--learning_rate", "2e-4"]).learning_rate == 2e-4
+
+
+@pytest.mark.parametrize("steps, images, classes, expected", [
+    (999, None, 10, (10, 10)),  # a short run: one image per class, in one row
+    (1000, None, 10, (80, 8)),  # 8 per class, one row per class
+    (4, 30, 10, (30, 3)),  # N // classes per class
+    (4, 5, 10, (10, 10)),  # at least one per class
+    (4, 0, 10, (0, 10)),  # none: no samples.png
+    (999, None, None, (8, 8)),  # unconditional
+    (1000, None, None, (32, 8)),
+    (4, 12, None, (12, 8)),
+])  # fmt: skip
+def test_sample_grids_are_proportionate_to_the_run(steps, images, classes, expected):
+    train_script = load_train_script()
+    args = train_script.parse_args(["--output_dir", "out", "--max_train_steps", str(steps)]
+                                   + ([] if images is None else ["--num_sample_images", str(images)]))  # fmt: skip
+    labels, count, columns = train_script.grid_layout(args, classes)
+    assert (count, columns) == expected
+    if classes:  # each class equally often, class 0's first
+        assert torch.equal(labels, torch.arange(classes).repeat_interleave(count // classes))
+    else:
+        assert labels is None
+
+
 def test_help_shows_the_defaults():
     result = subprocess.run([sys.executable, TRAIN, "--help"], capture_output=True, text=True, env=env(), timeout=120)
     text = " ".join(result.stdout.split())
@@ -357,13 +499,11 @@ def tiny_unet(seed: int = 0, **overrides) -> DDPMHubUNet2DModel:
     ("min_snr", "sample"), ("simple", "v_prediction"),
 ])  # fmt: skip
 def test_loss_weights_are_the_formulas(loss, prediction_type):
-    train_script = load_train_script()
     scheduler = DDPMHubScheduler(num_train_timesteps=100, prediction_type=prediction_type)
     x_0, labels = (tensor[:16] for tensor in load_mnist5k("train"))
     unet = tiny_unet().eval()
     draw = lambda: torch.Generator().manual_seed(3)  # noqa: E731
-    result = train_script.diffusion_loss(unet, scheduler, x_0, labels, draw(), loss=loss, snr_gamma=2.0,
-                                         label_dropout=0.5)  # fmt: skip
+    result = diffusion_loss(unet, scheduler, x_0, labels, draw(), loss=loss, snr_gamma=2.0, label_dropout=0.5)
 
     # the same draws, in the documented order: eps, t, label dropout
     generator = draw()
@@ -394,7 +534,6 @@ def test_loss_weights_are_the_formulas(loss, prediction_type):
 
 def fixed_draw_loss(folder_or_unet, prediction_type: str) -> float:
     """A model's loss on fixed images, noise and t (no label dropout): lower is a better trained model."""
-    train_script = load_train_script()
     unet = folder_or_unet
     if not isinstance(unet, torch.nn.Module):
         unet = DDPMHubUNet2DModel.from_pretrained(folder_or_unet, subfolder="unet")
@@ -404,8 +543,9 @@ def fixed_draw_loss(folder_or_unet, prediction_type: str) -> float:
     timesteps = torch.randint(0, 50, (64,), generator=generator)
     scheduler = DDPMHubScheduler(num_train_timesteps=50, prediction_type=prediction_type)
     with torch.no_grad():
-        return train_script.diffusion_loss(unet.eval(), scheduler, x_0, labels, generator, noise=noise,
-                                           timesteps=timesteps).loss.item()  # fmt: skip
+        return diffusion_loss(
+            unet.eval(), scheduler, x_0, labels, generator, noise=noise, timesteps=timesteps
+        ).loss.item()
 
 
 @pytest.mark.parametrize("prediction_type, loss", [("v_prediction", "min_snr"), ("sample", "simple")])
