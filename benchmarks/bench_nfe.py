@@ -462,6 +462,31 @@ def record_in_model(result: dict[str, Any], curve: str) -> None:
     print(f"recorded {len(points)} points in {path}, {os.path.join(model_dir, plot_name)} and {card}")
 
 
+def save_points(args, points, machine, threads, judge, stock_training) -> tuple[dict[str, Any], str]:
+    """Merges `points` into the results file `args.name` (under a lock: several runs may write it), renders it and
+    saves it. Returns the merged result and its path."""
+    header = {
+        "title": "Guidance curve" if args.curve == "guidance" else "Quality per U-Net call (NFE)",
+        "name": args.name,
+        "command": common.command_line(),
+        "machine": machine,
+        "threads": threads,
+        "model_dir": args.model_dir,
+        "stock_model_dir": args.stock_model_dir,
+        "judge_held_out_accuracy": judge.held_out_accuracy if judge else None,
+        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    if stock_training:
+        header["stock_training"] = stock_training
+    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(common.RESULTS_DIR / f".{args.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held until the merged file is written
+        result = merge_points(args.name, points, header)
+        render(result, args.curve)
+        path = common.save_result(args.name, result)
+    return result, path
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     threads = common.set_threads(args.threads)
@@ -520,27 +545,13 @@ def main(argv=None) -> int:
                     f"{point['generation_seconds']:.0f} s  {common.load_line()}",
                     flush=True,
                 )
+                if not args.no_save:  # each point is kept as soon as it is measured: a stopped run loses none
+                    result, path = save_points(args, {point_key(model, family, steps, scale): point}, machine,
+                                               threads, judge, stock_training)  # fmt: skip
     if args.no_save:
         return 0
-    header = {
-        "title": "Guidance curve" if args.curve == "guidance" else "Quality per U-Net call (NFE)",
-        "name": args.name,
-        "command": common.command_line(),
-        "machine": machine,
-        "threads": threads,
-        "model_dir": args.model_dir,
-        "stock_model_dir": args.stock_model_dir,
-        "judge_held_out_accuracy": judge.held_out_accuracy if judge else None,
-        "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-    }
-    if stock_training:
-        header["stock_training"] = stock_training
-    common.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    with open(common.RESULTS_DIR / f".{args.name}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # held until the merged file is written
-        result = merge_points(args.name, points, header)
-        render(result, args.curve)
-        path = common.save_result(args.name, result)
+    if not points:  # --record_only: re-render and record what the results file holds
+        result, path = save_points(args, {}, machine, threads, judge, stock_training)
     print("\n".join(result["verdict"]))
     print(f"saved {path} and {result['plot']}")
     if args.record_in_model:

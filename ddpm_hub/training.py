@@ -24,14 +24,10 @@ import torch
 import torch.nn.functional as F
 from accelerate.utils import extract_model_from_parallel
 
+from .pipelines.pipeline_ddpm import DEFAULT_GUIDANCE_SCALE  # noqa: F401 (a fresh model's w, for train.py)
 from .schedulers.scheduling_ddpm import DDPMHubScheduler
 
 LOSSES = ("simple", "weighted", "min_snr")
-
-#: w of classifier-free guidance for a freshly trained model's samples and model card, until a guidance curve
-#: (`python benchmarks/bench_nfe.py --curve guidance`) measures a better one for that model. The pipeline's config
-#: records the w a model was published with.
-DEFAULT_GUIDANCE_SCALE = 1.5
 
 #: The EMA of the recipe: decay 1 - (1 + step)^(-2/3), capped at 0.999 (diffusers' `EMAModel` warm-up).
 EMA_MAX_DECAY = 0.999

@@ -818,9 +818,9 @@ def save_pipeline(accelerator, model: TrainingModel, data: TrainingData, args, p
     if model.ema is not None:
         model.ema.copy_to(unet.parameters())
     unet.eval()
-    # args.guidance_scale (DEFAULT_GUIDANCE_SCALE unless given) reaches the card through training_config.json; the
-    # pipeline's config will record it too (model_index.json's `guidance_scale`).
-    pipeline = DDPMHubPipeline(unet=unet, scheduler=model.scheduler)
+    # args.guidance_scale (DEFAULT_GUIDANCE_SCALE unless given) is the w the model is published with: the pipeline's
+    # config records it (model_index.json's `guidance_scale`, what `pipe(...)` uses), the card reads it from there.
+    pipeline = DDPMHubPipeline(unet=unet, scheduler=model.scheduler, guidance_scale=args.guidance_scale)
     pipeline.save_pretrained(args.output_dir)
     grid = sample_grid(unet, model.scheduler.config, data.num_classes, args, purpose=" for samples.png")
     if grid is not None:
