@@ -694,6 +694,18 @@ def test_load_three_ways_through_a_hub_server(pipeline, saved, olah_hub, tmp_pat
     _check_three_ways(pipeline, "ddpm-hub-tests/pipeline", sha, tmp_path, env)
 
 
+def test_our_loader_needs_no_revision_on_a_mirror(pipeline, saved, olah_hub, tmp_path):
+    """olah (offline) answers the un-revisioned metadata route with 401, which breaks stock diffusers' loading without
+    `revision` (README, "Whose bug the missing revision is"); `DDPMHubPipeline.from_pretrained` never asks it."""
+    push_to_mirror(saved, olah_hub.mirror_dir, "ddpm-hub-tests/no-revision")
+    code = (
+        "from ddpm_hub import DDPMHubPipeline\npipe = DDPMHubPipeline.from_pretrained('ddpm-hub-tests/no-revision')\n"
+        + SAMPLE_AND_SAVE.format(steps=TRAIN_STEPS, out=str(tmp_path / "loaded.npy"))
+    )
+    run_python(code, hub_env(olah_hub.endpoint, tmp_path / "hf_home"), timeout=180)
+    np.testing.assert_array_equal(np.load(tmp_path / "loaded.npy"), sample(pipeline))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # from_pretrained: diffusers' arguments pass through, bad keywords and bad folders get a clear error
 # ----------------------------------------------------------------------------------------------------------------
