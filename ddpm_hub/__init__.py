@@ -13,14 +13,14 @@ _EXPORTS = {
     "UNET_PRESETS": ".models.unet",
     "DDPMHubUNet2DModel": ".models.unet",
     "DDPMHubUNet2DOutput": ".models.unet",
-    "BitsPerDimOutput": ".pipelines.pipeline_ddpm",
-    "BoundStep": ".pipelines.pipeline_ddpm",
-    "ChainModelInput": ".pipelines.pipeline_ddpm",
+    "BitsPerDimOutput": ".pipelines.bound",
+    "BoundStep": ".pipelines.bound",
+    "ChainModelInput": ".pipelines.chain",
     "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
-    "DenoisingChain": ".pipelines.pipeline_ddpm",
-    "ElboEstimates": ".pipelines.pipeline_ddpm",
-    "DenoisingStep": ".pipelines.pipeline_ddpm",
-    "NoisingStep": ".pipelines.pipeline_ddpm",
+    "DenoisingChain": ".pipelines.chain",
+    "ElboEstimates": ".pipelines.bound",
+    "DenoisingStep": ".pipelines.chain",
+    "NoisingStep": ".pipelines.chain",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
     "DDPMHubScheduler": ".schedulers.scheduling_ddpm",
     "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
@@ -44,16 +44,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.pipeline_ddpm import (
-        BitsPerDimOutput,
-        BoundStep,
-        ChainModelInput,
-        DDPMHubPipeline,
-        DenoisingChain,
-        DenoisingStep,
-        ElboEstimates,
-        NoisingStep,
-    )
+    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates
+    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+    from .pipelines.pipeline_ddpm import DDPMHubPipeline
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
 

@@ -513,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline
+    from . import DDIMHubScheduler, DDPMHubPipeline
 
     if args.nll:
         return _main_nll(args, argv)
@@ -551,23 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         eta=args.eta,
         command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    print(format_report(result))
-    print()
-    print(json.dumps(result, indent=2))
-    if args.json_path:
-        path = Path(args.json_path)
-        runs = json.loads(path.read_text()) if path.is_file() else {}
-        eta = f"-eta{args.eta:g}" if takes_eta else ""
-        name = f"stock-{args.scheduler}" if args.scheduler else args.sampler
-        runs[f"{name}{eta}-{steps}steps-w{guidance:g}"] = result
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(runs, indent=2) + "\n")
-    return 0
+    eta = f"-eta{args.eta:g}" if takes_eta else ""
+    name = f"stock-{args.scheduler}" if args.scheduler else args.sampler
+    return _print_and_record(format_report(result), result, args.json_path, f"{name}{eta}-{steps}steps-w{guidance:g}")
 
 
 def _main_nll(args: argparse.Namespace, argv: list[str] | None) -> int:
     """``--nll``: the bound on held-out digits, printed and recorded under ``nll-<condition>-<N>images``."""
-    from ddpm_hub import DDPMHubPipeline
+    from . import DDPMHubPipeline
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     pipeline = DDPMHubPipeline.from_pretrained(args.model_dir).to(device)
@@ -579,17 +570,23 @@ def _main_nll(args: argparse.Namespace, argv: list[str] | None) -> int:
         model=str(args.model_dir),
         command="python -m ddpm_hub.evaluation " + " ".join(argv if argv is not None else sys.argv[1:]),
     )
-    print(format_nll_report(result))
-    print()
-    print(json.dumps(result, indent=2))
-    if args.json_path:
-        path = Path(args.json_path)
-        runs = json.loads(path.read_text()) if path.is_file() else {}
-        runs[f"nll-{args.nll_condition}-{args.nll_images}images"] = result
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(runs, indent=2) + "\n")
-    return 0
+    key = f"nll-{args.nll_condition}-{args.nll_images}images"
+    return _print_and_record(format_nll_report(result), result, args.json_path, key)
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _print_and_record(report: str, result: dict[str, Any], json_path: str | None, key: str) -> int:
+    """Prints the report and the result, and records the result under `key` in the json file (other runs kept)."""
+    print(report)
+    print()
+    print(json.dumps(result, indent=2))
+    if json_path:
+        path = Path(json_path)
+        runs = json.loads(path.read_text()) if path.is_file() else {}
+        runs[key] = result
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(runs, indent=2) + "\n")
+    return 0

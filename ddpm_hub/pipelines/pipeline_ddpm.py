@@ -24,8 +24,8 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .bound import BitsPerDimOutput, BoundMixin, BoundStep, ElboEstimates
-from .chain import (
+from .bound import BitsPerDimOutput, BoundMixin, BoundStep, ElboEstimates  # noqa: F401  (re-exported)
+from .chain import (  # noqa: F401  (ChainModelInput, NoisingStep, classifier_free_guidance: re-exported)
     ChainModelInput,
     DenoisingChain,
     DenoisingStep,
@@ -52,19 +52,6 @@ from .folder import (
     component_class,
     copy_code,
 )
-
-__all__ = [
-    "BitsPerDimOutput",
-    "BoundStep",
-    "ChainModelInput",
-    "DDPMHubPipeline",
-    "DenoisingChain",
-    "DenoisingStep",
-    "ElboEstimates",
-    "NoisingStep",
-    "classifier_free_guidance",
-    "guide",
-]
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 # w of classifier-free guidance for a model whose guidance curve has not been measured yet. A measured model records
