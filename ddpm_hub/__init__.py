@@ -19,14 +19,14 @@ _EXPORTS = {
     "GaussianMixture": ".mixture",
     "MixtureDenoiser": ".mixture",
     "MixtureDenoiserOutput": ".mixture",
-    "BitsPerDimOutput": ".pipelines.pipeline_ddpm",
-    "BoundStep": ".pipelines.pipeline_ddpm",
-    "ChainModelInput": ".pipelines.pipeline_ddpm",
+    "BitsPerDimOutput": ".pipelines.bound",
+    "BoundStep": ".pipelines.bound",
+    "ChainModelInput": ".pipelines.chain",
     "DDPMHubPipeline": ".pipelines.pipeline_ddpm",
-    "DenoisingChain": ".pipelines.pipeline_ddpm",
-    "ElboEstimates": ".pipelines.pipeline_ddpm",
-    "DenoisingStep": ".pipelines.pipeline_ddpm",
-    "NoisingStep": ".pipelines.pipeline_ddpm",
+    "DenoisingChain": ".pipelines.chain",
+    "ElboEstimates": ".pipelines.bound",
+    "DenoisingStep": ".pipelines.chain",
+    "NoisingStep": ".pipelines.chain",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
     "DDPMHubScheduler": ".schedulers.scheduling_ddpm",
     "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
@@ -58,16 +58,9 @@ if TYPE_CHECKING:
     from .mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
     from .models.mlp import DDPMHubMLP, DDPMHubMLPOutput
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.pipeline_ddpm import (
-        BitsPerDimOutput,
-        BoundStep,
-        ChainModelInput,
-        DDPMHubPipeline,
-        DenoisingChain,
-        DenoisingStep,
-        ElboEstimates,
-        NoisingStep,
-    )
+    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates
+    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+    from .pipelines.pipeline_ddpm import DDPMHubPipeline
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput
 

@@ -359,45 +359,38 @@ def preprocess_image(
             "(tensors are assumed to be preprocessed already)"
         )
 
+    return _finish(_decode(image, resolution), resolution, channels, invert)
+
+
+def _decode(image: Any, resolution: int) -> np.ndarray:
+    """The one decoding path: any accepted source -> float32 (h, w, C) in [0, 1], alpha composited on black, resized
+    (LANCZOS) so that its longer side is ``resolution``. Files and bytes are opened as PIL images; PIL images and
+    numpy arrays become floats (:func:`_pil_to_float`, :func:`_array_to_float`), and the rest is shared."""
     if isinstance(image, np.ndarray):
-        if (
-            image.dtype == np.uint8
-            and image.ndim in (2, 3)
-            and image.size
-            and (image.ndim == 2 or image.shape[-1] in (1, 2, 3, 4))
-        ):
-            # 8-bit arrays take the (faster, lower-memory) PIL path: Image.fromarray gives L / LA / RGB / RGBA.
-            _check_pixels(image.shape[1], image.shape[0], "the image array")
-            image = Image.fromarray(
-                np.ascontiguousarray(image[:, :, 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
-            )
-        else:
-            arr = _composite(_array_to_float(image))
-            arr = _resize_float(arr, _target_size(arr.shape[1], arr.shape[0], resolution))
-            return _finish(arr, resolution, channels, invert)
-    elif isinstance(image, Image.Image):
-        pass
-    elif isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
-        image = _open_image(image)
+        arr = _array_to_float(image)
     else:
-        raise ValueError(
-            f"cannot make an image out of a {type(image).__name__}; expected a PIL image, a numpy array, a file "
-            "path or bytes"
-        )
+        if isinstance(image, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(image, "read"):
+            image = _open_image(image)
+        elif not isinstance(image, Image.Image):
+            raise ValueError(
+                f"cannot make an image out of a {type(image).__name__}; expected a PIL image, a numpy array, a file "
+                "path or bytes"
+            )
+        what = _describe(image)
+        try:
+            arr = _pil_frame_to_float(image, resolution)
+        except ValueError:
+            raise
+        except (OSError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as err:  # truncated / corrupt data
+            raise ValueError(f"could not decode {what} (the file is truncated or corrupt: {err})") from None
+    arr = _composite(arr)
+    return _resize_float(arr, _target_size(arr.shape[1], arr.shape[0], resolution))
 
-    what = _describe(image)
-    try:
-        arr = _pil_pipeline(image, resolution)
-    except ValueError:
-        raise
-    except (OSError, SyntaxError, EOFError, IndexError, KeyError, TypeError) as err:  # truncated / corrupt data
-        raise ValueError(f"could not decode {what} (the file is truncated or corrupt: {err})") from None
-    return _finish(arr, resolution, channels, invert)
 
-
-def _pil_pipeline(img: Image.Image, resolution: int) -> np.ndarray:
-    what = _describe(img)
-    _check_pixels(img.width, img.height, what)
+def _pil_frame_to_float(img: Image.Image, resolution: int) -> np.ndarray:
+    """The first frame of a PIL image, EXIF orientation applied, as float (H, W, C) (:func:`_pil_to_float`); huge
+    JPEGs are decoded at reduced size (>= 2x the target, DCT scaling). The caller's frame is restored."""
+    _check_pixels(img.width, img.height, _describe(img))
     original = img
     frame = img.tell() if getattr(img, "is_animated", False) else 0
     if frame:
@@ -405,29 +398,23 @@ def _pil_pipeline(img: Image.Image, resolution: int) -> np.ndarray:
     try:
         tw, th = _target_size(img.width, img.height, resolution)
         if max(img.width, img.height) > 2 * resolution and img.format == "JPEG":
-            # Decode huge JPEGs at reduced size (DCT scaling), keeping >= 2x the target for a clean final resize.
             img.draft(img.mode, (min(img.width, 2 * tw), min(img.height, 2 * th)))
         img.load()
         img = ImageOps.exif_transpose(img)
-        # exif_transpose may swap width and height.
+        # A large image is first box-reduced in 8 bits to >= 2x the target (as Pillow's `reducing_gap` does), with
+        # alpha premultiplied (= composited on black, as the float path does), then converted to floats.
         tw, th = _target_size(img.width, img.height, resolution)
-        if img.mode in ("P", "PA"):
-            img = img.convert("RGBA")
-        elif img.mode == "1":
-            img = img.convert("L")
-        if img.mode in ("L", "LA", "RGB", "RGBA") and (img.width, img.height) != (tw, th):
-            # 8-bit: resize in Pillow (premultiplied alpha for LA / RGBA; reducing_gap = fast box pre-shrink).
-            img = img.resize((tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
-            arr = _pil_to_float(img)
-        else:
-            arr = _resize_float(_composite(_pil_to_float(img)), (tw, th))
+        factor = min(img.width // (2 * tw), img.height // (2 * th))
+        if factor >= 2 and img.mode in ("L", "LA", "RGB", "RGBA", "P", "PA", "1"):
+            img = img.convert("RGBA") if img.mode in ("P", "PA") else img
+            img = img.convert({"LA": "La", "RGBA": "RGBa", "1": "L"}.get(img.mode, img.mode)).reduce(factor)
+        return _pil_to_float(img)
     finally:
         if frame:
             try:
                 original.seek(frame)  # restore the caller's frame (best effort)
             except Exception:
                 pass
-    return arr
 
 
 def _composite(arr: np.ndarray) -> np.ndarray:
@@ -438,8 +425,7 @@ def _composite(arr: np.ndarray) -> np.ndarray:
 
 
 def _finish(arr: np.ndarray, resolution: int, channels: int, invert: bool | str) -> torch.Tensor:
-    """float (h, w, C) in [0, 1] (h, w <= resolution) -> composite alpha, channels, invert, pad -> (C, res, res)."""
-    arr = _composite(arr)
+    """float (h, w, C) in [0, 1] without alpha (h, w <= resolution) -> channels, invert, pad -> (C, res, res)."""
     if channels == 1 and arr.shape[-1] == 3:
         arr = rgb_to_luma(arr, channel_dim=-1)
     elif channels == 3 and arr.shape[-1] == 1:

@@ -391,3 +391,22 @@ def test_the_model_card_shows_the_bound():
     run = {"nll_bits_per_dim": 1.25, "rate_bits_per_dim": 1.0, "distortion_bits_per_dim": 0.25, "wall_seconds": 3}
     card = _card_evaluation({"nll-null-64images": run})
     assert card == {"nll-null-64images": {key: run[key] for key in run if key != "wall_seconds"}}
+
+
+def test_vb_terms_are_per_sample_for_any_data_shape():
+    """(B, D) vectors and the same data as (B, D, 1, 1) images give the same per-sample terms: no row mixes."""
+    from ddpm_hub.schedulers.likelihood import mean_bits
+
+    scheduler = DDPMHubScheduler(num_train_timesteps=10, clip_sample=False)
+    generator = torch.Generator().manual_seed(0)
+    x_0 = torch.rand(3, 4, generator=generator, dtype=torch.float64) * 2 - 1
+    x_t = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    model_output = torch.randn(3, 4, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0, 4, 9])
+    flat = scheduler.vb_terms_bpd(model_output, x_0, x_t, t)
+    image = scheduler.vb_terms_bpd(model_output[..., None, None], x_0[..., None, None], x_t[..., None, None], t)
+    assert flat.shape == (3,)
+    torch.testing.assert_close(flat, image)
+    row = scheduler.vb_terms_bpd(model_output[1:2], x_0[1:2], x_t[1:2], t[1:2])
+    torch.testing.assert_close(flat[1:2], row)  # each row's term depends on that row alone
+    assert mean_bits(torch.ones(2, 5)).tolist() == pytest.approx([1 / math.log(2)] * 2)

@@ -436,3 +436,19 @@ def test_luma_weights_are_written_once():
     sources = [p for p in sources if "default_model" not in p.parts]  # a saved pipeline's code copies
     holders = sorted(str(p.relative_to(root)) for p in sources if "0.587" in p.read_text(encoding="utf-8"))
     assert holders == ["ddpm_hub/data.py"]
+
+
+def test_one_decoding_path_for_pil_images_and_arrays():
+    """A PIL image, its uint8 array and its float array decode alike, resized or not; a large image is box-reduced
+    in 8 bits first, which moves no pixel by more than about one 8-bit level."""
+    rng = np.random.default_rng(0)
+    rgba = (rng.random((45, 60, 4)) * 255).astype(np.uint8)
+    for size in (60, 20):
+        from_pil = preprocess_image(Image.fromarray(rgba), size, 3)
+        torch.testing.assert_close(preprocess_image(rgba, size, 3), from_pil, rtol=0, atol=1e-6)
+        torch.testing.assert_close(preprocess_image(rgba / 255.0, size, 3), from_pil, rtol=0, atol=1e-5)
+    y, x = np.mgrid[0:600, 0:800]
+    large = np.stack([x / 800, y / 600, (x + y) / 1400, 1 - y / 1200], axis=-1)  # smooth RGBA ramps
+    large = np.round(large * 255).astype(np.uint8)
+    reduced = preprocess_image(Image.fromarray(large), 28, 1)
+    assert (reduced - preprocess_image(large.astype(np.float32) / 255, 28, 1)).abs().max() <= 2 * 2 / 255

@@ -199,6 +199,16 @@ def test_bad_arguments_raise_clear_errors(pipeline, kwargs, match):
         pipeline(**{"batch_size": 2, "num_inference_steps": 2, **kwargs})
 
 
+def test_a_prepared_chain_takes_no_chain_options_beside_it(pipeline):
+    """`prepare_chain` is the one place a chain's options are read: given with `chain=`, they would be ignored."""
+    chain = pipeline.prepare_chain(2, [3, 7], 2.0, 3, torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"`chain` was given together with batch_size, guidance_scale"):
+        next(pipeline.denoising_steps(batch_size=2, guidance_scale=3.0, chain=chain))
+    assert chain.step_index == 0  # nothing ran
+    steps = list(pipeline.denoising_steps(chain=chain, eta=0, noise_scale=1))  # the defaults, spelled out: fine
+    assert len(steps) == 3 and chain.done
+
+
 def test_class_labels_integer_valued_floats_are_accepted_and_unconditional_models_take_none(pipeline):
     as_ints = sample(pipeline, class_labels=[3, 7])
     np.testing.assert_array_equal(sample(pipeline, class_labels=[3.0, 7.0]), as_ints)

@@ -491,14 +491,19 @@ def test_bundled_model_loads_and_samples_as_the_readme_states():
     assert images.std() > 0.1  # an image, not a constant
 
 
-def test_bundled_code_copies_are_what_save_pretrained_writes_today(tmp_path):
-    """The .py files in space/default_model are copies of the library's; a stale copy runs old code on the Hub.
-    Re-save the bundled model (DDPMHubPipeline.from_pretrained(...).save_pretrained(...)) when this fails."""
+def test_every_bundled_folders_code_copies_are_what_save_pretrained_writes_today(tmp_path):
+    """The .py files in every bundled model folder (space/*/model_index.json) are copies of the library's; a stale
+    copy runs old code on the Hub. Regenerate them with
+    `python -m ddpm_hub.pipelines --refresh-code space/default_model space/x0_model` when this fails."""
     from ddpm_hub import DDPMHubPipeline
 
-    DDPMHubPipeline.from_pretrained(BUNDLED).save_pretrained(tmp_path)
-    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
-    bundled = sorted(p.relative_to(BUNDLED).as_posix() for p in BUNDLED.rglob("*.py"))
-    assert written == bundled, f"code files: save_pretrained writes {written}, the bundle has {bundled}"
-    stale = [name for name in written if (tmp_path / name).read_bytes() != (BUNDLED / name).read_bytes()]
-    assert not stale, f"space/default_model/{', '.join(stale)} differ from what save_pretrained writes today"
+    folders = sorted(path.parent for path in BUNDLED.parent.glob("*/model_index.json"))
+    assert BUNDLED in folders and len(folders) >= 2
+    for folder in folders:
+        saved = tmp_path / folder.name
+        DDPMHubPipeline.from_pretrained(folder).save_pretrained(saved)
+        written = sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*.py"))
+        bundled = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.py"))
+        assert written == bundled, f"{folder.name} code files: save_pretrained writes {written}, it has {bundled}"
+        stale = [name for name in written if (saved / name).read_bytes() != (folder / name).read_bytes()]
+        assert not stale, f"space/{folder.name}/{', '.join(stale)} differ from what save_pretrained writes today"

@@ -1,3 +1,14 @@
-from .pipeline_ddpm import ChainModelInput, DDPMHubPipeline, DenoisingChain, DenoisingStep, NoisingStep
+from .bound import BitsPerDimOutput, BoundStep, ElboEstimates
+from .chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+from .pipeline_ddpm import DDPMHubPipeline
 
-__all__ = ["ChainModelInput", "DDPMHubPipeline", "DenoisingChain", "DenoisingStep", "NoisingStep"]
+__all__ = [
+    "BitsPerDimOutput",
+    "BoundStep",
+    "ChainModelInput",
+    "DDPMHubPipeline",
+    "DenoisingChain",
+    "DenoisingStep",
+    "ElboEstimates",
+    "NoisingStep",
+]

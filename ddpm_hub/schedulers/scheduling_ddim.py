@@ -17,6 +17,9 @@ import torch
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils.torch_utils import randn_tensor
 
+# diffusers' loader copies along only the files a module imports itself (not what those import in turn): the
+# scheduling_ddpm file imports .likelihood, so this file names it too, for a saved folder to load with DDIM.
+from .likelihood import mean_bits  # noqa: F401
 from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput, _check_variance_noise
 
 

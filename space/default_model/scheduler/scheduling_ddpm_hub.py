@@ -33,6 +33,15 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
+from .likelihood import (
+    PIXEL_BIN_HALF_WIDTH,
+    discretized_gaussian_log_likelihood,
+    gaussian_kl,
+    gaussian_log_likelihood,
+    mean_bits,
+    quantize_to_pixel_bins,
+)
+
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
 VARIANCE_TYPES = (
@@ -84,6 +93,11 @@ def _extract(arr: torch.Tensor, t: int | torch.Tensor, shape: torch.Size) -> tor
         t = torch.tensor(t, dtype=torch.long)
     values = arr[t.to(arr.device).long()].reshape(-1)  # (B,) or (1,)
     return values.reshape(values.shape[0], *([1] * (len(shape) - 1)))
+
+
+def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(B,) per-sample values as (B, 1, ...) with `ndim` dims, to broadcast against a (B, ...) tensor."""
+    return values.reshape(-1, *([1] * (ndim - 1)))
 
 
 def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
@@ -798,78 +812,12 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
     # `clip_sample` is set (improved-diffusion's `clip_denoised=True`).
     # ------------------------------------------------------------------------------------------------------------
 
-    #: half the width of one 8-bit pixel bin in [-1, 1]: 256 levels k / 127.5 - 1, spaced 2 / 255 apart
-    PIXEL_BIN_HALF_WIDTH = 1.0 / 255.0
-
-    @staticmethod
-    def gaussian_kl(mean_1, logvar_1, mean_2, logvar_2) -> torch.Tensor:
-        """KL(N(mean_1, sigma_1^2) || N(mean_2, sigma_2^2)) per element, in nats (the notes' KL of two Gaussians).
-
-            KL = log(sigma_2 / sigma_1) + (sigma_1^2 + (mu_1 - mu_2)^2) / (2 sigma_2^2) - 1/2
-
-        written with log-variances (log(sigma_2 / sigma_1) = (logvar_2 - logvar_1) / 2) so that tiny variances such
-        as beta_tilde_1 ~ 1e-4 never underflow. Arguments broadcast (tensors or numbers); the result has their shape.
-        """
-        tensor = next(x for x in (mean_1, logvar_1, mean_2, logvar_2) if torch.is_tensor(x))
-        logvar_1, logvar_2 = (
-            torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device) for v in (logvar_1, logvar_2)
-        )
-        log_sigma_ratio = 0.5 * (logvar_2 - logvar_1)  # log(sigma_2 / sigma_1)
-        variance_ratio = torch.exp(logvar_1 - logvar_2)  # sigma_1^2 / sigma_2^2
-        mean_term = (mean_1 - mean_2) ** 2 * torch.exp(-logvar_2)  # (mu_1 - mu_2)^2 / sigma_2^2
-        return log_sigma_ratio + (variance_ratio + mean_term) / 2 - 0.5
-
-    @staticmethod
-    def gaussian_log_likelihood(x, mean, logvar) -> torch.Tensor:
-        """log N(x; mean, e^logvar) per element, in nats: -(log(2 pi) + logvar + (x - mean)^2 / e^logvar) / 2."""
-        logvar = torch.as_tensor(logvar, dtype=x.dtype, device=x.device)
-        return -0.5 * (math.log(2 * math.pi) + logvar + (x - mean) ** 2 * torch.exp(-logvar))
-
-    @classmethod
-    def quantize_to_pixel_bins(cls, x_0: torch.Tensor) -> torch.Tensor:
-        """Rounds images in [-1, 1] to the centres of the 256 bins of 8-bit pixels (k / 127.5 - 1), (B, C, H, W).
-
-        The discretized decoder gives a probability to each bin; data read from 8-bit files is already on the grid.
-        """
-        return torch.round((x_0 + 1) / (2 * cls.PIXEL_BIN_HALF_WIDTH)) * (2 * cls.PIXEL_BIN_HALF_WIDTH) - 1
-
-    @classmethod
-    def discretized_gaussian_log_likelihood(
-        cls, x_0: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
-    ) -> torch.Tensor:
-        """log p(x_0) per element, in nats, under the discretized Gaussian decoder of DDPM (Sec. 3.3, Eq. 13).
-
-        Each 8-bit pixel value x in [-1, 1] owns the bin [x - 1/255, x + 1/255] of N(mean, e^(2 log_scale)); the
-        edge bins reach out to -inf (x = -1) and +inf (x = 1), so the 256 probabilities sum to one. Computed with the
-        exact normal CDF in log space (improved-diffusion uses a tanh approximation and clamps at 1e-12).
-
-        Args:
-            x_0: the image, on the 8-bit grid in [-1, 1] (see `quantize_to_pixel_bins`), (B, C, H, W).
-            mean: the decoder's mean, mu_theta(x_1, 1), (B, C, H, W).
-            log_scale: log sigma of the decoder, broadcasting against x_0.
-
-        Returns:
-            (B, C, H, W) log-probabilities, all <= 0.
-        """
-        if x_0.min() < -1 - 1e-3 or x_0.max() > 1 + 1e-3:
-            raise ValueError(
-                f"`x_0` must lie in [-1, 1] (8-bit pixels scaled), got "
-                f"[{float(x_0.min()):.3g}, {float(x_0.max()):.3g}]."
-            )
-        inv_scale = torch.exp(-log_scale)
-        upper = (x_0 - mean + cls.PIXEL_BIN_HALF_WIDTH) * inv_scale  # the bin's edges in standard units
-        lower = (x_0 - mean - cls.PIXEL_BIN_HALF_WIDTH) * inv_scale
-        log_cdf_upper = torch.special.log_ndtr(upper)  # left edge bin: P(X <= x + 1/255)
-        log_sf_lower = torch.special.log_ndtr(-lower)  # right edge bin: P(X >= x - 1/255)
-        # Interior bins: Phi(b) - Phi(a) with (a, b) taken on the lower tail (reflected when the bin lies above the
-        # mean), as log Phi(b) + log(1 - Phi(a) / Phi(b)): no cancellation far out in either tail.
-        reflect = (upper + lower) > 0
-        a = torch.where(reflect, -upper, lower)
-        b = torch.where(reflect, -lower, upper)
-        log_phi_b = torch.special.log_ndtr(b)
-        log_bin = log_phi_b + torch.log(-torch.expm1(torch.special.log_ndtr(a) - log_phi_b))
-        edge = 1 - cls.PIXEL_BIN_HALF_WIDTH  # halfway between the first two (last two) levels
-        return torch.where(x_0 < -edge, log_cdf_upper, torch.where(x_0 > edge, log_sf_lower, log_bin))
+    # The likelihood helpers, kept as the scheduler's names (the functions are likelihood.py's)
+    PIXEL_BIN_HALF_WIDTH = PIXEL_BIN_HALF_WIDTH
+    gaussian_kl = staticmethod(gaussian_kl)
+    gaussian_log_likelihood = staticmethod(gaussian_log_likelihood)
+    quantize_to_pixel_bins = staticmethod(quantize_to_pixel_bins)
+    discretized_gaussian_log_likelihood = staticmethod(discretized_gaussian_log_likelihood)
 
     def _bound_timesteps(self, t, batch: int) -> torch.Tensor:
         """t as a (B,) long tensor (an int or a 0-d tensor is repeated), checked to lie in [0, T)."""
@@ -880,12 +828,12 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
             raise _invalid("t", t.tolist(), f"one int or {batch} ints in [0, {steps}) (num_train_timesteps)")
         return t
 
-    def _clipped_posterior_log_variance(self, t: torch.Tensor) -> torch.Tensor:
+    def _clipped_posterior_log_variance(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
         """log beta_tilde_t with beta_tilde_0 = 0 replaced by beta_tilde_1 (improved-diffusion's
-        `posterior_log_variance_clipped`), (B, 1, 1, 1)."""
+        `posterior_log_variance_clipped`), (B, 1, ...) with `ndim` dims, to broadcast against x_t."""
         clipped = torch.where(t == 0, torch.ones_like(t), t) if len(self.betas) > 1 else t
         variance = torch.where(t == 0, self.posterior_variance(clipped), self.posterior_variance(t))
-        return variance.clamp(min=1e-20).log().reshape(-1, 1, 1, 1)
+        return _per_sample(variance.clamp(min=1e-20).log(), ndim)
 
     def p_mean_variance(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> dict[str, torch.Tensor]:
         """The model's reverse step p_theta(x_{t-1} | x_t) = N(mean, e^log_variance), as `step` forms it.
@@ -911,8 +859,9 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         mean = self.q_posterior_mean(pred_x0, x_t, t)
         log_variance = self._log_variance(t, t - 1, predicted_variance, x_t.shape).to(x_t)
         if predicted_variance is None:
-            first = (t == 0).reshape(-1, 1, 1, 1)
-            log_variance = torch.where(first, self._clipped_posterior_log_variance(t).to(x_t), log_variance)
+            first = _per_sample(t == 0, x_t.ndim)
+            clipped = self._clipped_posterior_log_variance(t, x_t.ndim).to(x_t)
+            log_variance = torch.where(first, clipped, log_variance)
         return {"mean": mean, "log_variance": log_variance, "pred_original_sample": pred_x0, "pred_epsilon": pred_eps}
 
     def prior_bpd(self, x_0: torch.Tensor) -> torch.Tensor:
@@ -923,7 +872,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         last = self.config.num_train_timesteps - 1
         mean = self.add_noise(x_0, torch.zeros_like(x_0), torch.tensor([last]))  # sqrt(alpha_bar_T) x_0
         log_variance = torch.log(1 - self._alpha_bar(last, x_0.shape).to(x_0))
-        return _mean_bits(self.gaussian_kl(mean, log_variance, 0.0, 0.0))
+        return mean_bits(self.gaussian_kl(mean, log_variance, 0.0, 0.0))
 
     def vb_terms_bpd(self, model_output: torch.Tensor, x_0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """The bound's term at timestep t, in bits/dim, (B,) (improved-diffusion's `_vb_terms_bpd`).
@@ -941,13 +890,15 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
         p = self.p_mean_variance(model_output, x_t, t)
         true_mean = self.q_posterior_mean(x_0, x_t, t)
-        kl = _mean_bits(
-            self.gaussian_kl(true_mean, self._clipped_posterior_log_variance(t).to(x_t), p["mean"], p["log_variance"])
+        kl = mean_bits(
+            self.gaussian_kl(
+                true_mean, self._clipped_posterior_log_variance(t, x_t.ndim).to(x_t), p["mean"], p["log_variance"]
+            )
         )
         if not (t == 0).any():
             return kl
         decoder = self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"])
-        return torch.where(t == 0, -_mean_bits(decoder), kl)
+        return torch.where(t == 0, -mean_bits(decoder), kl)
 
     def trajectory_terms_bpd(
         self, model_output: torch.Tensor, x_0: torch.Tensor, x_prev: torch.Tensor, x_t: torch.Tensor, t
@@ -970,17 +921,17 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
         p = self.p_mean_variance(model_output, x_t, t)
         forward_mean = self.q_step(x_prev, t, torch.zeros_like(x_prev))  # sqrt(alpha_t) x_{t-1}
-        forward_log_variance = torch.log(self.fixed_variance(t, "beta")).reshape(-1, 1, 1, 1).to(x_t)
-        log_q = _mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
-        log_p = _mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
+        forward_log_variance = _per_sample(torch.log(self.fixed_variance(t, "beta")), x_t.ndim).to(x_t)
+        log_q = mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
+        log_p = mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
         if (t == 0).any():
-            decoder = _mean_bits(self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"]))
+            decoder = mean_bits(self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"]))
             log_p = torch.where(t == 0, decoder, log_p)
         return log_q - log_p
 
     def trajectory_prior_bpd(self, x_T: torch.Tensor) -> torch.Tensor:
         """-log p(x_T) in bits/dim, (B,), for the prior p(x_T) = N(0, I) of the reverse chain."""
-        return -_mean_bits(self.gaussian_log_likelihood(x_T, torch.zeros_like(x_T), 0.0))
+        return -mean_bits(self.gaussian_log_likelihood(x_T, torch.zeros_like(x_T), 0.0))
 
     def x0_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
         """The weight of ||x_0 - x0_theta(x_t, t)||^2 in the term at t: the notes' x_0-matching form (004),
@@ -992,8 +943,3 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         sigma_t^2 = beta_t or beta_tilde_t as in `loss_weight`.
         """
         return self.loss_weight(t, variance=variance) * self.snr(t)
-
-
-def _mean_bits(values: torch.Tensor) -> torch.Tensor:
-    """Per-element nats (B, C, H, W) -> bits per dim (B,): the mean over C x H x W, divided by ln 2."""
-    return values.reshape(values.shape[0], -1).mean(dim=1) / math.log(2.0)

@@ -302,6 +302,49 @@ class UpBlock(nn.Module):
         return self.upsample(x)  # (B, C_out, 2H, 2W), or unchanged at the top level
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_config(config: dict) -> None:
+    """One ValueError for the first bad key, naming the key, its value and what is allowed (checked at entry, as
+    diffusers' models do). Each rule runs only after the ones before it passed, so none divides by zero."""
+    channels, groups, head_dim = config["block_out_channels"], config["norm_num_groups"], config["attention_head_dim"]
+    attended = [c for c, a in zip(channels, config["attention_levels"], strict=False) if a]
+    attended += [channels[-1]] if config["mid_attention"] and channels else []
+    factor = 2 ** (len(channels) - 1)
+    positive = (
+        "sample_size",
+        "in_channels",
+        "out_channels",
+        "layers_per_block",
+        "attention_head_dim",
+        "norm_num_groups",
+    )
+    rules = [
+        *((key, lambda key=key: _positive_int(config[key]), "must be a positive int") for key in positive),
+        ("block_out_channels", lambda: channels and all(map(_positive_int, channels)), "must be a non-empty tuple of "
+         "positive ints"),
+        ("block_out_channels", lambda: all(c % groups == 0 for c in channels), f"every entry must be divisible by "
+         f"norm_num_groups={groups}"),
+        ("attention_levels", lambda: len(config["attention_levels"]) == len(channels), f"must have one bool per "
+         f"level, i.e. length len(block_out_channels)={len(channels)}"),
+        ("attention_head_dim", lambda: all(c % head_dim == 0 for c in attended), f"must divide the channels of "
+         f"every level with attention (here {attended})"),
+        ("sample_size", lambda: config["sample_size"] % factor == 0, f"must be divisible by "
+         f"2 ** (len(block_out_channels) - 1) = {factor}"),
+        ("dropout", lambda: isinstance(config["dropout"], int | float) and 0 <= config["dropout"] < 1, "must be in "
+         "[0, 1)"),
+        ("time_embedding_injection", lambda: config["time_embedding_injection"] in ("scale_shift", "add"),
+         "allowed values are 'scale_shift' and 'add'"),
+        ("num_class_embeds", lambda: config["num_class_embeds"] is None or _positive_int(config["num_class_embeds"]),
+         "must be None (unconditional) or a positive int"),
+    ]  # fmt: skip
+    for key, ok, allowed in rules:
+        if not ok():
+            raise ValueError(f"Invalid UNet config: {key}={config[key]!r}; {allowed}.")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------------------------------
@@ -354,20 +397,8 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
         # JSON stores tuples as lists: normalise, so a reloaded model builds exactly the same layers.
         block_out_channels = tuple(block_out_channels)
         attention_levels = tuple(bool(a) for a in attention_levels)
-        self._validate_config(
-            sample_size=sample_size,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            block_out_channels=block_out_channels,
-            layers_per_block=layers_per_block,
-            attention_levels=attention_levels,
-            mid_attention=mid_attention,
-            attention_head_dim=attention_head_dim,
-            dropout=dropout,
-            norm_num_groups=norm_num_groups,
-            time_embedding_injection=time_embedding_injection,
-            num_class_embeds=num_class_embeds,
-        )
+        config = {name: value for name, value in locals().items() if name in self.config}  # the normalised tuples
+        _check_config(config)
         num_levels = len(block_out_channels)
         block_kwargs = dict(
             attention_head_dim=attention_head_dim,
@@ -430,65 +461,6 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
 
         self.norm_out = nn.GroupNorm(norm_num_groups, channels)
         self.conv_out = zero_init(nn.Conv2d(channels, out_channels, kernel_size=3, padding=1))
-
-    @staticmethod
-    def _validate_config(**config) -> None:
-        """Raise a ValueError naming the offending key and what is allowed."""
-
-        def check(ok: bool, key: str, allowed: str) -> None:
-            if not ok:
-                raise ValueError(f"Invalid UNet config: {key}={config[key]!r}; {allowed}.")
-
-        def is_pos_int(x) -> bool:
-            return isinstance(x, int) and not isinstance(x, bool) and x > 0
-
-        for key in ("sample_size", "in_channels", "out_channels", "layers_per_block", "attention_head_dim"):
-            check(is_pos_int(config[key]), key, "must be a positive int")
-        check(is_pos_int(config["norm_num_groups"]), "norm_num_groups", "must be a positive int")
-        channels = config["block_out_channels"]
-        check(
-            len(channels) > 0 and all(is_pos_int(c) for c in channels),
-            "block_out_channels",
-            "must be a non-empty tuple of positive ints",
-        )
-        groups = config["norm_num_groups"]
-        check(
-            all(c % groups == 0 for c in channels),
-            "block_out_channels",
-            f"every entry must be divisible by norm_num_groups={groups}",
-        )
-        check(
-            len(config["attention_levels"]) == len(channels),
-            "attention_levels",
-            f"must have one bool per level, i.e. length len(block_out_channels)={len(channels)}",
-        )
-        head_dim = config["attention_head_dim"]
-        attended = [c for c, a in zip(channels, config["attention_levels"], strict=True) if a]
-        if config["mid_attention"]:
-            attended.append(channels[-1])
-        check(
-            all(c % head_dim == 0 for c in attended),
-            "attention_head_dim",
-            f"must divide the channels of every level with attention (here {attended})",
-        )
-        factor = 2 ** (len(channels) - 1)
-        check(
-            config["sample_size"] % factor == 0,
-            "sample_size",
-            f"must be divisible by 2 ** (len(block_out_channels) - 1) = {factor}",
-        )
-        check(
-            isinstance(config["dropout"], int | float) and 0.0 <= config["dropout"] < 1.0,
-            "dropout",
-            "must be in [0, 1)",
-        )
-        check(
-            config["time_embedding_injection"] in ("scale_shift", "add"),
-            "time_embedding_injection",
-            "allowed values are 'scale_shift' and 'add'",
-        )
-        n = config["num_class_embeds"]
-        check(n is None or is_pos_int(n), "num_class_embeds", "must be None (unconditional) or a positive int")
 
     @classmethod
     def from_preset(cls, name: Literal["tiny", "small", "base"], **overrides) -> "DDPMHubUNet2DModel":
