@@ -311,8 +311,8 @@ def make_model_card(
             section with its table and plot; a guidance curve's ``recommended_guidance_scale`` is the sampling
             snippet's w (None: no curve sections, and the snippet uses the training's sample-grid w).
         guidance_scale: the pipeline's recorded w (``model_index.json``'s ``guidance_scale``, what ``pipe(...)``
-            uses when no w is given), shown in the sampling snippet; None: the curve's recommended w, else the
-            training's sample-grid w.
+            uses when no w is given), shown in the sampling snippet unless a guidance curve recommends one (the two
+            agree when ``bench_nfe.py --record_in_model`` wrote them); None: the training's sample-grid w.
         license: card metadata.
         datasets: card metadata; None: ``["mnist"]`` for mnist5k, the dataset's name for a Hub dataset, none for an
             image folder.
@@ -347,9 +347,11 @@ def make_model_card(
         "samples, one reverse step at a time."
     )
     sample = f"![Samples drawn from this model]({sample_image})\n\n" if sample_image else ""
-    if guidance_scale is None:
-        recommended = ((curves or {}).get("guidance_curve") or {}).get("recommended_guidance_scale")
-        guidance_scale = recommended if recommended is not None else (training or {}).get("guidance_scale", 2.0)
+    recommended = ((curves or {}).get("guidance_curve") or {}).get("recommended_guidance_scale")
+    if recommended is not None:  # a measured curve's choice (bench_nfe records it in model_index.json as well)
+        guidance_scale = recommended
+    elif guidance_scale is None:
+        guidance_scale = (training or {}).get("guidance_scale", 2.0)
     guidance_scale = float(guidance_scale)
     body = f"""
 # {name}

@@ -259,7 +259,8 @@ def test_cli_prints_table_and_records_each_run(judge, tmp_path, monkeypatch, cap
 
     model_dir = tmp_path / "model"
     unet = DDPMHubUNet2DModel(**UNET_PRESETS["tiny"])  # untrained: the judge's scores are chance, the plumbing is real
-    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=10)).save_pretrained(model_dir)
+    scheduler = DDPMHubScheduler(num_train_timesteps=10)  # the CLI's default w is the model's recorded one: 2 here
+    DDPMHubPipeline(unet=unet, scheduler=scheduler, guidance_scale=2.0).save_pretrained(model_dir)
     monkeypatch.setattr(evaluation, "load_or_train_judge", lambda **kwargs: judge)
     out = tmp_path / "res" / "eval.json"
     common = [str(model_dir), "--samples_per_digit", "2", "--num_inference_steps", "2", "--json", str(out)]

@@ -191,7 +191,10 @@ def save_hub_pipeline(folder: Path, *, channels: int, num_classes: int | None, t
     unet = DDPMHubUNet2DModel.from_preset(
         "tiny", sample_size=8, in_channels=channels, out_channels=channels, num_class_embeds=num_classes
     )
-    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=10)).save_pretrained(folder)
+    w = (training or {}).get("guidance_scale", 1.5)  # recorded in model_index.json, as train.py does
+    DDPMHubPipeline(unet=unet, scheduler=DDPMHubScheduler(num_train_timesteps=10), guidance_scale=w).save_pretrained(
+        folder
+    )
     if training is not None:
         (folder / "training_config.json").write_text(json.dumps(training))
     write_model_card(folder)
