@@ -237,12 +237,12 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     # style.css: .controls, .run-row, .outputs) the buttons come first, then the pictures, then the
                     # settings.
                     with gr.Row(equal_height=False, elem_classes=["split"]):
-                        with gr.Column(scale=2, min_width=300, elem_classes=["controls"]):
+                        with gr.Column(scale=5, min_width=300, elem_classes=["controls"]):
                             with gr.Row(equal_height=False, elem_classes=["settings"]):
                                 with gr.Column(min_width=200):
                                     with gr.Row(elem_classes=["run-row"]):
-                                        gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
-                                        gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
+                                        gen_run = gr.Button("▶ Generate", variant="primary", scale=3, min_width=80)
+                                        gen_stop = gr.Button("■ Stop", variant="stop", scale=2, min_width=80)
                                     gen_digit = digit_picker(NUM_CLASSES, "3")
                                     gen_guidance = guidance_slider(NUM_CLASSES, value=DEFAULT_GUIDANCE)
                                 with gr.Column(min_width=200):
@@ -255,10 +255,10 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                     with gr.Row():
                                         gen_seed = seed_box(42)
                                         gen_batch = gr.Slider(
-                                            1, MAX_BATCH, value=8, step=1, label="Images", min_width=120,
+                                            1, MAX_BATCH, value=8, step=1, label="Images", min_width=100,
                                             elem_id="gen-batch",
                                         )  # fmt: skip
-                        with gr.Column(scale=3, elem_classes=["outputs"]):
+                        with gr.Column(scale=6, elem_classes=["outputs"]):
                             with gr.Row():
                                 gen_x = picture("x_t (the chain)", elem_id="gen-x")
                                 gen_eps = picture("predicted noise ε̂", elem_id="gen-eps")
@@ -404,12 +404,12 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                         gr.Markdown(text("objective_intro"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            with gr.Row():  # first, as in every tab: in the first screen
+                                ob_run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
+                                ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             ob = ImageSource("x₀ · any image", "ob-image", 300, len(DIGITS), EXAMPLES)
                             ob_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
                             ob_seed = seed_box()
-                            with gr.Row():
-                                ob_run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
-                                ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             ob_terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
                             ob_summary = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-summary")
@@ -418,7 +418,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     ob_t = gr.Slider(0, T - 1, value=min(T - 1, T // 10), step=1, label="t", elem_id="ob-t")
                     with gr.Row():
                         ob_pictures = [
-                            picture(label, height=170, min_width=150, elem_id=f"ob-{name}")  # 6 in a row
+                            picture(
+                                label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}"
+                            )  # 6 in a row
                             for name, label in zip(AT_T_IDS, AT_T_LABELS, strict=True)
                         ]
                     with gr.Row(equal_height=False):
