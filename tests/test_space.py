@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 gr = pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
@@ -511,9 +512,12 @@ def test_noise_vs_x0_two_models(app, digit, tmp_path):
     assert "predicts x₀" in info and "Judge accuracy" in info
 
 
-def test_elbo_forms_spreads(app, digit):
+def test_elbo_forms_spreads(app, digit, monkeypatch):
+    monkeypatch.setattr(app.questions, "HEARTBEAT_S", 0.01)  # the tiny model is fast: report often
     *running, (histogram, info) = app.elbo_forms(digit, "any", 16, 0)
-    assert all(" of 16 trajectories" in info for _, info in running)  # "k of N", with the histogram so far
+    assert running and all(" of 16 trajectories" in info for _, info in running)  # "k of N" while it runs
+    partial = [plot for plot, _ in running if isinstance(plot, Figure)]  # ... with the histogram so far
+    assert partial and all(len(plot.axes[1].get_lines()[0].get_xdata()) < 16 for plot in partial)
     assert app.questions.elbo_chunks(16) == [4, 4, 4, 4] and sum(app.questions.elbo_chunks(255)) == 255
     assert min(app.questions.elbo_chunks(255)) >= app.questions.ELBO_MIN_CHUNK
     kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
