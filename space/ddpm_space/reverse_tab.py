@@ -7,6 +7,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections import deque
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -38,27 +39,28 @@ GIF_FRAME_MS = 120
 GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
 
 
-MIN_TIMED_STEPS = 5  # no time estimate before a chain has timed this many of its own steps
+MIN_TIMED_STEPS = 20  # no time estimate before a chain has timed this many of its own steps ...
+TIMED_WINDOW = 20  # ... then the mean time per step over its last this many steps
 
 
 class ChainClock:
-    """The time a chain has left, from its own steps as the page receives them: no estimate until MIN_TIMED_STEPS
-    steps after its first one have been timed (the first U-Net calls are slow, and the engine's running mean may come
-    from other visitors' batches), then the mean time per step since the first one times the steps still to go."""
+    """The time a chain has left, from its own steps as the page receives them. The first steps are slow (the first
+    U-Net calls of a batch size, the page's first frames): the engine's running mean, or a mean since the first step,
+    said "about 4 min" for a chain that took 61 s. So: no estimate until MIN_TIMED_STEPS steps have been timed, then
+    the mean time per step over the last TIMED_WINDOW steps times the steps still to go."""
 
     def __init__(self) -> None:
-        self.started: tuple[float, int] | None = None  # (time, k) of the first step seen
+        self.seen: deque[tuple[float, int]] = deque(maxlen=TIMED_WINDOW + 1)  # (time, k) of the latest steps
+        self.first: int | None = None
 
     def eta_s(self, update: Progress) -> float | None:
-        now = time.perf_counter()
-        if self.started is None:
-            self.started = (now, update.k)
+        self.seen.append((time.perf_counter(), update.k))
+        if self.first is None:
+            self.first = update.k
+        if update.k - self.first < MIN_TIMED_STEPS:
             return None
-        since, first = self.started
-        timed = update.k - first
-        if timed < MIN_TIMED_STEPS:
-            return None
-        return (now - since) / timed * (update.num_steps - update.k)
+        (since, k_since), (now, k_now) = self.seen[0], self.seen[-1]
+        return (now - since) / max(1, k_now - k_since) * (update.num_steps - update.k)
 
     def left(self, update: Progress) -> str:
         """'about 12 s left' (`chains.left`) with this chain's own estimate."""
