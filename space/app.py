@@ -117,6 +117,9 @@ GUIDANCE_CURVE = common.guidance_curve(MODEL_ID)
 DEFAULT_GUIDANCE = GUIDANCE_CURVE["recommended_guidance_scale"] if GUIDANCE_CURVE else 2.0
 X0_MISSING = "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
 WRONG_T = questions.WRONG_T
+# The questions' recorded answers stay folded until the learner's own run ends: predict first, then look.
+ANSWER_LABEL = "What the bundled model did (recorded; opens when your run ends)"
+QUICK_STEPS = f"100 already shows it, in seconds; {T} = the full chain"
 # Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
 SPACE.engine = Engine(
     SPACE.pipe,
@@ -227,26 +230,35 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
 
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("② Reverse generation", id="reverse"):
-            gr.Markdown(text("reverse_intro"), latex_delimiters=LATEX)
             with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("Generate & scrub", id="generate"):
-                    with gr.Row(equal_height=False):
-                        with gr.Column(scale=1, min_width=300):
-                            # The buttons first: at 1366 x 768 they sit in the first screen, beside the pictures.
-                            with gr.Row():
-                                gen_run = gr.Button("▶ Generate", variant="primary", scale=2, min_width=80)
-                                gen_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
-                            gen_digit = digit_picker(NUM_CLASSES, "3")
-                            gen_guidance = guidance_slider(NUM_CLASSES, value=DEFAULT_GUIDANCE)
-                            gen_sampler = sampler_picker()
-                            gen_eta = eta_slider(interactive=False)  # the default sampler is DDPM
-                            gen_steps = gr.Slider(
-                                1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain", elem_id="gen-steps"
-                            )
-                            with gr.Row():
-                                gen_seed = seed_box(42)
-                                gen_batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Images", min_width=120)
-                        with gr.Column(scale=3):
+                    # At 1366 x 768 every control, the buttons and the pictures fit in the first screen: the
+                    # controls in two columns beside the pictures, the explanation below them. On a phone (see
+                    # style.css: .controls, .run-row, .outputs) the buttons come first, then the pictures, then the
+                    # settings.
+                    with gr.Row(equal_height=False, elem_classes=["split"]):
+                        with gr.Column(scale=5, min_width=300, elem_classes=["controls"]):
+                            with gr.Row(equal_height=False, elem_classes=["settings"]):
+                                with gr.Column(min_width=200):
+                                    with gr.Row(elem_classes=["run-row"]):
+                                        gen_run = gr.Button("▶ Generate", variant="primary", scale=3, min_width=80)
+                                        gen_stop = gr.Button("■ Stop", variant="stop", scale=2, min_width=80)
+                                    gen_digit = digit_picker(NUM_CLASSES, "3")
+                                    gen_guidance = guidance_slider(NUM_CLASSES, value=DEFAULT_GUIDANCE)
+                                with gr.Column(min_width=200):
+                                    gen_sampler = sampler_picker()
+                                    gen_eta = eta_slider(interactive=False)  # the default sampler is DDPM
+                                    gen_steps = gr.Slider(
+                                        1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain",
+                                        elem_id="gen-steps",
+                                    )  # fmt: skip
+                                    with gr.Row():
+                                        gen_seed = seed_box(42)
+                                        gen_batch = gr.Slider(
+                                            1, MAX_BATCH, value=8, step=1, label="Images", min_width=100,
+                                            elem_id="gen-batch",
+                                        )  # fmt: skip
+                        with gr.Column(scale=6, elem_classes=["outputs"]):
                             with gr.Row():
                                 gen_x = picture("x_t (the chain)", elem_id="gen-x")
                                 gen_eps = picture("predicted noise ε̂", elem_id="gen-eps")
@@ -274,27 +286,29 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                     label="GIF", interactive=False, scale=3, visible=False, elem_id="gen-gif"
                                 )
                     gen_chain = gr.State(None, time_to_live=3600)
+                    gr.Markdown(text("reverse_intro"), latex_delimiters=LATEX, elem_id="reverse-intro")
                     if GUIDANCE_CURVE and NUM_CLASSES:
                         with gr.Accordion("How much guidance? Measured on this model", open=False):
-                            with gr.Row(equal_height=False):
-                                gr.Markdown(
-                                    text(
-                                        "guidance_curve",
-                                        table=common.guidance_table(GUIDANCE_CURVE),
-                                        samples=GUIDANCE_CURVE["num_samples"],
-                                        sampler=common.curve_sampler(GUIDANCE_CURVE),
-                                        w=f"{DEFAULT_GUIDANCE:g}",
-                                        command=GUIDANCE_CURVE["command"],
-                                    ),
-                                    latex_delimiters=LATEX,
-                                )
-                                if GUIDANCE_CURVE["plot_path"]:
-                                    gr.Image(
-                                        GUIDANCE_CURVE["plot_path"],
-                                        show_label=False,
-                                        interactive=False,
-                                        elem_id="guidance-curve",
-                                    )
+                            # The table and the plot one above the other: beside each other the table's columns
+                            # were squeezed until the numbers wrapped.
+                            gr.Markdown(
+                                text(
+                                    "guidance_curve",
+                                    table=reverse_tab.guidance_table(GUIDANCE_CURVE),
+                                    samples=GUIDANCE_CURVE["num_samples"],
+                                    sampler=common.curve_sampler(GUIDANCE_CURVE),
+                                    w=f"{DEFAULT_GUIDANCE:g}",
+                                    command=GUIDANCE_CURVE["command"],
+                                ),
+                                latex_delimiters=LATEX,
+                                elem_id="guidance-text",
+                            )
+                            gr.Plot(
+                                reverse_tab.guidance_plot(GUIDANCE_CURVE),
+                                show_label=False,
+                                elem_id="guidance-curve",
+                                elem_classes=["plot-box"],
+                            )
                     gr.Markdown(text("variances"), latex_delimiters=LATEX)
                     gen_variances = gr.Plot(
                         label="β, β̃ and σₜ", show_label=False, elem_id="gen-variances", elem_classes=["plot-box"]
@@ -303,9 +317,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
 
                 with gr.Tab("DDPM vs DDIM", id="compare"):
                     gr.Markdown(text("compare_intro"), latex_delimiters=LATEX)
-                    with gr.Row(equal_height=False):
-                        with gr.Column(scale=1, min_width=300):
-                            with gr.Row():
+                    with gr.Row(equal_height=False, elem_classes=["split"]):
+                        with gr.Column(scale=1, min_width=300, elem_classes=["controls"]):
+                            with gr.Row(elem_classes=["run-row"]):
                                 cmp_run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
                                 cmp_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             cmp_digit = digit_picker(NUM_CLASSES, "5")
@@ -316,19 +330,22 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             with gr.Row():
                                 cmp_seed = seed_box(7)
                                 cmp_batch = gr.Slider(1, MAX_BATCH, value=4, step=1, label="Images", min_width=120)
-                        with gr.Column(scale=3):
+                        with gr.Column(scale=3, elem_classes=["outputs"]):  # both rows and the progress line
+                            with gr.Row():  # fit in the first screen at 1366 x 768
+                                cmp_ddpm_x = picture("DDPM: x_t", height=180, elem_id="cmp-ddpm-x")
+                                cmp_ddpm_x0 = picture("DDPM: predicted x̂₀", height=180, elem_id="cmp-ddpm-x0")
                             with gr.Row():
-                                cmp_ddpm_x = picture("DDPM: x_t", height=220, elem_id="cmp-ddpm-x")
-                                cmp_ddpm_x0 = picture("DDPM: predicted x̂₀", height=220, elem_id="cmp-ddpm-x0")
-                            with gr.Row():
-                                cmp_ddim_x = picture("DDIM: x_t", height=220, elem_id="cmp-ddim-x")
-                                cmp_ddim_x0 = picture("DDIM: predicted x̂₀", height=220, elem_id="cmp-ddim-x0")
+                                cmp_ddim_x = picture("DDIM: x_t", height=180, elem_id="cmp-ddim-x")
+                                cmp_ddim_x0 = picture("DDIM: predicted x̂₀", height=180, elem_id="cmp-ddim-x0")
                             cmp_info = gr.Markdown(elem_id="cmp-info", label="progress")
 
                 with gr.Tab("Noise, then denoise", id="denoise"):
                     gr.Markdown(text("denoise_intro"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=300):
+                            with gr.Row():  # first, as in the other tabs: in the first screen at 1366 x 768
+                                nd_run = gr.Button("▶ Noise, then denoise", variant="primary", scale=2, min_width=80)
+                                nd_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             nd_image = upload("A real image x₀", "nd-image")
                             with gr.Row():
                                 nd_index = digit_index(700, len(DIGITS))
@@ -365,9 +382,6 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                     nd_copies = gr.Slider(
                                         1, MAX_COPIES, value=4, step=1, label="Copies", min_width=120
                                     )
-                            with gr.Row():
-                                nd_run = gr.Button("▶ Noise, then denoise", variant="primary", scale=2, min_width=80)
-                                nd_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 nd_x0 = picture("x₀", height=220, elem_id="nd-x0")
@@ -378,17 +392,24 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                             nd_info = gr.Markdown(latex_delimiters=LATEX, elem_id="nd-info", label="progress")
         # -------------------------------------------------------------------------------------------------------------
         with gr.Tab("③ The objective", id="objective"):
-            gr.Markdown(text("objective_intro"), latex_delimiters=LATEX)
-            with gr.Tabs():
+            # The bound's introduction once, folded, in its own sub-tab: above the sub-tabs it pushed every question's
+            # Run button 1.5 screens down. The sub-tabs wrap instead of hiding the questions in a "⋯" menu.
+            with gr.Tabs(overflow_behavior="wrap"):
                 with gr.Tab("The bound, term by term", id="bound"):
+                    with gr.Accordion(
+                        "The bound on the likelihood (ELBO), in formulas, and what it is on the bundled model",
+                        open=False,
+                        elem_id="objective-intro",
+                    ):
+                        gr.Markdown(text("objective_intro"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            with gr.Row():  # first, as in every tab: in the first screen
+                                ob_run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
+                                ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                             ob = ImageSource("x₀ · any image", "ob-image", 300, len(DIGITS), EXAMPLES)
                             ob_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
                             ob_seed = seed_box()
-                            with gr.Row():
-                                ob_run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
-                                ob_stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                         with gr.Column(scale=3):
                             ob_terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
                             ob_summary = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-summary")
@@ -397,7 +418,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     ob_t = gr.Slider(0, T - 1, value=min(T - 1, T // 10), step=1, label="t", elem_id="ob-t")
                     with gr.Row():
                         ob_pictures = [
-                            picture(label, height=170, elem_id=f"ob-{name}")
+                            picture(
+                                label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}"
+                            )  # 6 in a row
                             for name, label in zip(AT_T_IDS, AT_T_LABELS, strict=True)
                         ]
                     with gr.Row(equal_height=False):
@@ -408,34 +431,36 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                     gr.Markdown(text("q_noise"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            q1_run = gr.Button("▶ Run both", variant="primary")
                             q1_digit, q1_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
                             q1_sampler = gr.Radio(
                                 [(common.SAMPLERS[v][0], v) for v in ("ddpm-fixed_small", "ddpm-fixed_large")],
                                 value="ddpm-fixed_small",
                                 label="Sampler",
                             )
-                            q1_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
+                            q1_steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=QUICK_STEPS)
                             with gr.Row():
                                 q1_seed, q1_batch = seed_box(1), gr.Slider(1, 8, value=4, step=1, label="Images")
-                            q1_run = gr.Button("▶ Run both", variant="primary")
                         with gr.Column(scale=3):
                             with gr.Row():
                                 q1_noise = picture("x_{t−1} = μ_θ + σ_t z", height=250, elem_id="q1-noise")
                                 q1_mean = picture("x_{t−1} = μ_θ (σ_t = 0)", height=250, elem_id="q1-mean")
                             q1_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q1-info")
+                            with gr.Accordion(ANSWER_LABEL, open=False, elem_id="q1-answer") as q1_answer:
+                                gr.Markdown(text("q_noise_answer"), latex_delimiters=LATEX)
 
                 with gr.Tab("2 · Why tell it t?", id="q-time"):
                     gr.Markdown(text("q_time"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            q2_run = gr.Button("▶ Run both", variant="primary")
                             q2_digit, q2_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
-                            q2_steps = gr.Slider(1, T, value=T, step=1, label="Steps")
+                            q2_steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=QUICK_STEPS)
                             q2_wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
                             q2_value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
                             q2_probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
                             with gr.Row():
                                 q2_seed, q2_batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
-                            q2_run = gr.Button("▶ Run both", variant="primary")
                         with gr.Column(scale=3):
                             with gr.Row():
                                 q2_right = picture("told the true t", height=250, elem_id="q2-right")
@@ -444,37 +469,43 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
                                 q2_eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
                                 q2_eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
                             q2_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
+                            with gr.Accordion(ANSWER_LABEL, open=False, elem_id="q2-answer") as q2_answer:
+                                gr.Markdown(text("q_time_answer"), latex_delimiters=LATEX)
 
                 with gr.Tab("3 · ε or x₀?", id="q-x0"):
                     gr.Markdown(text("q_x0"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            q3_run = gr.Button("▶ Compare", variant="primary", interactive=SPACE.x0_pipe is not None)
                             q3 = ImageSource("x₀ for the loss per t", "q3-image", 700, len(DIGITS))
                             q3_digit, q3_guidance = digit_picker(NUM_CLASSES, "3"), guidance_slider(NUM_CLASSES)
                             q3_steps = gr.Slider(1, T, value=min(T, 100), step=1, label="DDPM steps")
                             with gr.Row():
                                 q3_seed, q3_batch = seed_box(3), gr.Slider(1, 8, value=4, step=1, label="Images")
-                            q3_run = gr.Button("▶ Compare", variant="primary", interactive=SPACE.x0_pipe is not None)
                         with gr.Column(scale=3):
                             with gr.Row():
                                 q3_eps = picture("model predicting ε", height=250, elem_id="q3-eps")
                                 q3_x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
                             q3_loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
                             q3_info = gr.Markdown(X0_MISSING, latex_delimiters=LATEX, elem_id="q3-info")
+                            with gr.Accordion(ANSWER_LABEL, open=False, elem_id="q3-answer") as q3_answer:
+                                gr.Markdown(text("q_x0_answer"), latex_delimiters=LATEX)
 
                 with gr.Tab("4 · Two ELBOs", id="q-elbo"):
                     gr.Markdown(text("q_elbo"), latex_delimiters=LATEX)
                     with gr.Row(equal_height=False):
                         with gr.Column(scale=1, min_width=290):
+                            q4_run = gr.Button("▶ Estimate both", variant="primary")
                             q4 = ImageSource("x₀", "q4-image", 300, len(DIGITS))
                             q4_digit = digit_picker(NUM_CLASSES, UNCONDITIONAL)
                             with gr.Row():
                                 q4_seed = seed_box(4)
                                 q4_draws = gr.Slider(16, questions.MAX_DRAWS, value=16, step=1, label="Trajectories")
-                            q4_run = gr.Button("▶ Estimate both", variant="primary")
                         with gr.Column(scale=3):
                             q4_plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
                             q4_info = gr.Markdown(latex_delimiters=LATEX, elem_id="q4-info")
+                            with gr.Accordion(ANSWER_LABEL, open=False, elem_id="q4-answer") as q4_answer:
+                                gr.Markdown(text("q_elbo_answer"), latex_delimiters=LATEX)
     gr.Markdown(text("footer"))
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -557,15 +588,20 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         **live,
     )
     q1_inputs = [q1_digit, q1_guidance, q1_sampler, q1_steps, q1_seed, q1_batch]
-    q1_run.click(fresh_noise, q1_inputs, [q1_noise, q1_mean, q1_info], api_name="fresh_noise", **objective)
+    q1_event = q1_run.click(fresh_noise, q1_inputs, [q1_noise, q1_mean, q1_info], api_name="fresh_noise", **objective)
     q2_inputs = [q2_digit, q2_guidance, q2_steps, q2_seed, q2_batch, q2_wrong, q2_value, q2_probe]
     q2_outputs = [q2_right, q2_bad, q2_eps_right, q2_eps_wrong, q2_info]
-    q2_run.click(timestep_input, q2_inputs, q2_outputs, api_name="timestep_input", **objective)
+    q2_event = q2_run.click(timestep_input, q2_inputs, q2_outputs, api_name="timestep_input", **objective)
     q3_inputs = [q3.image, q3_digit, q3_guidance, q3_steps, q3_seed, q3_batch]
     q3_outputs = [q3_eps, q3_x0, q3_loss, q3_info]
-    q3_run.click(noise_vs_x0, q3_inputs, q3_outputs, api_name="noise_vs_x0", preprocess=False, **objective)
+    q3_event = q3_run.click(noise_vs_x0, q3_inputs, q3_outputs, api_name="noise_vs_x0", preprocess=False, **objective)
     q4_inputs = [q4.image, q4_digit, q4_draws, q4_seed]
-    q4_run.click(elbo_forms, q4_inputs, [q4_plot, q4_info], api_name="elbo_forms", preprocess=False, **objective)
+    q4_event = q4_run.click(
+        elbo_forms, q4_inputs, [q4_plot, q4_info], api_name="elbo_forms", preprocess=False, **objective
+    )
+    # A question's recorded answer opens once the learner's own run has ended (folded until then: predict first).
+    for event, answer in ((q1_event, q1_answer), (q2_event, q2_answer), (q3_event, q3_answer), (q4_event, q4_answer)):
+        event.success(lambda: gr.update(open=True), None, [answer], api_visibility="private", queue=False)
     for source in (ob, q3, q4):
         source.wire(demo, load_digit, random_digit, **light)
     for image, caption in ((fw_image, fw_caption), (nd_image, nd_caption)):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from PIL import Image
 
 gr = pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
@@ -277,6 +278,25 @@ def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
         assert picture.shape == frames[-1][0].shape
     x, eps, x0, info, slider, _ = frames[-1]
     assert slider["value"] == -1 and info.startswith("**Done")
+    # The last step adds no noise (sigma = 0 although beta_t is not): its formula drops sigma_t z and says why.
+    last_step = app.scrub(0, chain)[3]
+    assert "no noise" in last_step and "x_0 = " in last_step and "\\sigma_t z" not in last_step
+    assert "\\sigma_t z" in app.scrub(T - 1, chain)[3]
+
+
+def test_the_time_left_waits_for_timed_steps_then_averages(app):
+    """No estimate before MIN_TIMED_STEPS steps after the first one were timed (the first U-Net calls are slow);
+    then one from the chain's own steps, whatever the engine's running mean says."""
+    from ddpm_space.engine import Progress
+
+    clock = app.reverse_tab.ChainClock()
+    n = 100
+    updates = [Progress(None, k, n, 1e6, k, False) for k in range(1, n + 1)]  # the engine guesses 1e6 s
+    texts = [clock.left(update) for update in updates]
+    first = app.reverse_tab.MIN_TIMED_STEPS
+    assert all(text == "estimating the time left" for text in texts[:first])
+    assert texts[first] != "estimating the time left" and "min" not in texts[first]  # its own, not the engine's
+    assert texts[-1] == "done"
 
 
 def test_scrub_shows_stored_frames(app):
@@ -472,6 +492,16 @@ def test_timestep_input_right_vs_wrong(app):
         next(app.timestep_input("3", 2.0, 10, 0, 2, "random", 0, 20))
 
 
+def test_timestep_input_compares_at_the_chosen_t_between_streamed_steps(app, monkeypatch):
+    """With every 5th step streamed (t = 49, 44, ...), eps_hat is still compared at the chosen t = 47 (it was 44,
+    the first streamed t below it: the slider said one t, the result another)."""
+    monkeypatch.setattr(app.common, "STREAMED_FRAMES", 10)
+    *_, (_, _, _, _, info) = app.timestep_input("3", 2.0, T, 0, 1, "fixed", 10, 47)
+    assert "At t = 47, the same" in info and "told t = 47 has" in info
+    *_, (_, _, _, _, info) = app.timestep_input("3", 2.0, 10, 0, 1, "fixed", 10, 47)  # t = 45, 40, ...: 47 is skipped
+    assert "At t = 45 (the chain's first step at or below the chosen t = 47)" in info
+
+
 def test_noise_vs_x0_two_models(app, digit, tmp_path):
     frames = list(app.noise_vs_x0(digit, "3", 2.0, 5, 0, 2))
     eps_samples, x0_samples, loss, info = frames[-1]
@@ -482,9 +512,14 @@ def test_noise_vs_x0_two_models(app, digit, tmp_path):
     assert "predicts x₀" in info and "Judge accuracy" in info
 
 
-def test_elbo_forms_spreads(app, digit):
+def test_elbo_forms_spreads(app, digit, monkeypatch):
+    monkeypatch.setattr(app.questions, "HEARTBEAT_S", 0.01)  # the tiny model is fast: report often
     *running, (histogram, info) = app.elbo_forms(digit, "any", 16, 0)
-    assert all(plot is None and info.startswith("Running") for plot, info in running)
+    assert running and all(" of 16 trajectories" in info for _, info in running)  # "k of N" while it runs
+    partial = [plot for plot, _ in running if isinstance(plot, Figure)]  # ... with the histogram so far
+    assert partial and all(len(plot.axes[1].get_lines()[0].get_xdata()) < 16 for plot in partial)
+    assert app.questions.elbo_chunks(16) == [4, 4, 4, 4] and sum(app.questions.elbo_chunks(255)) == 255
+    assert min(app.questions.elbo_chunks(255)) >= app.questions.ELBO_MIN_CHUNK
     kl_std, trajectory_std = (float(x) for x in re.findall(r"\*\*([\d.]+)\*\* \|", info))
     assert kl_std > 0 and trajectory_std > 0 and "16 trajectories" in info
     assert len(histogram.axes) == 2
@@ -703,6 +738,8 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     labels = [c["props"].get("label") for c in config["components"]]
     assert "How much guidance? Measured on this model" in labels
     text = "\n".join(str(c["props"].get("value")) for c in config["components"] if c.get("type") == "markdown")
+    assert "| chain | w | U-Net calls / image | judge accuracy | Fréchet, relative to real digits |" in text
+    assert any(c["props"].get("elem_id") == "guidance-curve" and c["type"] == "plot" for c in config["components"])
     assert "| **DDPM 100** | **1.5** | **200** | **99.2%** | **1.50×** |" in text
     assert "| DDPM 100 | 1 | 100 | 95.0% | 1.25× |" in text
     assert "(DDPM 100 steps," in text and "Page default: **w = 1.5**" in text

@@ -170,6 +170,9 @@ TABS = {  # screenshot name -> the tab buttons to click, in order
     "compare": ["② Reverse generation", "DDPM vs DDIM"],
     "denoise": ["② Reverse generation", "Noise, then denoise"],
     "objective": ["③ The objective"],
+    # The questions' sub-tabs are clickable (they wrap instead of collapsing into a "⋯" menu).
+    "question1": ["③ The objective", "1 · Fresh noise?"],
+    "question4": ["③ The objective", "4 · Two ELBOs"],
 }
 
 
@@ -221,7 +224,16 @@ def test_layout_has_no_horizontal_overflow(space_url, tmp_path, width, height):
             browser.close()
 
 
-def test_generate_button_is_in_the_first_screen_at_1366x768(space_url, tmp_path):
+def bottom(page, locator) -> float:
+    box = locator.bounding_box()
+    assert box is not None, locator
+    return box["y"] + box["height"]
+
+
+def test_each_tab_controls_and_outputs_are_in_the_first_screen_at_1366x768(space_url, tmp_path):
+    """At 1366 x 768, without scrolling: every control of Generate, its button and pictures; both rows of DDPM vs
+    DDIM and its progress line; the button of "Noise, then denoise"; each question's Run button; and the six
+    pictures at one t in a single row."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -234,12 +246,51 @@ def test_generate_button_is_in_the_first_screen_at_1366x768(space_url, tmp_path)
             page.evaluate("window.scrollTo(0, 0)")
             button = page.get_by_role("button", name="▶ Generate")
             expect(button).to_be_visible()
-            box = button.bounding_box()
-            outputs = page.locator("#gen-x").bounding_box()
             save_screenshot(page, tmp_path, "space_generate_first_screen_1366x768.png", full_page=False)
-            assert box["y"] >= 0 and box["y"] + box["height"] <= 768, box
-            # ... and the chain's first picture starts in the same screen, so one watches without scrolling.
-            assert outputs["y"] < 768, outputs
+            assert button.bounding_box()["y"] >= 0 and bottom(page, button) <= 768
+            for elem_id in ("gen-steps", "gen-batch", "gen-x", "gen-x0"):  # the last controls, the pictures
+                assert bottom(page, page.locator(f"#{elem_id}")) <= 768, elem_id
+
+            open_tab(page, TABS["compare"])
+            page.evaluate("window.scrollTo(0, 0)")
+            for elem_id in ("cmp-ddim-x", "cmp-ddim-x0", "cmp-info"):
+                assert bottom(page, page.locator(f"#{elem_id}")) <= 768, elem_id
+            open_tab(page, TABS["denoise"])
+            page.evaluate("window.scrollTo(0, 0)")
+            assert bottom(page, page.get_by_role("button", name="▶ Noise, then denoise")) <= 768
+
+            open_tab(page, TABS["objective"])
+            page.evaluate("window.scrollTo(0, 0)")
+            assert bottom(page, page.get_by_role("button", name="▶ Walk the bound")) <= 768
+            rows = {page.locator(f"#ob-{name}").bounding_box()["y"] for name in ("xt", "score")}
+            assert len(rows) == 1, rows  # the score beside x_t, not wrapped onto a row of its own
+            for question, run in (("1 · Fresh noise?", "▶ Run both"), ("4 · Two ELBOs", "▶ Estimate both")):
+                page.get_by_role("tab", name=question).click()
+                page.wait_for_timeout(300)
+                page.evaluate("window.scrollTo(0, 0)")
+                assert bottom(page, page.get_by_role("button", name=run).last) <= 768, question
+        finally:
+            browser.close()
+
+
+def test_a_phone_shows_the_button_then_the_pictures_then_the_settings(space_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 400, "height": 860})
+            page.goto(space_url)
+            wait_for_picture(page, "fw-closed", timeout_ms=90_000)  # the page is loaded (below the fold here)
+            open_tab(page, TABS["generate"])
+            button = page.get_by_role("button", name="▶ Generate").bounding_box()
+            pictures = page.locator("#gen-x").bounding_box()
+            settings = page.locator("#gen-steps").bounding_box()
+            assert button["y"] < pictures["y"] < settings["y"], (button, pictures, settings)
+            assert pictures["y"] - (button["y"] + button["height"]) < 100  # right below the button
+            open_tab(page, TABS["compare"])
+            run = page.get_by_role("button", name="▶ Run both").first.bounding_box()
+            assert run["y"] < page.locator("#cmp-ddpm-x").bounding_box()["y"] < 860
         finally:
             browser.close()
 
@@ -266,11 +317,15 @@ def test_objective_tab_in_a_browser(space_url, tmp_path):
             expect(page.locator("#ob-numbers")).to_contain_text("w(t)", timeout=20_000)
             save_screenshot(page, tmp_path, "space_objective.png")
 
-            # Question 4: both ELBO forms on the same trajectories.
+            # Question 4: both ELBO forms on the same trajectories; the recorded answer stays folded until the run
+            # ends (predict first), then opens.
             page.get_by_role("tab", name="4 · Two ELBOs").click()
             expect(page.locator("#q4-image-caption")).to_contain_text("#300", timeout=30_000)
+            answer = page.locator("#q4-answer").get_by_text("both forms average about the same bound")
+            expect(answer).to_be_hidden()
             page.get_by_role("button", name="▶ Estimate both").click()
             expect(page.locator("#q4-info")).to_contain_text("trajectories of the same image", timeout=90_000)
+            expect(answer).to_be_visible(timeout=10_000)
             save_screenshot(page, tmp_path, "space_question_elbo.png")
             assert not page_errors, page_errors
         finally:

@@ -12,6 +12,7 @@ import torch
 from . import chains
 from .common import Space, chain_settings, generator, grid, make_pipeline, stream_every, to_u8
 from .engine import Done, Failed, Progress, Queued, Stopped
+from .reverse_tab import ChainClock
 
 
 def compare(
@@ -96,6 +97,7 @@ def compare(
 
     unchanged = (gr.update(),) * 4
     every = stream_every(ddpm_chain.num_steps)
+    ddpm_clock, ddim_clock = ChainClock(), ChainClock()
     with closing(ddpm_ticket.updates()) as ddpm_updates, closing(ddim_ticket.updates()) as ddim_updates:
         for update in ddpm_updates:
             if isinstance(update, Queued):
@@ -103,8 +105,9 @@ def compare(
             elif isinstance(update, Progress):
                 ddpm_last = update.step
                 catch_up(ddim_updates)
+                left = ddpm_clock.left(update)
                 if update.step.step_index % every == 0:
-                    yield frame(f" · {chains.left(update)}")
+                    yield frame(f" · {left}")
             elif isinstance(update, Stopped):
                 ddim_ticket.cancel()
                 if ddpm_last is not None:
@@ -119,8 +122,9 @@ def compare(
             take_ddim([update])
             if isinstance(update, Stopped):
                 return
+            left = ddim_clock.left(update) if isinstance(update, Progress) else ""
             if isinstance(update, Progress) and (update.k - 1) % ddim_every == 0 and not ddim_final:
-                yield frame(f" · {chains.left(update)}", ddpm_done=True)
+                yield frame(f" · {left}", ddpm_done=True)
     yield frame("", ddpm_done=True, ddim_done=True)
 
 

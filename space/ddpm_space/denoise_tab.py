@@ -23,6 +23,7 @@ from .common import (
     to_u8,
 )
 from .engine import Failed, Progress, Queued, Stopped
+from .reverse_tab import ChainClock
 
 
 def noise_denoise(
@@ -61,16 +62,18 @@ def noise_denoise(
     original, noised = single(x0), grid(to_u8(chain.sample))  # the chain starts from the noised image
     start, every = chain.timesteps[0], stream_every(chain.num_steps)
     step = None
+    clock = ChainClock()
     with closing(chains.submit(space, chain, request, "denoise").updates()) as updates:
         for update in updates:
             if isinstance(update, Queued):
                 yield original, noised, gr.update(), gr.update(), chains.waiting(space, update)
             elif isinstance(update, Progress):
                 step = update.step
+                left = clock.left(update)
                 if step.step_index % every == 0:
                     info = (
                         f"Denoising from t = {start}: step {update.k} / {update.num_steps} (t = {step.timestep}) · "
-                        f"{chains.left(update)}"
+                        f"{left}"
                     )
                     yield original, noised, grid(to_u8(step.sample)), grid(to_u8(step.pred_original_sample)), info
             elif isinstance(update, Stopped):

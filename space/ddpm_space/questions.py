@@ -41,6 +41,7 @@ MAX_IMAGES = 8  # images per side of a question's comparison
 MAX_DRAWS = 256  # trajectories of the ELBO experiment
 WRONG_T = {"fixed": "a fixed t", "shift": "t shifted by"}
 HEARTBEAT_S = 1.0  # a long library call reports its elapsed time this often
+ELBO_CHUNKS, ELBO_MIN_CHUNK = 8, 4  # the ELBO experiment's trajectories: at most this many calls, of at least 4
 
 
 def sample_stats(images: torch.Tensor) -> str:
@@ -169,14 +170,16 @@ def timestep_input(
 
     probe = None  # (t, eps_hat told t, eps_hat told the wrong t) at the first step with t <= probe_t
     eps_right = eps_wrong = None
+    every = stream_every(settings["steps"])
     try:
         chains = {"right": chain(None), "wrong": chain(told)}
-        for steps_now, final in side_by_side(chains, stream_every(settings["steps"])):
+        # Every step is looked at (the probe's t may fall between two streamed ones), every k-th one is shown.
+        for index, (steps_now, final) in enumerate(side_by_side(chains, 1)):
             right, wrong_step = steps_now["right"], steps_now["wrong"]
             if probe is None and right.timestep <= probe_t:
                 probe = probe_step(space, pipeline, right, told, settings)
                 eps_right, eps_wrong = (grid(to_u8(e, EPS_RANGE)) for e in probe[1:])
-            if not final:
+            if not final and index % every == 0:
                 status = (
                     f"Step {right.step_index + 1} / {right.num_steps}: the U-Net is told t = {right.timestep} "
                     f"(right) and t = {told(right.timestep)} (wrong)"
@@ -186,9 +189,11 @@ def timestep_input(
         raise gr.Error(str(err)) from None
     t, e_right, e_wrong = probe
     difference = (e_right - e_wrong).pow(2).mean().sqrt().item()
+    # t counts from 0 here as on the slider; a chain of fewer steps may not visit the chosen t itself
+    probe_note = "" if t == probe_t else f" (the chain's first step at or below the chosen t = {probe_t})"
     status = (
         f"**Done: {right.num_steps} steps, same $x_T$ and same $z$; only the t told to the U-Net differs.**\n\n"
-        f"At t = {t}, the same $x_t$: $\\hat\\epsilon$ told t = {t} has RMS "
+        f"At t = {t}{probe_note}, the same $x_t$: $\\hat\\epsilon$ told t = {t} has RMS "
         f"{e_right.pow(2).mean().sqrt().item():.3f}, "
         f"told t = {told(t)} RMS {e_wrong.pow(2).mean().sqrt().item():.3f}; "
         f"RMS of their difference **{difference:.3f}**.\n\n"
@@ -370,39 +375,68 @@ def elbo_histogram(kl_form: np.ndarray, trajectory_form: np.ndarray) -> Figure:
     return figure
 
 
+def elbo_chunks(draws: int) -> list[int]:
+    """The trajectories split into ELBO_CHUNKS calls or fewer, each of at least ELBO_MIN_CHUNK (and so >= 2, as
+    `elbo_estimates` needs): the page shows the histogram after each call. Smaller calls cost more U-Net calls in
+    all (a batch of 4 took 1.2x the time per image of 16 on one CPU thread), so not more of them than that."""
+    count = max(1, min(ELBO_CHUNKS, draws // ELBO_MIN_CHUNK))
+    return [draws // count + (1 if index < draws % count else 0) for index in range(count)]
+
+
 def elbo_forms(space: Space, image: Any, digit: Any = "any", draws: float = 16, seed: float = 0):
     """`pipe.elbo_estimates`: `draws` forward trajectories of one image, the bound estimated on each in both forms.
+    The trajectories run in a few calls of the library (`elbo_chunks`, one generator through all of them), so the
+    histogram fills in as they come.
 
-    Yields: status while it runs; then the histograms (plot) and the two means and standard deviations (Markdown).
+    Yields: "k of N trajectories" with the histogram so far (None before the first call ends), every HEARTBEAT_S;
+    then the histograms (plot) and the two means and standard deviations (Markdown).
     """
     x0 = image_to_x0(space, image)
     label = as_label(space, digit)
     draws = as_int(draws, "number of draws", 16, MAX_DRAWS)
     seed = as_int(seed, "seed", 0, MAX_SEED)
-    result: dict = {}
+    chunks = elbo_chunks(draws)
+    result: dict = {"kl_form": [], "trajectory_form": []}
+    lock = threading.Lock()
 
     def run() -> None:
+        rng = generator(seed)
         try:
-            result["out"] = space.pipe.elbo_estimates(
-                x0, num_draws=draws, class_labels=label, generator=generator(seed)
-            )
+            for size in chunks:
+                out = space.pipe.elbo_estimates(x0, num_draws=size, class_labels=label, generator=rng)
+                with lock:
+                    result["kl_form"].append(out.kl_form.double().numpy())
+                    result["trajectory_form"].append(out.trajectory_form.double().numpy())
         except Exception as err:  # reported below, in the request's thread
             result["error"] = err
+
+    def so_far() -> tuple[np.ndarray, np.ndarray]:
+        with lock:
+            return np.concatenate(result["kl_form"] or [[]]), np.concatenate(result["trajectory_form"] or [[]])
 
     worker = threading.Thread(target=run, daemon=True)
     started = time.perf_counter()
     worker.start()
+    shown = 0
     while worker.is_alive():
         worker.join(HEARTBEAT_S)
         if worker.is_alive():
-            elapsed = time.perf_counter() - started
-            yield None, f"Running {draws} trajectories × {space.T} steps, one U-Net call per t… {elapsed:.0f} s"
+            kl_form, trajectory_form = so_far()
+            done, elapsed = len(kl_form), time.perf_counter() - started
+            left = f", about {elapsed / done * (draws - done):.0f} s left" if done else ""
+            status = (
+                f"**{done} of {draws} trajectories** done ({space.T} steps each, one U-Net call per t for a batch of "
+                f"{chunks[0]}): {elapsed:.0f} s{left}"
+            )
+            plot = gr.update()
+            if done > shown:  # a call ended: the histogram so far
+                plot, shown = elbo_histogram(kl_form, trajectory_form), done
+            yield plot, status
     if "error" in result:
         if isinstance(result["error"], ValueError):
             raise gr.Error(str(result["error"]))
         raise result["error"]
-    kl_form = result["out"].kl_form.double().numpy()
-    trajectory_form = result["out"].trajectory_form.double().numpy()
+    kl_form, trajectory_form = so_far()
     ratio = trajectory_form.std(ddof=1) / kl_form.std(ddof=1) if kl_form.std(ddof=1) > 0 else math.inf
     status = (
         f"**{draws} trajectories of the same image, both forms on each** "

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import tempfile
 import time
+from collections import deque
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from . import chains
@@ -34,6 +37,34 @@ GIF_IMAGE_FRAMES = 320  # ... and at most this many digit pictures over all fram
 GIF_LEVELS = 16  # gray levels: noise is most of a chain, and LZW packs 16 levels far tighter than 256
 GIF_FRAME_MS = 120
 GIF_HOLD_MS = 2000  # the last frame of a GIF stays this long
+
+
+MIN_TIMED_STEPS = 20  # no time estimate before a chain has timed this many of its own steps ...
+TIMED_WINDOW = 20  # ... then the mean time per step over its last this many steps
+
+
+class ChainClock:
+    """The time a chain has left, from its own steps as the page receives them. The first steps are slow (the first
+    U-Net calls of a batch size, the page's first frames): the engine's running mean, or a mean since the first step,
+    said "about 4 min" for a chain that took 61 s. So: no estimate until MIN_TIMED_STEPS steps have been timed, then
+    the mean time per step over the last TIMED_WINDOW steps times the steps still to go."""
+
+    def __init__(self) -> None:
+        self.seen: deque[tuple[float, int]] = deque(maxlen=TIMED_WINDOW + 1)  # (time, k) of the latest steps
+        self.first: int | None = None
+
+    def eta_s(self, update: Progress) -> float | None:
+        self.seen.append((time.perf_counter(), update.k))
+        if self.first is None:
+            self.first = update.k
+        if update.k - self.first < MIN_TIMED_STEPS:
+            return None
+        (since, k_since), (now, k_now) = self.seen[0], self.seen[-1]
+        return (now - since) / max(1, k_now - k_since) * (update.num_steps - update.k)
+
+    def left(self, update: Progress) -> str:
+        """'about 12 s left' (`chains.left`) with this chain's own estimate."""
+        return chains.left(dataclasses.replace(update, eta_s=self.eta_s(update)))
 
 
 def new_chain(settings: dict, timesteps: list[int]) -> dict:
@@ -102,8 +133,8 @@ def step_info(space: Space, chain: dict, index: int, progress: str | None = None
     num_steps = settings["steps_run"]
     if index >= len(chain["t"]):
         return (
-            f"**Done: $x_0$ after {len(chain['t'])} steps.** The middle and right panels show the last step's "
-            "predictions. Drag the slider (it counts in t) to go back through the chain, or export it as a GIF."
+            f"**Done: $x_0$ after {len(chain['t'])} steps.** “predicted noise ε̂” and “predicted x̂₀” show the last "
+            "step's predictions. Drag the slider (it counts in t) to go back through the chain, or export it as a GIF."
         )
     t, prev_t, std = chain["t"][index], chain["prev_t"][index], chain["std"][index]
     target = f"t′ = {prev_t}" if prev_t >= 0 else "x₀"
@@ -113,20 +144,30 @@ def step_info(space: Space, chain: dict, index: int, progress: str | None = None
     variance = {"ddpm-fixed_large": r"\beta_t", "ddpm-fixed_small": r"\tilde\beta_t"}.get(
         settings["sampler"], rf"\eta^2\tilde\beta_t,\ \eta = {settings['eta']:g}"
     )
+    # Inline math, not display: KaTeX breaks inline formulas after = and +, so on a phone they wrap, never cut.
+    last = prev_t < 0  # the last step adds no noise: the chain returns the mean (the scheduler's sigma is 0 there)
+    noise = "" if last else r" + \sigma_t z"
     if settings["sampler"] == "ddim":
         formula = (
-            r"$$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\hat\epsilon"
-            r" + \sigma_t z$$"
+            r"$x_{t'} = \sqrt{\bar\alpha_{t'}}\,\hat x_0 + \sqrt{1-\bar\alpha_{t'}-\sigma_t^2}\,\hat\epsilon"
+            + noise
+            + "$"
         )
     else:
-        formula = r"$$x_{t'} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z = \mu_\theta(x_t, t) + \sigma_t z$$"
+        formula = rf"$x_{{t'}} = \tilde\mu_t(x_t, \hat x_0){noise} = \mu_\theta(x_t, t){noise}$"
+    if last:
+        formula = formula.replace("x_{t'}", "x_0", 1) + (
+            f" · **the last step adds no noise** (σₜ = 0, whatever ${variance}$ would give): the chain returns the "
+            "mean, its best guess of $x_0$."
+        )
+    sigma_note = "(the last step: no noise)" if last else f"($\\sigma_t^2 = {variance}$)"
     progress = f" · {progress}" if progress else ""
     return (
         f"**Step {index + 1} / {num_steps}**{progress} · t = {t} → {target} · ε̂ shown with −3…3 as black…white\n\n"
         "| $\\bar\\alpha_t$ | $\\sqrt{\\bar\\alpha_t}$ | $\\sqrt{1-\\bar\\alpha_t}$ | log SNR | β of this step "
         "| β̃ of this step | σₜ |\n|--:|--:|--:|--:|--:|--:|--:|\n"
         f"| {fmt(c['alpha_bar_t'])} | {c['sqrt_alpha_bar_t']:.4f} | {c['sqrt_one_minus_alpha_bar_t']:.4f} | "
-        f"{c['log_snr_t']:.2f} | {fmt(beta)} | {fmt(beta_tilde)} | **{fmt(std)}** ($\\sigma_t^2 = {variance}$) |"
+        f"{c['log_snr_t']:.2f} | {fmt(beta)} | {fmt(beta_tilde)} | **{fmt(std)}** {sigma_note} |"
         f"\n\n{formula}"
     )
 
@@ -186,6 +227,7 @@ def generate(
     chain = new_chain(settings, denoising.timesteps)
     every = stream_every(denoising.num_steps)
     unchanged = (gr.update(), gr.update(), gr.update())
+    clock = ChainClock()
     with closing(chains.submit(space, denoising, request, "generate").updates()) as updates:
         for update in updates:
             if isinstance(update, Queued):
@@ -193,8 +235,9 @@ def generate(
             elif isinstance(update, Progress):
                 record(chain, update.step)
                 index = update.k - 1
+                left = clock.left(update)  # every step: the clock times them all
                 if index % every == 0:
-                    yield (*chain_frame(space, chain, index, chains.left(update)), scrub_update(chain, index), chain)
+                    yield (*chain_frame(space, chain, index, left), scrub_update(chain, index), chain)
             elif isinstance(update, Done):
                 finish(chain, update.step)
                 last = num_frames(chain) - 1
@@ -303,3 +346,62 @@ def write_gif(space: Space, chain: dict | None) -> str:
 def export_gif(space: Space, chain: dict | None) -> str:
     """The last chain as an animated GIF file, e.g. ddpm_digit3_seed42_ddpm-fixed_small_1000steps_w2.0_batch8.gif."""
     return write_gif(space, chain)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# "How much guidance?": the guidance curve recorded in the model folder (stored measurements, drawn here)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def chain_name(point: dict) -> str:
+    """A recorded point's sampler as the table names it: "DDPM", "DDIM η = 0", else the scheduler's class."""
+    return {"ddpm": "DDPM", "ddim": "DDIM η = 0"}.get(point["family"], point["scheduler"])
+
+
+def frechet_ratio(point: dict) -> float:
+    """A point's Fréchet distance relative to real training digits' own (real digits score 1)."""
+    return point["frechet_distance"] / point["frechet_distance_real"]
+
+
+def guidance_table(curve: dict) -> str:
+    """The recorded guidance curve as a Markdown table: chain, w, U-Net calls, accuracy, Fréchet relative to real
+    digits; the page's default chain at the recommended w in bold."""
+    rows = [
+        "| chain | w | U-Net calls / image | judge accuracy | Fréchet, relative to real digits |",
+        "|:--|--:|--:|--:|--:|",
+    ]
+    page_steps = max(p["steps"] for p in curve["points"])
+    for p in curve["points"]:
+        best = p["guidance_scale"] == curve.get("recommended_guidance_scale") and p["steps"] == page_steps
+        cells = [f"{chain_name(p)} {p['steps']}", f"{p['guidance_scale']:g}", str(p["nfe_per_image"])]
+        cells += [f"{p['mean_accuracy']:.1%}", f"{frechet_ratio(p):.2f}×"]
+        rows.append("| " + " | ".join(f"**{c}**" if best else c for c in cells) + " |")
+    return "\n".join(rows)
+
+
+def guidance_plot(curve: dict) -> Figure:
+    """Accuracy and the Fréchet ratio against w, one line per recorded chain, the legend below the axes (inside, it
+    covered the Fréchet curve)."""
+    figure = Figure(figsize=(7.5, 3.9), dpi=90, layout="constrained")
+    left = figure.subplots()
+    right = left.twinx()
+    chains_: dict[tuple, list[dict]] = {}
+    for p in curve["points"]:
+        chains_.setdefault((chain_name(p), p["steps"]), []).append(p)
+    for index, ((name, steps), points) in enumerate(sorted(chains_.items(), key=lambda item: item[0][1])):
+        points = sorted(points, key=lambda p: p["guidance_scale"])
+        w = [p["guidance_scale"] for p in points]
+        style = {"ls": ("-", "--", ":")[min(index, 2)], "ms": 5}
+        label = f"{name} {steps} steps"
+        left.plot(w, [100 * p["mean_accuracy"] for p in points], marker="o", color="#4f46e5", **style,
+                  label=f"judge accuracy, {label}")  # fmt: skip
+        right.plot(w, [frechet_ratio(p) for p in points], marker="s", color="#db2777", **style,
+                   label=f"Fréchet relative to real digits, {label}")  # fmt: skip
+    left.set_xlabel("guidance scale w (0 = ignore the digit, 1 = conditional)")
+    left.set_ylabel("judge accuracy (%)", color="#4f46e5")
+    right.set_ylabel("Fréchet, relative to real digits", color="#db2777")
+    left.grid(alpha=0.3)
+    handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    figure.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=2, fontsize=8,
+                  frameon=False)  # fmt: skip
+    return figure

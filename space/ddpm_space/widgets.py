@@ -52,7 +52,7 @@ def digit_picker(num_classes: int | None, value: str = "3") -> gr.Radio:
     return gr.Radio(
         choices,
         value=value if num_classes else UNCONDITIONAL,
-        label='Digit y ("any" = unconditional)',
+        label='Digit y ("any": unconditional)',
         visible=num_classes is not None,
     )
 
@@ -65,7 +65,7 @@ def guidance_slider(num_classes: int | None, interactive: bool = True, value: fl
         value=value,
         step=0.25,
         label="Guidance scale w",
-        info="0: ignore the digit · 1: conditional · >1: more so · off for “any”",
+        info="0: ignore the digit · 1: conditional · > 1: more so (off for “any”)",
         visible=num_classes is not None,
         interactive=interactive,
     )
@@ -85,7 +85,7 @@ def eta_slider(interactive: bool = True) -> gr.Slider:
         value=0.0,
         step=0.1,
         label="DDIM η",
-        info="0: deterministic · 1: like DDPM with β̃ₜ · DDIM only",
+        info="DDIM only · 0: deterministic · 1: DDPM with β̃ₜ",
         interactive=interactive,
     )
 
