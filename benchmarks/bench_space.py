@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     threads = torch.get_num_threads()
     machine = common.machine_info()
     print(f"{common.command_line()}\ntorch threads: {threads}, {common.load_line()}")
-    default_w = app.DEFAULT_GUIDANCE  # the model's recommended w (its measured guidance curve), else 2
+    default_w = app.DEFAULT_GUIDANCE  # the model's recorded w (model_index.json), as the page uses it
     chain = {w: f"DDPM, 1000 steps, 8 digits, w = {w:g}" + (" (the Space's default)" if w == default_w else "")
              for w in dict.fromkeys([default_w, 1.0, 2.0])}  # fmt: skip
     runs = {name: dict(digit="3", guidance=w, steps=1000, batch=8) for w, name in chain.items()}

@@ -47,8 +47,8 @@ THREADS = (1, 2)
 PARTS = ("space", "training")
 CONDITIONS = {"quiet": "quiet machine", "shared": "beside a busy 1-thread process"}
 #: The "Generate & scrub" controls' defaults in space/app.py (gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps,
-#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`; the guidance is the model's recommended w
-#: where it has a measured guidance curve, as app.py's DEFAULT_GUIDANCE (`page_settings`).
+#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`; the guidance is replaced by the model's
+#: recorded w (model_index.json), as app.py's DEFAULT_GUIDANCE.
 PAGE_DEFAULTS = {
     "digit": "3",
     "guidance": 2.0,
@@ -105,8 +105,7 @@ def space_chain(args):
     from ddpm_space import common as page  # the Space's own loading and chain settings
 
     space = page.Space(pipe=page.load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
-    curve = page.guidance_curve(args.model_dir)  # as space/app.py picks Generate's default w
-    guidance = curve["recommended_guidance_scale"] if curve else PAGE_DEFAULTS["guidance"]
+    guidance = space.pipe.config.guidance_scale  # the model's recorded w: Generate's default, as in space/app.py
     settings = page.chain_settings(space, **{**PAGE_DEFAULTS, "guidance": guidance})
     sampler_pipe = page.make_pipeline(space, settings["sampler"])  # the chain's own scheduler, the shared U-Net
 

@@ -110,11 +110,11 @@ SPACE = common.Space(
     model_name=common.model_name(MODEL_ID, REVISION, default_model=str(DEFAULT_MODEL)),
 )
 T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolution, SPACE.digits
-# The guidance curve measured on this model (benchmarks/bench_nfe.py --curve guidance --record_in_model), if recorded:
-# its recommended w is the default of Generate and DDPM vs DDIM. The questions keep w = 2, the setting their text
-# describes.
+# The model's recorded w (model_index.json's guidance_scale, what `pipe(...)` uses when given none; bench_nfe.py
+# --record_in_model writes its guidance curve's choice there) is the default of Generate and DDPM vs DDIM. The
+# questions keep w = 2, the setting their text describes. The curve itself, if recorded, is shown beside Generate.
 GUIDANCE_CURVE = common.guidance_curve(MODEL_ID)
-DEFAULT_GUIDANCE = GUIDANCE_CURVE["recommended_guidance_scale"] if GUIDANCE_CURVE else 2.0
+DEFAULT_GUIDANCE = SPACE.pipe.config.guidance_scale
 X0_MISSING = "" if SPACE.x0_pipe else "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
 WRONG_T = questions.WRONG_T
 # The questions' recorded answers stay folded until the learner's own run ends: predict first, then look.

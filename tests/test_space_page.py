@@ -98,8 +98,7 @@ def test_gif_of_the_default_chain_is_well_under_1_mb():
     model = str(ROOT / "space" / "default_model")
     bundled = common.Space(pipe=common.load_pipeline(model), model_id=model, model_name="bundled")
     bundled.engine = Engine(bundled.pipe)
-    curve = common.guidance_curve(model)
-    guidance = curve["recommended_guidance_scale"] if curve else 2.0
+    guidance = bundled.pipe.config.guidance_scale
     try:
         *_, last = reverse_tab.generate(bundled, "3", guidance, "ddpm-fixed_small", 0.0, 1000, 42, 8)
         assert last[3].startswith("**Done")

@@ -190,9 +190,12 @@ def test_the_bundled_models_are_loaded(app):
     assert app.SPACE.x0_pipe is not None and app.X0_MISSING == ""
     assert app.SPACE.x0_pipe.scheduler.config.prediction_type == "sample"
     assert app.SPACE.pipe.scheduler.config.prediction_type == "epsilon"
+    # the page's default w is the one recorded with the model (model_index.json), which is its curve's choice
+    index = json.loads((BUNDLED["predicts ε"] / "model_index.json").read_text(encoding="utf-8"))
+    assert app.DEFAULT_GUIDANCE == index["guidance_scale"]
     curve = json.loads((BUNDLED["predicts ε"] / "evaluation.json").read_text(encoding="utf-8")).get("guidance_curve")
-    if curve:  # the page's default w is the one recorded with the model
-        assert app.DEFAULT_GUIDANCE == curve["recommended_guidance_scale"]
+    if curve:
+        assert index["guidance_scale"] == curve["recommended_guidance_scale"]
 
 
 def test_every_output_picture_is_written_once(app):
