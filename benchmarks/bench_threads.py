@@ -47,7 +47,7 @@ THREADS = (1, 2)
 PARTS = ("space", "training")
 CONDITIONS = {"quiet": "quiet machine", "shared": "beside a busy 1-thread process"}
 #: The "Generate & scrub" controls' defaults in space/app.py (gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps,
-#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`; the guidance is replaced by the model's
+#: gen_seed, gen_batch), in the order of `reverse_tab.generate`'s arguments; the guidance is replaced by the model's
 #: recorded w (model_index.json), as app.py's DEFAULT_GUIDANCE.
 PAGE_DEFAULTS = {
     "digit": "3",
@@ -101,22 +101,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def space_chain(args):
     """(one repeat: a fresh Generate chain stepped `--chain_steps` steps, steps per repeat)."""
-    sys.path.insert(0, str(common.REPO_ROOT / "space"))
-    from ddpm_space import common as page  # the Space's own loading and chain settings
+    from ddpm_space import chains, inputs  # the Space's own chain set-up (an installed package: pyproject.toml)
+    from ddpm_space.loading import load_pipeline
+    from ddpm_space.state import Space
 
-    space = page.Space(pipe=page.load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
+    space = Space(pipe=load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
     guidance = space.pipe.config.guidance_scale  # the model's recorded w: Generate's default, as in space/app.py
-    settings = page.chain_settings(space, **{**PAGE_DEFAULTS, "guidance": guidance})
-    sampler_pipe = page.make_pipeline(space, settings["sampler"])  # the chain's own scheduler, the shared U-Net
+    settings = {**PAGE_DEFAULTS, "guidance": guidance, "label": inputs.as_label(space, PAGE_DEFAULTS["digit"])}
 
     @torch.inference_mode()
     def repeat():
-        chain = sampler_pipe.prepare_chain(
+        chain = chains.start(  # as the Space's Generate: the chain's own scheduler, the shared U-Net
+            space,
+            settings["sampler"],
+            settings["guidance"],
             batch_size=settings["batch"],
             class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
             num_inference_steps=settings["steps"],
-            generator=page.generator(settings["seed"]),
+            generator=inputs.generator(settings["seed"]),
             eta=settings["eta"],
         )
         for _ in range(args.chain_steps):
