@@ -79,14 +79,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chain_steps", type=int, default=50, help="steps of the Space's chain per repeat")
     parser.add_argument("--train_steps", type=int, default=10, help="training steps per repeat")
     parser.add_argument("--model_dir", default=str(common.REPO_ROOT / "space" / "default_model"))
-    parser.add_argument(
-        "--quiet_threshold",
-        type=float,
-        default=0.3,
-        help="quiet condition: before each timing, wait until other processes use fewer CPU cores than this "
-        "(negative: never wait)",
-    )
-    parser.add_argument("--quiet_timeout", type=float, default=60.0, help="longest wait for quiet, seconds")
+    common.add_timing_arguments(parser)  # the quiet condition's wait
     parser.add_argument("--name", default="threads", help="results file name")
     parser.add_argument("--no_save", action="store_true", help="print only")
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)  # internal: time one part, in this process

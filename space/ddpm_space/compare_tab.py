@@ -16,7 +16,7 @@ from .pictures import grid, to_u8
 from .reverse_tab import ChainClock
 from .state import MAX_BATCH, Space, bind
 from .text import LATEX, text
-from .widgets import STOP, Page, digit_picker, eta_slider, guidance_control, guidance_slider, picture, seed_box
+from .widgets import STOP, Page, digit_and_guidance, eta_slider, picture, seed_box
 
 
 def compare(
@@ -141,8 +141,7 @@ def build(space: Space, page: Page) -> dict:
                 with gr.Row(elem_classes=["run-row"]):
                     run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
                     stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
-                digit = digit_picker(space.num_classes, "5")
-                guidance = guidance_slider(space.num_classes, value=page.default_guidance)
+                digit, guidance = digit_and_guidance(space.num_classes, "5", page.default_guidance)
                 ddpm_steps = gr.Slider(1, space.T, value=space.T, step=1, label="DDPM steps")
                 ddim_steps = gr.Slider(1, space.T, value=min(50, space.T), step=1, label="DDIM steps")
                 eta = eta_slider()
@@ -166,5 +165,4 @@ def build(space: Space, page: Page) -> dict:
         **page.chains,
     )
     stop.click(stop_, None, None, **STOP)
-    digit.change(guidance_control, [digit], [guidance], api_visibility="private", queue=False)
     return {"compare": compare_, "stop_compare": stop_}

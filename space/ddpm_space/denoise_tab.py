@@ -14,20 +14,7 @@ from .pictures import grid, single, to_u8
 from .reverse_tab import ChainClock
 from .state import MAX_COPIES, UNCONDITIONAL, Space, bind
 from .text import LATEX, text
-from .widgets import (
-    PRIVATE,
-    STOP,
-    ImageSource,
-    Page,
-    digit_picker,
-    eta_control,
-    eta_slider,
-    guidance_control,
-    guidance_slider,
-    picture,
-    sampler_picker,
-    seed_box,
-)
+from .widgets import STOP, ImageSource, Page, digit_and_guidance, picture, sampler_and_eta, seed_box
 
 
 def noise_denoise(
@@ -112,11 +99,9 @@ def build(space: Space, page: Page) -> dict:
                     stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                 source = ImageSource(space, page, "A real image x₀", "nd-image", 700, page.examples, "nd")
                 start_t = gr.Slider(0, T - 1, value=min(T - 1, T // 2), step=1, label="Noise to t")
-                digit = digit_picker(space.num_classes, UNCONDITIONAL)
-                guidance = guidance_slider(space.num_classes, interactive=False)  # "any": no guidance
+                digit, guidance = digit_and_guidance(space.num_classes, UNCONDITIONAL)
                 with gr.Accordion("Sampler, steps, seed", open=False):
-                    sampler = sampler_picker()
-                    eta = eta_slider(interactive=False)
+                    sampler, eta = sampler_and_eta()
                     steps = gr.Slider(
                         1, T, value=T, step=1, label="Steps of the full chain",
                         info="the chain runs those of its timesteps that are ≤ t",
@@ -142,7 +127,4 @@ def build(space: Space, page: Page) -> dict:
         **page.chains,
     )
     stop.click(stop_, None, None, **STOP)
-    # Controls that would do nothing are switched off: guidance without a digit, eta with a DDPM sampler.
-    digit.change(guidance_control, [digit], [guidance], **PRIVATE)
-    sampler.change(eta_control, [sampler], [eta], **PRIVATE)
     return {"noise_denoise": noise_denoise_, "stop_noise_denoise": stop_}

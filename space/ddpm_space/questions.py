@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -425,6 +426,29 @@ def elbo_forms(space: Space, image: Any, digit: Any = "any", draws: float = 16, 
 # question 4 is no chain. They take turns in their own slot instead (ONE_AT_A_TIME, shared with the bound).
 
 
+@contextmanager
+def question_tab(title: str, tab_id: str, name: str):
+    """A question's sub-tab: its text (space/text/<name>.md), then a row for the controls and the outputs columns."""
+    with gr.Tab(title, id=tab_id):
+        gr.Markdown(text(name), latex_delimiters=LATEX)
+        with gr.Row(equal_height=False):
+            yield
+
+
+def controls() -> gr.Column:
+    return gr.Column(scale=1, min_width=290)
+
+
+def outputs() -> gr.Column:
+    return gr.Column(scale=3)
+
+
+def seed_and_images(seed: int) -> tuple[gr.Number, gr.Slider]:
+    """The seed and how many images per side, in one row."""
+    with gr.Row():
+        return seed_box(seed), gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
+
+
 def answer(name: str, elem_id: str):
     """The recorded answer under a question's outputs, folded (it opens once the learner's run has ended)."""
     with gr.Accordion(ANSWER_LABEL, open=False, elem_id=elem_id) as accordion:
@@ -443,53 +467,47 @@ def build(space: Space, page: Page) -> dict:
     T, num_classes = space.T, space.num_classes
     quick = f"100 already shows it, in seconds; {T} = the full chain"
 
-    with gr.Tab("1 · Fresh noise?", id="q-noise"):
-        gr.Markdown(text("q_noise"), latex_delimiters=LATEX)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=290):
-                run = gr.Button("▶ Run both", variant="primary")
-                digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
-                sampler = gr.Radio(
-                    [(SAMPLERS[v][0], v) for v in ("ddpm-fixed_small", "ddpm-fixed_large")],
-                    value="ddpm-fixed_small",
-                    label="Sampler",
-                )
-                steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
-                with gr.Row():
-                    seed, batch = seed_box(1), gr.Slider(1, 8, value=4, step=1, label="Images")
-            with gr.Column(scale=3):
-                with gr.Row():
-                    noise = picture("x_{t−1} = μ_θ + σ_t z", height=250, elem_id="q1-noise")
-                    mean = picture("x_{t−1} = μ_θ (σ_t = 0)", height=250, elem_id="q1-mean")
-                info = gr.Markdown(latex_delimiters=LATEX, elem_id="q1-info")
-                shown = answer("q_noise_answer", "q1-answer")
+    with question_tab("1 · Fresh noise?", "q-noise", "q_noise"):
+        with controls():
+            run = gr.Button("▶ Run both", variant="primary")
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            sampler = gr.Radio(
+                [(SAMPLERS[v][0], v) for v in ("ddpm-fixed_small", "ddpm-fixed_large")],
+                value="ddpm-fixed_small",
+                label="Sampler",
+            )
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
+            seed, batch = seed_and_images(1)
+        with outputs():
+            with gr.Row():
+                noise = picture("x_{t−1} = μ_θ + σ_t z", height=250, elem_id="q1-noise")
+                mean = picture("x_{t−1} = μ_θ (σ_t = 0)", height=250, elem_id="q1-mean")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q1-info")
+            shown = answer("q_noise_answer", "q1-answer")
     event = run.click(
         fresh, [digit, guidance, sampler, steps, seed, batch], [noise, mean, info], api_name="fresh_noise",
         **ONE_AT_A_TIME,
     )  # fmt: skip
     opens(event, shown)
 
-    with gr.Tab("2 · Why tell it t?", id="q-time"):
-        gr.Markdown(text("q_time"), latex_delimiters=LATEX)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=290):
-                run = gr.Button("▶ Run both", variant="primary")
-                digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
-                steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
-                wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
-                value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
-                probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
-                with gr.Row():
-                    seed, batch = seed_box(2), gr.Slider(1, 8, value=4, step=1, label="Images")
-            with gr.Column(scale=3):
-                with gr.Row():
-                    right = picture("told the true t", height=250, elem_id="q2-right")
-                    bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
-                with gr.Row():
-                    eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
-                    eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
-                info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
-                shown = answer("q_time_answer", "q2-answer")
+    with question_tab("2 · Why tell it t?", "q-time", "q_time"):
+        with controls():
+            run = gr.Button("▶ Run both", variant="primary")
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
+            wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
+            value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
+            probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
+            seed, batch = seed_and_images(2)
+        with outputs():
+            with gr.Row():
+                right = picture("told the true t", height=250, elem_id="q2-right")
+                bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
+            with gr.Row():
+                eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
+                eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
+            shown = answer("q_time_answer", "q2-answer")
     event = run.click(
         timestep,
         [digit, guidance, steps, seed, batch, wrong, value, probe],
@@ -499,25 +517,20 @@ def build(space: Space, page: Page) -> dict:
     )
     opens(event, shown)
 
-    with gr.Tab("3 · ε or x₀?", id="q-x0"):
-        gr.Markdown(text("q_x0"), latex_delimiters=LATEX)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=290):
-                run = gr.Button("▶ Compare", variant="primary", interactive=space.x0_pipe is not None)
-                source = ImageSource(space, page, "x₀ for the loss per t", "q3-image", 700)
-                digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
-                steps = gr.Slider(1, T, value=min(T, 100), step=1, label="DDPM steps")
-                with gr.Row():
-                    seed, batch = seed_box(3), gr.Slider(1, 8, value=4, step=1, label="Images")
-            with gr.Column(scale=3):
-                with gr.Row():
-                    eps = picture("model predicting ε", height=250, elem_id="q3-eps")
-                    x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
-                loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
-                info = gr.Markdown(
-                    X0_MISSING if space.x0_pipe is None else "", latex_delimiters=LATEX, elem_id="q3-info"
-                )
-                shown = answer("q_x0_answer", "q3-answer")
+    with question_tab("3 · ε or x₀?", "q-x0", "q_x0"):
+        with controls():
+            run = gr.Button("▶ Compare", variant="primary", interactive=space.x0_pipe is not None)
+            source = ImageSource(space, page, "x₀ for the loss per t", "q3-image", 700)
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="DDPM steps")
+            seed, batch = seed_and_images(3)
+        with outputs():
+            with gr.Row():
+                eps = picture("model predicting ε", height=250, elem_id="q3-eps")
+                x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
+            loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
+            info = gr.Markdown(X0_MISSING if space.x0_pipe is None else "", latex_delimiters=LATEX, elem_id="q3-info")
+            shown = answer("q_x0_answer", "q3-answer")
     event = run.click(
         versus,
         [source.image, digit, guidance, steps, seed, batch],
@@ -528,20 +541,18 @@ def build(space: Space, page: Page) -> dict:
     )
     opens(event, shown)
 
-    with gr.Tab("4 · Two ELBOs", id="q-elbo"):
-        gr.Markdown(text("q_elbo"), latex_delimiters=LATEX)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=290):
-                run = gr.Button("▶ Estimate both", variant="primary")
-                source = ImageSource(space, page, "x₀", "q4-image", 300)
-                digit = digit_picker(num_classes, UNCONDITIONAL)
-                with gr.Row():
-                    seed = seed_box(4)
-                    draws = gr.Slider(16, MAX_DRAWS, value=16, step=1, label="Trajectories")
-            with gr.Column(scale=3):
-                plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
-                info = gr.Markdown(latex_delimiters=LATEX, elem_id="q4-info")
-                shown = answer("q_elbo_answer", "q4-answer")
+    with question_tab("4 · Two ELBOs", "q-elbo", "q_elbo"):
+        with controls():
+            run = gr.Button("▶ Estimate both", variant="primary")
+            source = ImageSource(space, page, "x₀", "q4-image", 300)
+            digit = digit_picker(num_classes, UNCONDITIONAL)
+            with gr.Row():
+                seed = seed_box(4)
+                draws = gr.Slider(16, MAX_DRAWS, value=16, step=1, label="Trajectories")
+        with outputs():
+            plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q4-info")
+            shown = answer("q_elbo_answer", "q4-answer")
     event = run.click(
         elbo, [source.image, digit, draws, seed], [plot, info], api_name="elbo_forms", preprocess=False,
         **ONE_AT_A_TIME,

@@ -22,21 +22,7 @@ from .inputs import as_eta, as_guidance, as_int, as_label, as_sampler, as_seed, 
 from .pictures import EPS_RANGE, FONT, grid, to_u8
 from .state import MAX_BATCH, Space, bind
 from .text import LATEX, fmt, text
-from .widgets import (
-    LIGHT,
-    LIVE,
-    PRIVATE,
-    STOP,
-    Page,
-    digit_picker,
-    eta_control,
-    eta_slider,
-    guidance_control,
-    guidance_slider,
-    picture,
-    sampler_picker,
-    seed_box,
-)
+from .widgets import LIGHT, LIVE, PRIVATE, STOP, Page, digit_and_guidance, picture, sampler_and_eta, seed_box
 
 GIF_SCALE = 2
 GIF_FRAMES = 40  # at most this many frames in an exported GIF (plus the final one) ...
@@ -445,11 +431,9 @@ def build(space: Space, page: Page, curve: dict | None) -> dict:
                         with gr.Row(elem_classes=["run-row"]):
                             run = gr.Button("▶ Generate", variant="primary", scale=3, min_width=80)
                             stop = gr.Button("■ Stop", variant="stop", scale=2, min_width=80)
-                        digit = digit_picker(num_classes, "3")
-                        guidance = guidance_slider(num_classes, value=page.default_guidance)
+                        digit, guidance = digit_and_guidance(num_classes, "3", page.default_guidance)
                     with gr.Column(min_width=200):
-                        sampler = sampler_picker()
-                        eta = eta_slider(interactive=False)  # the default sampler is DDPM
+                        sampler, eta = sampler_and_eta()
                         steps = gr.Slider(
                             1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain", elem_id="gen-steps"
                         )
@@ -518,9 +502,6 @@ def build(space: Space, page: Page, curve: dict | None) -> dict:
     export.click(export_, [chain], [gif], api_name="export_gif", **LIGHT).then(
         lambda: gr.update(visible=True), None, [gif], **PRIVATE
     )
-    # Controls that would do nothing are switched off: guidance without a digit, eta with a DDPM sampler.
-    digit.change(guidance_control, [digit], [guidance], **PRIVATE)
-    sampler.change(eta_control, [sampler], [eta], **PRIVATE)
     # beta, beta-tilde and the sigma_t of the chosen sampler, redrawn when the sampler, steps or eta change.
     gr.on(
         [sampler.change, steps.release, eta.release, page.demo.load],

@@ -118,6 +118,22 @@ def eta_slider(interactive: bool = True) -> gr.Slider:
     )
 
 
+def digit_and_guidance(num_classes: int | None, digit: str, guidance: float = 2.0) -> tuple[gr.Radio, gr.Slider]:
+    """The digit picker and the guidance slider, the slider switched off while the digit is "any" (no eps_c to guide
+    with)."""
+    picker = digit_picker(num_classes, digit)
+    slider = guidance_slider(num_classes, interactive=digit != UNCONDITIONAL, value=guidance)
+    picker.change(guidance_control, [picker], [slider], **PRIVATE)
+    return picker, slider
+
+
+def sampler_and_eta() -> tuple[gr.Radio, gr.Slider]:
+    """The sampler picker (DDPM by default) and DDIM's eta, the eta slider switched off while a DDPM sampler is on."""
+    sampler, eta = sampler_picker(), eta_slider(interactive=False)
+    sampler.change(eta_control, [sampler], [eta], **PRIVATE)
+    return sampler, eta
+
+
 def guidance_control(digit: str) -> dict:
     """The guidance slider's state for this digit choice: usable only with a digit."""
     return gr.update(interactive=digit != UNCONDITIONAL)
