@@ -8,7 +8,8 @@ What is timed (each part in a child process of its own: OpenMP reads its wait po
     space     one Generate with the page's defaults (space/app.py's "Generate & scrub" controls: digit 3, guidance
               w = the model's recommended w if it has a measured guidance curve, else 2; DDPM with σ²ₜ = β̃ₜ, 1000
               steps, 8 images, seed 42) on the bundled model: the chain the Space's `reverse_tab.generate` prepares
-              (`make_pipeline(...).prepare_chain(...)`), stepped `--chain_steps` of its 1000 steps through
+              (`chains.start`: `pipe.prepare_chain` with a scheduler of its own), stepped `--chain_steps` of its
+              1000 steps through
               `pipe.unet_forward` as the Space's engine steps a lone chain (one U-Net call per step, on 16 rows when
               guidance doubles the 8 images). Milliseconds per step; x 1000, what one Generate
               costs (the page's drawing of every 10th frame left out). With OMP_WAIT_POLICY=PASSIVE unless set

@@ -40,7 +40,7 @@ from ddpm_space import (  # noqa: E402
     reverse_tab,
 )
 from ddpm_space.engine import Engine  # noqa: E402
-from ddpm_space.state import MAX_BATCH, MAX_COPIES, Space, bind  # noqa: E402, F401 (MAX_COPIES: for scripts)
+from ddpm_space.state import MAX_BATCH, MAX_COPIES, Space, bind  # noqa: E402, F401 (MAX_COPIES: read as app.MAX_COPIES)
 from ddpm_space.text import text  # noqa: E402
 from ddpm_space.widgets import Page  # noqa: E402
 
