@@ -19,15 +19,14 @@ import sys
 import time
 from pathlib import Path
 
+import common  # benchmarks/common.py: the script's folder is on sys.path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import common  # noqa: E402
+from ddpm_hub import DDPMHubPipeline
+from ddpm_hub.evaluation import held_out_digits
 
-from ddpm_hub import DDPMHubPipeline  # noqa: E402
-from ddpm_hub.evaluation import held_out_digits  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class ImprovedDiffusionBound:

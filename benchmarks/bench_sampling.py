@@ -67,21 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chain_variants", nargs="+", choices=VARIANTS, default=["eager", "bf16"])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--device", default="cpu", help="e.g. cuda: one GPU, when there is one")
-    parser.add_argument(
-        "--quiet_threshold",
-        type=float,
-        default=0.3,
-        help="before each timing, wait until other processes use fewer CPU cores than this; retake a timing they "
-        "disturbed (negative: never wait)",
-    )
-    parser.add_argument("--quiet_timeout", type=float, default=60.0, help="longest wait for quiet, seconds")
-    parser.add_argument("--retries", type=int, default=2, help="retakes of a disturbed per-step timing")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: time.process_time (with --threads 1, robust to other processes taking turns on the cores)",
-    )
+    common.add_timing_arguments(parser, retries="per-step timing", clock=True)
     parser.add_argument("--model_dir", default=None, help="load our weights from a saved pipeline (speed only)")
     parser.add_argument(
         "--quality_samples_per_digit",

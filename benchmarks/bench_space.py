@@ -15,16 +15,13 @@ U-Net passes with a matched, untrained `UNet2DModel` in `DDPMPipeline` (unguided
 import argparse
 import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
+import common  # benchmarks/common.py: the script's folder is on sys.path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import common  # noqa: E402
-from common import stock_unet  # noqa: E402
 
 TARGETS = {"first_frame_s": 1.0, "ddpm_1000_batch8_s": 30.0, "ddim_50_batch8_s": 3.0, "bound_one_digit_s": 15.0}
 
@@ -59,7 +56,7 @@ def time_bound(app) -> tuple[float, float]:
 def time_stock(steps: int, batch: int) -> float:
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    pipeline = DDPMPipeline(unet=stock_unet().eval(), scheduler=DDPMScheduler(num_train_timesteps=1000))
+    pipeline = DDPMPipeline(unet=common.stock_unet().eval(), scheduler=DDPMScheduler(num_train_timesteps=1000))
     pipeline.set_progress_bar_config(disable=True)
     start = time.perf_counter()
     with torch.inference_mode():

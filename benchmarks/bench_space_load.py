@@ -26,9 +26,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import common  # benchmarks/common.py: the script's folder is on sys.path
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import common  # noqa: E402
 
 DEFAULT_USERS = [1, 4, 8, 16]
 GOALS = {"users": 8, "first_frame_s": 2.0}

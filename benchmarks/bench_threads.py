@@ -8,7 +8,8 @@ What is timed (each part in a child process of its own: OpenMP reads its wait po
     space     one Generate with the page's defaults (space/app.py's "Generate & scrub" controls: digit 3, guidance
               w = the model's recommended w if it has a measured guidance curve, else 2; DDPM with σ²ₜ = β̃ₜ, 1000
               steps, 8 images, seed 42) on the bundled model: the chain the Space's `reverse_tab.generate` prepares
-              (`make_pipeline(...).prepare_chain(...)`), stepped `--chain_steps` of its 1000 steps through
+              (`chains.start`: `pipe.prepare_chain` with a scheduler of its own), stepped `--chain_steps` of its
+              1000 steps through
               `pipe.unet_forward` as the Space's engine steps a lone chain (one U-Net call per step, on 16 rows when
               guidance doubles the 8 images). Milliseconds per step; x 1000, what one Generate
               costs (the page's drawing of every 10th frame left out). With OMP_WAIT_POLICY=PASSIVE unless set
@@ -47,7 +48,7 @@ THREADS = (1, 2)
 PARTS = ("space", "training")
 CONDITIONS = {"quiet": "quiet machine", "shared": "beside a busy 1-thread process"}
 #: The "Generate & scrub" controls' defaults in space/app.py (gen_digit, gen_guidance, gen_sampler, gen_eta, gen_steps,
-#: gen_seed, gen_batch), in the order of `ddpm_space.common.chain_settings`; the guidance is replaced by the model's
+#: gen_seed, gen_batch), in the order of `reverse_tab.generate`'s arguments; the guidance is replaced by the model's
 #: recorded w (model_index.json), as app.py's DEFAULT_GUIDANCE.
 PAGE_DEFAULTS = {
     "digit": "3",
@@ -79,14 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--chain_steps", type=int, default=50, help="steps of the Space's chain per repeat")
     parser.add_argument("--train_steps", type=int, default=10, help="training steps per repeat")
     parser.add_argument("--model_dir", default=str(common.REPO_ROOT / "space" / "default_model"))
-    parser.add_argument(
-        "--quiet_threshold",
-        type=float,
-        default=0.3,
-        help="quiet condition: before each timing, wait until other processes use fewer CPU cores than this "
-        "(negative: never wait)",
-    )
-    parser.add_argument("--quiet_timeout", type=float, default=60.0, help="longest wait for quiet, seconds")
+    common.add_timing_arguments(parser)  # the quiet condition's wait
     parser.add_argument("--name", default="threads", help="results file name")
     parser.add_argument("--no_save", action="store_true", help="print only")
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)  # internal: time one part, in this process
@@ -101,22 +95,24 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def space_chain(args):
     """(one repeat: a fresh Generate chain stepped `--chain_steps` steps, steps per repeat)."""
-    sys.path.insert(0, str(common.REPO_ROOT / "space"))
-    from ddpm_space import common as page  # the Space's own loading and chain settings
+    from ddpm_space import chains, inputs  # the Space's own chain set-up (an installed package: pyproject.toml)
+    from ddpm_space.loading import load_pipeline
+    from ddpm_space.state import Space
 
-    space = page.Space(pipe=page.load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
+    space = Space(pipe=load_pipeline(args.model_dir), model_id=args.model_dir, model_name="benchmark")
     guidance = space.pipe.config.guidance_scale  # the model's recorded w: Generate's default, as in space/app.py
-    settings = page.chain_settings(space, **{**PAGE_DEFAULTS, "guidance": guidance})
-    sampler_pipe = page.make_pipeline(space, settings["sampler"])  # the chain's own scheduler, the shared U-Net
+    settings = {**PAGE_DEFAULTS, "guidance": guidance, "label": inputs.as_label(space, PAGE_DEFAULTS["digit"])}
 
     @torch.inference_mode()
     def repeat():
-        chain = sampler_pipe.prepare_chain(
+        chain = chains.start(  # as the Space's Generate: the chain's own scheduler, the shared U-Net
+            space,
+            settings["sampler"],
+            settings["guidance"],
             batch_size=settings["batch"],
             class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
             num_inference_steps=settings["steps"],
-            generator=page.generator(settings["seed"]),
+            generator=inputs.generator(settings["seed"]),
             eta=settings["eta"],
         )
         for _ in range(args.chain_steps):

@@ -55,21 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_reference", action="store_true", help=f"leave out {REFERENCE}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--quiet_threshold",
-        type=float,
-        default=0.3,
-        help="before each timing, wait until other processes use fewer CPU cores than this; retake a timing they "
-        "disturbed (negative: never wait)",
-    )
-    parser.add_argument("--quiet_timeout", type=float, default=60.0, help="longest wait for quiet, seconds")
-    parser.add_argument("--retries", type=int, default=2, help="retakes of a disturbed timing")
-    parser.add_argument(
-        "--clock",
-        choices=["wall", "cpu"],
-        default="wall",
-        help="cpu: time.process_time (with --threads 1, robust to other processes taking turns on the cores)",
-    )
+    common.add_timing_arguments(parser, retries="timing", clock=True)
     parser.add_argument("--name", default=None, help="results file name (default: training_<device>_threads<N>)")
     parser.add_argument("--no_save", action="store_true", help="print only")
     return parser.parse_args(argv)

@@ -236,6 +236,29 @@ class OtherLoad:
         return max(0.0, others / _CLOCK_TICKS / elapsed)
 
 
+def add_timing_arguments(parser, retries: str | None = None, clock: bool = False) -> None:
+    """The timing options the scripts share: --quiet_threshold and --quiet_timeout (`wait_for_quiet` before each
+    timing); with `retries` (what a retake retakes, for its help), --retries; with `clock`, --clock (wall or CPU)."""
+    retake = "; retake a timing they disturbed" if retries else ""
+    parser.add_argument(
+        "--quiet_threshold",
+        type=float,
+        default=0.3,
+        help=f"before each timing, wait until other processes use fewer CPU cores than this{retake} "
+        "(negative: never wait)",
+    )
+    parser.add_argument("--quiet_timeout", type=float, default=60.0, help="longest wait for quiet, seconds")
+    if retries:
+        parser.add_argument("--retries", type=int, default=2, help=f"retakes of a disturbed {retries}")
+    if clock:
+        parser.add_argument(
+            "--clock",
+            choices=["wall", "cpu"],
+            default="wall",
+            help="cpu: time.process_time (with --threads 1, robust to other processes taking turns on the cores)",
+        )
+
+
 def wait_for_quiet(threshold: float, timeout: float, window: float = 0.5) -> float:
     """Wait (at most ``timeout`` s) until other processes use less than ``threshold`` cores over ``window`` s;
     returns the seconds waited."""

@@ -39,12 +39,7 @@ from pathlib import Path
 
 import yaml
 
-SPACE = Path(__file__).resolve().parent
-ROOT = SPACE.parent
-if str(ROOT) not in sys.path:  # run as `python space/deploy.py`: the repository's ddpm_hub, installed or not
-    sys.path.insert(0, str(ROOT))
-
-from ddpm_hub.hub import (  # noqa: E402
+from ddpm_hub.hub import (  # the installed package (`pip install -e .`), whose ddpm_hub/ this script copies
     PIPELINE_IGNORE_PATTERNS,
     HubPushError,
     _check_repo_id,
@@ -52,6 +47,9 @@ from ddpm_hub.hub import (  # noqa: E402
     _push_error,
     select_pipeline_files,
 )
+
+SPACE = Path(__file__).resolve().parent
+ROOT = SPACE.parent
 
 HARDWARE = ("zero-a10g", "cpu-basic", "cpu-upgrade")  # ZeroGPU, and the two CPU flavours
 ZERO_GPU_HARDWARE = ("zero-a10g",)

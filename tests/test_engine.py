@@ -27,7 +27,9 @@ T = 50
 
 
 sys.path.insert(0, str(ROOT / "space"))  # the Space's package, ddpm_space/, as app.py imports it
+from ddpm_space import chains, pictures  # noqa: E402
 from ddpm_space import engine as engine_module  # noqa: E402
+from ddpm_space.inputs import as_label  # noqa: E402
 
 Engine, EngineBusy = engine_module.Engine, engine_module.EngineBusy
 Queued, Progress = engine_module.Queued, engine_module.Progress
@@ -320,16 +322,17 @@ VISITORS = [
 
 def seed_alone(app, digit, w, sampler, eta, steps, seed, images):
     """The final x_0 picture these controls give when the library runs the chain by itself."""
-    pipeline = app.common.make_pipeline(app.SPACE, sampler)
-    *_, last = pipeline.denoising_steps(
+    chain = app.SPACE.pipe.prepare_chain(
         batch_size=images,
-        class_labels=app.common.as_label(app.SPACE, digit),
+        class_labels=as_label(app.SPACE, digit),
         guidance_scale=w,
         num_inference_steps=steps,
         generator=torch.Generator().manual_seed(seed),
         eta=eta,
+        scheduler=chains.new_scheduler(app.SPACE.pipe, sampler),
     )
-    return app.common.grid(app.common.to_u8(last.prev_sample))
+    *_, last = app.SPACE.pipe.denoising_steps(chain=chain)
+    return pictures.grid(pictures.to_u8(last.prev_sample))
 
 
 def test_four_clients_stream_at_once_and_each_gets_what_its_seed_gives_alone(
@@ -338,7 +341,7 @@ def test_four_clients_stream_at_once_and_each_gets_what_its_seed_gives_alone(
     gradio_client = pytest.importorskip("gradio_client")
     from PIL import Image
 
-    monkeypatch.setattr(space_app.common, "STREAMED_FRAMES", 20)  # fewer pictures to send: a quicker test
+    monkeypatch.setattr(chains, "STREAMED_FRAMES", 20)  # fewer pictures to send: a quicker test
 
     clients = [
         gradio_client.Client(space_url, verbose=False, download_files=str(tmp_path / f"c{i}"), analytics_enabled=False)

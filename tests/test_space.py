@@ -24,6 +24,9 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the Space needs gradio (pip install -e .[space])")
 pytest.importorskip("matplotlib", reason="the Space needs matplotlib (pip install -e .[space])")
 
+from ddpm_space import chains, text  # noqa: E402
+from ddpm_space import pictures as pics  # noqa: E402
+
 from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel  # noqa: E402
 
 # gradio's queue uses pandas in ways pandas 3 deprecates; not this package's concern.
@@ -113,7 +116,7 @@ def picture_ok(picture, height=None, width=None):
 
 def test_model_comes_from_the_env_var(app):
     assert app.T == T
-    assert (app.common.SCALE, app.common.GAP, app.reverse_tab.GIF_SCALE) == (SCALE, GAP, GIF_SCALE)
+    assert (pics.SCALE, pics.GAP, app.reverse_tab.GIF_SCALE) == (SCALE, GAP, GIF_SCALE)
     assert Path(app.MODEL_ID).name.startswith("tiny_pipeline") and app.NUM_CLASSES == 10
     assert app.SPACE.strip[0] == 0 and app.SPACE.strip[-1] == T - 1 and app.SPACE.strip == sorted(set(app.SPACE.strip))
 
@@ -256,10 +259,10 @@ def test_uploads_that_are_refused_with_a_message(app, kind, tmp_path):
 
 
 def test_generate_streams_every_kth_step_and_stores_all(app, monkeypatch):
-    monkeypatch.setattr(app.common, "STREAMED_FRAMES", 10)
+    monkeypatch.setattr(chains, "STREAMED_FRAMES", 10)
     steps, batch = T, 3
     frames = list(app.generate("3", 2.0, "ddpm-fixed_large", 0.0, steps, 42, batch))
-    every = app.common.stream_every(steps)
+    every = chains.stream_every(steps)
     assert every == 5 and len(frames) == math.ceil(steps / every) + 1  # every 5th step, then the final x_0
 
     chain = frames[-1][-1]
@@ -304,7 +307,7 @@ def test_scrub_shows_stored_frames(app):
     chain = last[-1]
     assert chain["t"] == [45, 40, 35, 30, 25, 20, 15, 10, 5, 0]  # 10 of T = 50 steps
     x, eps, x0, info = app.scrub(25, chain)  # by t, not by frame index
-    assert np.array_equal(x, app.common.grid(chain["x"][4])) and np.array_equal(x0, app.common.grid(chain["x0"][4]))
+    assert np.array_equal(x, pics.grid(chain["x"][4])) and np.array_equal(x0, pics.grid(chain["x0"][4]))
     assert "Step 5 / 10" in info and "t = 25 →" in info and "\\eta = 0.5" in info
     assert "t = 25 →" in app.scrub(27, chain)[3]  # the nearest stored t
     assert app.scrub(-1, chain)[3].startswith("**Done")  # the final x_0
@@ -452,10 +455,10 @@ def test_at_t_shows_the_noise_its_prediction_and_the_score(app, digit):
     (step,) = app.SPACE.pipe.bound_steps(
         app.image_to_x0(digit), class_labels=3, generator=torch.Generator().manual_seed(1), timesteps=[t]
     )
-    assert np.array_equal(x_t, app.common.single(step.sample))
+    assert np.array_equal(x_t, pics.single(step.sample))
     assert f"**{float(step.noise_mse[0]):.4f}**" in numbers  # ||eps - eps_hat||^2, L_simple's term at t
     weight = float(app.SPACE.scheduler.loss_weight(t, "beta_tilde"))
-    assert app.common.fmt(weight) in numbers and "t = 7" in numbers
+    assert text.fmt(weight) in numbers and "t = 7" in numbers
     assert all(ax.get_lines()[-1].get_xdata()[0] == t for ax in weights.axes)  # the cursor at t
     with pytest.raises(gr.Error, match="t must be"):
         app.at_t(digit, "any", T, 0)
@@ -495,7 +498,7 @@ def test_timestep_input_right_vs_wrong(app):
 def test_timestep_input_compares_at_the_chosen_t_between_streamed_steps(app, monkeypatch):
     """With every 5th step streamed (t = 49, 44, ...), eps_hat is still compared at the chosen t = 47 (it was 44,
     the first streamed t below it: the slider said one t, the result another)."""
-    monkeypatch.setattr(app.common, "STREAMED_FRAMES", 10)
+    monkeypatch.setattr(chains, "STREAMED_FRAMES", 10)
     *_, (_, _, _, _, info) = app.timestep_input("3", 2.0, T, 0, 1, "fixed", 10, 47)
     assert "At t = 47, the same" in info and "told t = 47 has" in info
     *_, (_, _, _, _, info) = app.timestep_input("3", 2.0, 10, 0, 1, "fixed", 10, 47)  # t = 45, 40, ...: 47 is skipped

@@ -19,8 +19,10 @@ pytest.importorskip("matplotlib", reason="the Space needs matplotlib (pip instal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "space"))
 
-from ddpm_space import common, forward_tab, hosting, reverse_tab, widgets  # noqa: E402
+from ddpm_space import forward_tab, hosting, reverse_tab, widgets  # noqa: E402
 from ddpm_space.engine import Engine  # noqa: E402
+from ddpm_space.loading import load_pipeline  # noqa: E402
+from ddpm_space.state import UNCONDITIONAL, Space  # noqa: E402
 from ddpm_space.variance_plot import step_sigmas, variance_plot, variances  # noqa: E402
 
 from ddpm_hub import UNET_PRESETS, DDPMHubPipeline, DDPMHubScheduler, DDPMHubUNet2DModel  # noqa: E402
@@ -35,7 +37,7 @@ def space():
         unet=DDPMHubUNet2DModel(**UNET_PRESETS["tiny"]), scheduler=DDPMHubScheduler(num_train_timesteps=T)
     )
     pipe.set_progress_bar_config(disable=True)
-    space = common.Space(pipe=pipe, model_id="tiny", model_name="tiny")
+    space = Space(pipe=pipe, model_id="tiny", model_name="tiny")
     space.engine = Engine(pipe)  # the chain tabs run in the shared sampling engine, as in app.py
     return space
 
@@ -72,7 +74,7 @@ def test_schedules_plot_has_beta_on_a_log_axis(space):
 
 
 def test_controls_that_would_do_nothing_are_switched_off():
-    assert widgets.guidance_control(common.UNCONDITIONAL)["interactive"] is False
+    assert widgets.guidance_control(UNCONDITIONAL)["interactive"] is False
     assert widgets.guidance_control("3")["interactive"] is True
     assert widgets.eta_control("ddim")["interactive"] is True
     assert widgets.eta_control("ddpm-fixed_small")["interactive"] is False
@@ -96,7 +98,7 @@ def test_gif_of_the_default_chain_is_well_under_1_mb():
     """The page's defaults (bundled model, DDPM, 1000 steps, 8 images, the recorded w): the export is about 0.6 MB
     (was 3 MB). The Space is built as app.py builds it: its chains run in a sampling engine."""
     model = str(ROOT / "space" / "default_model")
-    bundled = common.Space(pipe=common.load_pipeline(model), model_id=model, model_name="bundled")
+    bundled = Space(pipe=load_pipeline(model), model_id=model, model_name="bundled")
     bundled.engine = Engine(bundled.pipe)
     guidance = bundled.pipe.config.guidance_scale
     try:

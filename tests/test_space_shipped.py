@@ -142,7 +142,9 @@ def numbers(markdown: str) -> list[float]:
 
 def one_image(app) -> tuple[int, int]:
     """The size of a picture of one image at the page's display scale."""
-    side = app.RESOLUTION * app.common.SCALE
+    from ddpm_space import pictures
+
+    side = app.RESOLUTION * pictures.SCALE
     return side, side
 
 

@@ -1,5 +1,9 @@
-"""The Space's tabs as plain functions, one module per tab; `space/app.py` lays them out and wires them.
+"""The Space's tabs, one module per tab; `space/app.py` loads the model once and composes them.
 
-Every handler takes the loaded `Space` (the model and what is derived from it) as its first argument; app.py binds
-it once with `functools.partial`. No module here computes diffusion math: the numbers come from `ddpm_hub`.
+Each tab module has the tab's functions, each taking the loaded `Space` (state.py: the model and what is derived from
+it) as its first argument, and a `build(space, page)` that lays out the tab, binds the Space to its handlers and wires
+each one beside its control. What the tabs share: `state` (Space, bind), `loading` (the model), `inputs` (uploads and
+the controls' values, checked), `pictures`, `text` (the page's prose), `widgets` (recurring components, event
+settings), `chains` (where every chain starts) and `engine` (where the chain tabs' chains run). No module here computes
+diffusion math: the numbers come from `ddpm_hub`.
 """

@@ -1,4 +1,5 @@
-"""What the chain tabs share: a chain handed to the sampling engine (`engine.py`), and its progress in words.
+"""What the chain tabs share: `start`, the one place a chain is set up; the sampling engine (`engine.py`) that runs
+it; its progress in words.
 
 Every visitor's chains run in the one engine (shared U-Net calls); a visitor is a Gradio session. Stop cancels the
 visitor's chains of one tab; a closed tab is noticed by `Space.session_alive`, a stream nobody reads by the engine.
@@ -10,9 +11,46 @@ import math
 
 import gradio as gr
 
+from ddpm_hub import DDPMHubPipeline
+
 from . import hosting
-from .common import Space
 from .engine import Engine, EngineBusy, Progress, Queued, Ticket
+from .inputs import as_sampler
+from .state import SAMPLERS, Space
+
+STREAMED_FRAMES = 100  # at most this many frames of a chain are pushed to the browser (plus the final one)
+
+
+def new_scheduler(pipe: DDPMHubPipeline, sampler: str):
+    """A scheduler of `sampler`'s class (`SAMPLERS`) on `pipe`'s own schedule, for one chain alone (so concurrent
+    chains never share timesteps)."""
+    _, scheduler_class, variance_type = SAMPLERS[as_sampler(sampler)]
+    config = {key: value for key, value in pipe.scheduler.config.items() if key != "variance_type"}
+    # variance_type as a keyword: inside `config`, diffusers' from_config would reset it to its default whenever the
+    # model's own config left it at the default (its `_use_default_values` names it), so "σ² = β" ran β̃.
+    overrides = {} if variance_type is None else {"variance_type": variance_type}
+    return scheduler_class.from_config(config, **overrides)
+
+
+def start(space: Space, sampler: str, guidance: float, pipe: DDPMHubPipeline | None = None, noised=None, **options):
+    """Sets up one reverse chain for any tab: `pipe.prepare_chain` (default pipe: the Space's) with a scheduler of
+    its own for this request (`new_scheduler`) and guidance w = `guidance`; with `noised=(images, t)`,
+    `pipe.prepare_noise_then_denoise_chain` from those images noised to t. `options` are the library's chain
+    options (batch_size, class_labels, num_inference_steps, generator, eta, latents, noise_scale, ...). Returns
+    the `DenoisingChain`; the library's ValueErrors become a gr.Error."""
+    pipe = pipe or space.pipe
+    options.update(scheduler=new_scheduler(pipe, sampler), guidance_scale=guidance)
+    try:
+        if noised is not None:
+            return pipe.prepare_noise_then_denoise_chain(*noised, **options)
+        return pipe.prepare_chain(**options)
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+
+
+def stream_every(num_steps: int) -> int:
+    """Push every k-th step to the browser, so that a chain shows at most STREAMED_FRAMES frames (plus the last)."""
+    return max(1, math.ceil(num_steps / STREAMED_FRAMES))
 
 
 def owner(request: gr.Request | None) -> str:

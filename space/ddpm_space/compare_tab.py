@@ -9,10 +9,14 @@ from typing import Any
 import gradio as gr
 import torch
 
-from . import chains
-from .common import Space, chain_settings, generator, grid, make_pipeline, stream_every, to_u8
+from . import chains, hosting
 from .engine import Done, Failed, Progress, Queued, Stopped
+from .inputs import as_eta, as_guidance, as_int, as_label, as_seed, as_steps, generator
+from .pictures import grid, to_u8
 from .reverse_tab import ChainClock
+from .state import MAX_BATCH, Space, bind
+from .text import LATEX, text
+from .widgets import STOP, Page, digit_and_guidance, eta_slider, picture, seed_box
 
 
 def compare(
@@ -32,26 +36,18 @@ def compare(
     same fraction of its chain as DDPM's). Yields: DDPM x_t, DDPM predicted x_0, DDIM x_t, DDIM predicted x_0
     (grids), progress (Markdown).
     """
-    ddpm = chain_settings(space, digit, guidance, "ddpm-fixed_small", 0.0, ddpm_steps, seed, batch)
-    ddim = chain_settings(space, digit, guidance, "ddim", eta, ddim_steps, seed, batch)
-    shape = (ddpm["batch"], space.channels, space.resolution, space.resolution)
-    x_T = torch.randn(shape, generator=generator(ddpm["seed"])) * space.scheduler.init_noise_sigma  # shared x_T
-
-    def prepare(sampler, settings):
-        return make_pipeline(space, sampler).prepare_chain(
-            batch_size=settings["batch"],
-            class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
-            num_inference_steps=settings["steps"],
-            generator=generator(settings["seed"] + 1),
-            eta=settings["eta"],
-            latents=x_T,
-        )
-
-    try:
-        ddpm_chain, ddim_chain = prepare("ddpm-fixed_small", ddpm), prepare("ddim", ddim)
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    label, guidance, eta = as_label(space, digit), as_guidance(guidance), as_eta(eta, "ddim")
+    ddpm_steps, ddim_steps = as_steps(space, ddpm_steps), as_steps(space, ddim_steps)
+    seed, batch = as_seed(seed), as_int(batch, "batch size", 1, MAX_BATCH)
+    shape = (batch, space.channels, space.resolution, space.resolution)
+    x_T = torch.randn(shape, generator=generator(seed)) * space.scheduler.init_noise_sigma  # shared x_T
+    both = dict(batch_size=batch, class_labels=label, latents=x_T)
+    ddpm_chain = chains.start(
+        space, "ddpm-fixed_small", guidance, num_inference_steps=ddpm_steps, generator=generator(seed + 1), **both
+    )
+    ddim_chain = chains.start(
+        space, "ddim", guidance, num_inference_steps=ddim_steps, generator=generator(seed + 1), eta=eta, **both
+    )
     ddpm_ticket, ddim_ticket = chains.submit_all(space, [ddpm_chain, ddim_chain], request, "compare")  # same tick
     ddpm_last = None  # the last DDPM step; every DDIM step's pictures so far: (t, x_t, predicted x_0, x_t')
     ddim_frames: list[tuple] = []
@@ -96,7 +92,7 @@ def compare(
         return (*ddpm_pictures, *ddim_pictures, text)
 
     unchanged = (gr.update(),) * 4
-    every = stream_every(ddpm_chain.num_steps)
+    every = chains.stream_every(ddpm_chain.num_steps)
     ddpm_clock, ddim_clock = ChainClock(), ChainClock()
     with closing(ddpm_ticket.updates()) as ddpm_updates, closing(ddim_ticket.updates()) as ddim_updates:
         for update in ddpm_updates:
@@ -116,7 +112,7 @@ def compare(
                 return
             elif isinstance(update, Failed):
                 raise gr.Error(update.message)
-        ddim_every = stream_every(ddim_chain.num_steps)
+        ddim_every = chains.stream_every(ddim_chain.num_steps)
         while not ddim_final:  # DDIM has more steps than DDPM: show the rest of it
             update = next(ddim_updates)
             take_ddim([update])
@@ -131,3 +127,42 @@ def compare(
 def stop_compare(space: Space, request: gr.Request = None) -> None:
     """Stops this visitor's DDPM vs DDIM chains; the stream ends with a "stopped" frame."""
     chains.stop(space, "compare", request)
+
+
+def build(space: Space, page: Page) -> dict:
+    """ "DDPM vs DDIM", laid out and wired. Returns its handlers by name (the Space bound)."""
+    # On ZeroGPU both chains get a GPU for the call (ddpm_space/hosting.py); elsewhere a no-op.
+    compare_ = hosting.on_gpu(bind(space, compare), space.pipe.unet, duration=hosting.compare_seconds)
+    stop_ = bind(space, stop_compare)
+    with gr.Tab("DDPM vs DDIM", id="compare"):
+        gr.Markdown(text("compare_intro"), latex_delimiters=LATEX)
+        with gr.Row(equal_height=False, elem_classes=["split"]):
+            with gr.Column(scale=1, min_width=300, elem_classes=["controls"]):
+                with gr.Row(elem_classes=["run-row"]):
+                    run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
+                    stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
+                digit, guidance = digit_and_guidance(space.num_classes, "5", page.default_guidance)
+                ddpm_steps = gr.Slider(1, space.T, value=space.T, step=1, label="DDPM steps")
+                ddim_steps = gr.Slider(1, space.T, value=min(50, space.T), step=1, label="DDIM steps")
+                eta = eta_slider()
+                with gr.Row():
+                    seed = seed_box(7)
+                    batch = gr.Slider(1, MAX_BATCH, value=4, step=1, label="Images", min_width=120)
+            with gr.Column(scale=3, elem_classes=["outputs"]):  # both rows and the progress line
+                with gr.Row():  # fit in the first screen at 1366 x 768
+                    ddpm_x = picture("DDPM: x_t", height=180, elem_id="cmp-ddpm-x")
+                    ddpm_x0 = picture("DDPM: predicted x̂₀", height=180, elem_id="cmp-ddpm-x0")
+                with gr.Row():
+                    ddim_x = picture("DDIM: x_t", height=180, elem_id="cmp-ddim-x")
+                    ddim_x0 = picture("DDIM: predicted x̂₀", height=180, elem_id="cmp-ddim-x0")
+                info = gr.Markdown(elem_id="cmp-info", label="progress")
+
+    run.click(
+        compare_,
+        [digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch],
+        [ddpm_x, ddpm_x0, ddim_x, ddim_x0, info],
+        api_name="compare",
+        **page.chains,
+    )
+    stop.click(stop_, None, None, **STOP)
+    return {"compare": compare_, "stop_compare": stop_}

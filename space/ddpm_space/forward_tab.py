@@ -6,24 +6,17 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import gradio as gr
 import torch
 from matplotlib.figure import Figure
 
 from ddpm_hub import DDPMHubScheduler
 
-from .common import (
-    MAX_SEED,
-    Space,
-    as_int,
-    fmt,
-    generator,
-    grid,
-    image_to_x0,
-    single,
-    strip_picture,
-    to_u8,
-    upload_path,
-)
+from .inputs import as_int, as_seed, generator, image_to_x0, upload_path
+from .pictures import grid, single, strip_picture, to_u8
+from .state import Space, bind
+from .text import LATEX, fmt, text
+from .widgets import LIGHT, LIVE, ImageSource, Page, picture, seed_box
 
 
 def forward_formula(space: Space, t: int) -> str:
@@ -68,7 +61,7 @@ def forward(space: Space, image: Any, t: float = 250, seed: float = 0):
     picture: linear and cosine rows over t), x_t with the linear schedule, x_t with the cosine schedule.
     """
     t = as_int(t, "t", 0, space.T - 1)
-    seed = as_int(seed, "seed", 0, MAX_SEED)
+    seed = as_seed(seed)
     if upload_path(space, image) is None:
         return (
             None,
@@ -98,7 +91,7 @@ def forward(space: Space, image: Any, t: float = 250, seed: float = 0):
         single(at_t.closed_form_sample),
         forward_stats(space, x0, at_t.sample, at_t.closed_form_sample, t),
         forward_formula(space, t),
-        strip_picture(space, {"linear": linear[:-1], "cosine": cosine[:-1]}),
+        strip_picture(space.strip, {"linear": linear[:-1], "cosine": cosine[:-1]}),
         grid(linear[-1:]),
         grid(cosine[-1:]),
     )
@@ -132,3 +125,61 @@ def schedules_plot(space: Space, t: float = 250) -> Figure:
     axes[0].set_yscale("log")
     axes[0].legend(frameon=False, loc="upper left")
     return figure
+
+
+def build(space: Space, page: Page) -> dict:
+    """Tab ①, laid out and wired. Returns its handlers by name (the Space bound)."""
+    forward_ = bind(space, forward)
+    schedules = bind(space, schedules_plot)
+    t_start = min(space.T - 1, space.T // 4)
+    with gr.Tab("① Forward noising", id="forward"):
+        gr.Markdown(
+            text(
+                "forward_intro",
+                beta_first=f"{space.scheduler.betas[0].item():.2g}",
+                beta_last=f"{space.scheduler.betas[-1].item():.2g}",
+            ),
+            latex_delimiters=LATEX,
+        )
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=290):
+                source = ImageSource(space, page, "x₀ · any image", "fw-image", 300, page.examples, "fw", api=True)
+            with gr.Column(scale=3):
+                with gr.Row():
+                    t = gr.Slider(0, space.T - 1, value=t_start, step=1, label="t", scale=4)
+                    seed = seed_box()
+                formula = gr.Markdown(
+                    forward_formula(space, t_start), latex_delimiters=LATEX, elem_classes=["formula"], label="formula"
+                )
+                with gr.Row():
+                    side = space.resolution
+                    x0 = picture(f"x₀ · {side}×{side}, in [−1, 1]", height=230, elem_id="fw-x0")
+                    steps = picture("x_t · step by step", height=230, elem_id="fw-steps")
+                    closed = picture("x_t · one jump", height=230, elem_id="fw-closed")
+                stats = gr.Markdown(latex_delimiters=LATEX, elem_id="fw-stats", label="statistics")
+        gr.Markdown(text("schedules"), latex_delimiters=LATEX)
+        with gr.Row(equal_height=False):
+            plot = gr.Plot(
+                label="Schedules (cursor at t)",
+                scale=3,
+                show_label=False,
+                elem_id="fw-plot",
+                elem_classes=["plot-box"],
+            )
+            with gr.Column(scale=1, min_width=220), gr.Row():
+                linear = picture("linear, at t", 170, 120, buttons=False, elem_id="fw-linear")
+                cosine = picture("cosine, at t", 170, 120, buttons=False, elem_id="fw-cosine")
+        strip = picture("x_t across t · same noise, two schedules", height=260, elem_id="fw-strip")
+
+    gr.on(
+        [source.image.change, t.change, seed.change],
+        forward_,
+        [source.image, t, seed],
+        [x0, steps, closed, stats, formula, strip, linear, cosine],
+        api_name="forward",
+        preprocess=False,  # the upload goes to preprocess_image as a file: every bad file becomes a readable gr.Error
+        **LIVE,
+    )
+    t.change(schedules, [t], [plot], api_name="schedules", **LIVE)
+    page.demo.load(schedules, [t], [plot], api_visibility="private", **LIGHT)
+    return {"forward": forward_, "schedules_plot": schedules}

@@ -15,8 +15,14 @@ from matplotlib.figure import Figure
 
 from ddpm_hub import DDPMHubScheduler
 
-from .common import EPS_RANGE, MAX_SEED, Space, as_int, as_label, fmt, generator, image_to_x0, single
+from .inputs import as_int, as_label, as_seed, generator, image_to_x0
+from .pictures import EPS_RANGE, single
+from .state import UNCONDITIONAL, Space, bind
+from .text import LATEX, fmt, text
+from .widgets import LIVE, ONE_AT_A_TIME, ImageSource, Page, digit_picker, picture, seed_box
 
+AT_T_IDS = ("xt", "eps", "eps-hat", "diff", "x0-hat", "score")  # the pictures at one t
+AT_T_LABELS = ("x_t", "true ε", "predicted ε̂", "ε − ε̂", "predicted x̂₀", "score −ε̂/√(1−ᾱ)")
 BOUND_FRAMES = 10  # the bound's curve is redrawn at most this many times while it streams (plus the final one)
 COLOURS = {"kl": "#4f46e5", "l0": "#dc2626", "prior": "#059669", "beta": "#4f46e5", "beta_tilde": "#db2777"}
 
@@ -155,7 +161,7 @@ def bound_summary(space: Space, bound: dict) -> str:
 
 def bound_inputs(space: Space, image: Any, digit: Any, seed: Any) -> tuple[torch.Tensor, int | None, int]:
     x0 = image_to_x0(space, image)
-    return x0, as_label(space, digit), as_int(seed, "seed", 0, MAX_SEED)
+    return x0, as_label(space, digit), as_seed(seed)
 
 
 def bound_stream(space: Space, image: Any, digit: Any = "any", seed: float = 0):
@@ -226,3 +232,62 @@ def at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: flo
         numbers,
         forms_plot(space, new_bound(), t),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build(space: Space, page: Page) -> dict:
+    """ "The bound, term by term", laid out and wired. Returns its handlers by name (the Space bound)."""
+    bound, at_t_ = bind(space, bound_stream), bind(space, at_t)
+    with gr.Tab("The bound, term by term", id="bound"):
+        with gr.Accordion(
+            "The bound on the likelihood (ELBO), in formulas, and what it is on the bundled model",
+            open=False,
+            elem_id="objective-intro",
+        ):
+            gr.Markdown(text("objective_intro"), latex_delimiters=LATEX)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=290):
+                with gr.Row():  # first, as in every tab: in the first screen
+                    run = gr.Button("▶ Walk the bound", variant="primary", scale=2, min_width=80)
+                    stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
+                source = ImageSource(space, page, "x₀ · any image", "ob-image", 300, page.examples)
+                digit = digit_picker(space.num_classes, UNCONDITIONAL)
+                seed = seed_box()
+            with gr.Column(scale=3):
+                terms = gr.Plot(label="the bound's terms over t", show_label=False, elem_id="ob-terms")
+                summary = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-summary")
+        forms = gr.Plot(label="the two forms", show_label=False, elem_id="ob-forms")
+        gr.Markdown(text("objective_at_t"), latex_delimiters=LATEX)
+        t = gr.Slider(0, space.T - 1, value=min(space.T - 1, space.T // 10), step=1, label="t", elem_id="ob-t")
+        with gr.Row():  # 6 in a row
+            pictures = [
+                picture(label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}")
+                for name, label in zip(AT_T_IDS, AT_T_LABELS, strict=True)
+            ]
+        with gr.Row(equal_height=False):
+            numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
+            weights = gr.Plot(label="weights at t", show_label=False)
+
+    event = run.click(
+        bound,
+        [source.image, digit, seed],
+        [terms, forms, summary],
+        api_name="bound",
+        preprocess=False,
+        **ONE_AT_A_TIME,
+    )
+    stop.click(None, None, None, cancels=[event], api_visibility="private")
+    gr.on(
+        [source.image.change, t.change, digit.change, seed.change],
+        at_t_,
+        [source.image, digit, t, seed],
+        [*pictures, numbers, weights],
+        api_name="at_t",
+        preprocess=False,
+        **LIVE,
+    )
+    return {"bound": bound, "at_t": at_t_}

@@ -1,4 +1,5 @@
-"""Picture outputs written once, atomically, so that a picture being served is never rewritten.
+"""The page's pictures: uint8 grids of tensors, upscaled with nearest neighbour; and picture outputs written once,
+atomically, so that a picture being served is never rewritten.
 
 Gradio 6.31 caches an image output under a content-hash name and rewrites that file on every save:
 `gr.Image.postprocess` -> `image_utils.postprocess_image` -> `image_utils.save_image` ->
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import tempfile
 import types
@@ -25,7 +27,77 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from ddpm_hub.data import to_uint8
+
+SCALE = 4  # display upscaling, nearest neighbour (28 px -> 112 px)
+EPS_RANGE = 3.0  # the predicted noise is shown with -3..3 mapped to black..white
+GAP = 2  # pixels between the images of a grid (before upscaling)
+GRID_BACKGROUND = 64  # gray between the images of a grid
+FONT = ImageFont.load_default(size=14)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Grids: uint8 pictures of (B, C, H, W) tensors
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def to_u8(images: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+    """(B, C, H, W) in [-scale, scale] -> uint8 (B, H, W, C), once per image."""
+    return to_uint8(images if scale == 1.0 else images / scale)
+
+
+def grid_columns(count: int) -> int:
+    """Columns of a grid of `count` images, at most 4: 8 -> 4 x 2, 6 -> 3 x 2, 4 -> 2 x 2, 16 -> 4 x 4."""
+    return 2 if count == 4 else math.ceil(count / math.ceil(count / 4))
+
+
+def grid(images: np.ndarray, columns: int | None = None, scale: int = SCALE) -> np.ndarray:
+    """uint8 (B, H, W, C) -> one uint8 picture, `columns` wide (default: at most 4), gray gaps, upscaled by `scale`."""
+    count, height, width, channels = images.shape
+    columns = columns or grid_columns(count)
+    rows = math.ceil(count / columns)
+    out = np.full(
+        (rows * height + (rows - 1) * GAP, columns * width + (columns - 1) * GAP, channels),
+        GRID_BACKGROUND,
+        dtype=np.uint8,
+    )
+    for index in range(count):
+        row, column = divmod(index, columns)
+        top, left = row * (height + GAP), column * (width + GAP)
+        out[top : top + height, left : left + width] = images[index]
+    out = out.repeat(scale, axis=0).repeat(scale, axis=1)
+    return out[:, :, 0] if channels == 1 else out
+
+
+def single(image: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+    """The first image of a (B, C, H, W) or (C, H, W) tensor in [-scale, scale] -> an upscaled uint8 picture."""
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    return grid(to_u8(image[:1], scale))
+
+
+def strip_picture(timesteps: list[int], rows: dict[str, np.ndarray], scale: int = 3) -> np.ndarray:
+    """Rows of uint8 (len(timesteps), H, W, C) images -> one labelled picture: a row per name, a column per t."""
+    tile, gap, left, top = next(iter(rows.values())).shape[1] * scale, 6, 64, 24
+    canvas = Image.new("L", (left + len(timesteps) * (tile + gap), top + len(rows) * (tile + gap)), 255)
+    draw = ImageDraw.Draw(canvas)
+    for column, t in enumerate(timesteps):
+        draw.text((left + column * (tile + gap) + tile // 2, top // 2), f"t = {t}", fill=40, font=FONT, anchor="mm")
+    for row, (name, images) in enumerate(rows.items()):
+        y = top + row * (tile + gap)
+        draw.text((left - 8, y + tile // 2), name, fill=40, font=FONT, anchor="rm")
+        for column in range(len(timesteps)):
+            canvas.paste(
+                Image.fromarray(grid(images[column : column + 1], scale=scale)), (left + column * (tile + gap), y)
+            )
+    return np.asarray(canvas)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Picture outputs written once
+# ---------------------------------------------------------------------------------------------------------------------
 
 NAME = "picture.png"
 SALT = b"ddpm-hub picture\0"  # keeps these folders apart from the ones Gradio's own writers name by content hash

@@ -14,6 +14,7 @@ import json
 import math
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +23,19 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .common import (
-    EPS_RANGE,
-    MAX_SEED,
-    Space,
-    as_int,
-    as_label,
-    chain_settings,
-    generator,
-    grid,
-    image_to_x0,
-    make_pipeline,
-    stream_every,
-    to_u8,
-)
+from . import chains
+from .inputs import as_guidance, as_int, as_label, as_sampler, as_seed, as_steps, generator, image_to_x0
+from .pictures import EPS_RANGE, grid, to_u8
+from .state import SAMPLERS, UNCONDITIONAL, Space, bind
+from .text import LATEX, text
+from .widgets import ONE_AT_A_TIME, PRIVATE, ImageSource, Page, digit_picker, guidance_slider, picture, seed_box
 
 MAX_IMAGES = 8  # images per side of a question's comparison
+# The questions' recorded answers stay folded until the learner's own run ends: predict first, then look.
+ANSWER_LABEL = "What the bundled model did (recorded; opens when your run ends)"
 MAX_DRAWS = 256  # trajectories of the ELBO experiment
 WRONG_T = {"fixed": "a fixed t", "shift": "t shifted by"}
+X0_MISSING = "_No x₀-prediction model is loaded (DDPM_HUB_X0_MODEL)._"
 HEARTBEAT_S = 1.0  # a long library call reports its elapsed time this often
 ELBO_CHUNKS, ELBO_MIN_CHUNK = 8, 4  # the ELBO experiment's trajectories: at most this many calls, of at least 4
 
@@ -51,14 +47,33 @@ def sample_stats(images: torch.Tensor) -> str:
     return f"pixel std {images.std().item():.3f} · {saturated:.0%} of pixels near ±1 · {middle:.0%} mid-gray"
 
 
-def side_by_side(chains: dict, every: int):
+def twin_chains(space: Space, sampler: str, digit, guidance, steps, seed, batch, variants: dict) -> tuple[dict, int]:
+    """A question's chains, checked and set up (`chains.start`): the same x_T (drawn from `seed`) and the same z
+    draws (from seed + 1), one chain per variant, name -> (pipe, extra chain options). Returns name ->
+    `denoising_steps` generator, and the number of steps."""
+    label, guidance = as_label(space, digit), as_guidance(guidance)
+    steps, seed, batch = as_steps(space, steps), as_seed(seed), as_int(batch, "batch size", 1, MAX_IMAGES)
+    x_T = torch.randn((batch, space.channels, space.resolution, space.resolution), generator=generator(seed))
+    options = dict(batch_size=batch, class_labels=label, num_inference_steps=steps, latents=x_T)
+    return {
+        name: pipe.denoising_steps(
+            chain=chains.start(space, sampler, guidance, pipe, generator=generator(seed + 1), **options, **extra)
+        )
+        for name, (pipe, extra) in variants.items()
+    }, steps
+
+
+def side_by_side(chains_: dict, every: int):
     """Advances several chains (name -> `denoising_steps` generator) in lockstep. Yields (name -> step, final):
-    every k-th tick with final=False, then the last tick with final=True."""
+    every k-th tick with final=False, then the last tick with final=True; a library ValueError becomes a gr.Error."""
     steps = {}
-    for index, ticked in enumerate(zip(*chains.values(), strict=True)):
-        steps = dict(zip(chains, ticked, strict=True))
-        if index % every == 0:
-            yield steps, False
+    try:
+        for index, ticked in enumerate(zip(*chains_.values(), strict=True)):
+            steps = dict(zip(chains_, ticked, strict=True))
+            if index % every == 0:
+                yield steps, False
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
     yield steps, True
 
 
@@ -81,33 +96,14 @@ def fresh_noise(
 
     Yields: with noise (x_t, then x_0), mean only (x_t, then x_0), status (Markdown).
     """
-    if sampler not in ("ddpm-fixed_small", "ddpm-fixed_large"):
-        raise gr.Error(f"Unknown sampler {sampler!r}: choose ddpm-fixed_small or ddpm-fixed_large.")
-    settings = chain_settings(space, digit, guidance, sampler, 0.0, steps, seed, batch, max_batch=MAX_IMAGES)
-    pipeline = make_pipeline(space, sampler)
-    shape = (settings["batch"], space.channels, space.resolution, space.resolution)
-    x_T = torch.randn(shape, generator=generator(settings["seed"]))
-
-    def chain(noise_scale: float):
-        return pipeline.denoising_steps(
-            batch_size=settings["batch"],
-            class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
-            num_inference_steps=settings["steps"],
-            generator=generator(settings["seed"] + 1),
-            latents=x_T,
-            noise_scale=noise_scale,
-        )
-
-    try:
-        chains = {"noise": chain(1.0), "mean": chain(0.0)}
-        for steps_now, final in side_by_side(chains, stream_every(settings["steps"])):
-            noise, mean = steps_now["noise"], steps_now["mean"]
-            if not final:
-                status = f"Step {noise.step_index + 1} / {noise.num_steps} (t = {noise.timestep}), both chains"
-                yield grid(to_u8(noise.sample)), grid(to_u8(mean.sample)), status
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    sampler = as_sampler(sampler, ("ddpm-fixed_small", "ddpm-fixed_large"))
+    variants = {"noise": (space.pipe, {"noise_scale": 1.0}), "mean": (space.pipe, {"noise_scale": 0.0})}
+    chains_, steps = twin_chains(space, sampler, digit, guidance, steps, seed, batch, variants)
+    for steps_now, final in side_by_side(chains_, chains.stream_every(steps)):
+        noise, mean = steps_now["noise"], steps_now["mean"]
+        if not final:
+            status = f"Step {noise.step_index + 1} / {noise.num_steps} (t = {noise.timestep}), both chains"
+            yield grid(to_u8(noise.sample)), grid(to_u8(mean.sample)), status
     status = (
         f"**Done: {noise.num_steps} steps from the same $x_T$.**\n\n"
         f"| | what came out |\n|:--|:--|\n"
@@ -150,43 +146,26 @@ def timestep_input(
     Yields: right-t chain, wrong-t chain (x_t, then x_0), eps_hat at the probe with the true t, with the wrong t,
     status (Markdown).
     """
-    settings = chain_settings(space, digit, guidance, "ddpm-fixed_small", 0.0, steps, seed, batch, MAX_IMAGES)
     told = wrong_timestep(space, wrong, value)
     probe_t = as_int(probe_t, "probe t", 0, space.T - 1)
-    pipeline = make_pipeline(space, "ddpm-fixed_small")
-    shape = (settings["batch"], space.channels, space.resolution, space.resolution)
-    x_T = torch.randn(shape, generator=generator(settings["seed"]))
-
-    def chain(model_timestep):
-        return pipeline.denoising_steps(
-            batch_size=settings["batch"],
-            class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
-            num_inference_steps=settings["steps"],
-            generator=generator(settings["seed"] + 1),
-            latents=x_T,
-            model_timestep=model_timestep,
-        )
-
+    variants = {"right": (space.pipe, {}), "wrong": (space.pipe, {"model_timestep": told})}
+    chains_, steps = twin_chains(space, "ddpm-fixed_small", digit, guidance, steps, seed, batch, variants)
+    label, guidance = as_label(space, digit), as_guidance(guidance)  # for the probe, guided as the chains are
     probe = None  # (t, eps_hat told t, eps_hat told the wrong t) at the first step with t <= probe_t
     eps_right = eps_wrong = None
-    every = stream_every(settings["steps"])
-    try:
-        chains = {"right": chain(None), "wrong": chain(told)}
-        # Every step is looked at (the probe's t may fall between two streamed ones), every k-th one is shown.
-        for index, (steps_now, final) in enumerate(side_by_side(chains, 1)):
-            right, wrong_step = steps_now["right"], steps_now["wrong"]
-            if probe is None and right.timestep <= probe_t:
-                probe = probe_step(space, pipeline, right, told, settings)
-                eps_right, eps_wrong = (grid(to_u8(e, EPS_RANGE)) for e in probe[1:])
-            if not final and index % every == 0:
-                status = (
-                    f"Step {right.step_index + 1} / {right.num_steps}: the U-Net is told t = {right.timestep} "
-                    f"(right) and t = {told(right.timestep)} (wrong)"
-                )
-                yield grid(to_u8(right.sample)), grid(to_u8(wrong_step.sample)), eps_right, eps_wrong, status
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    every = chains.stream_every(steps)
+    # Every step is looked at (the probe's t may fall between two streamed ones), every k-th one is shown.
+    for index, (steps_now, final) in enumerate(side_by_side(chains_, 1)):
+        right, wrong_step = steps_now["right"], steps_now["wrong"]
+        if probe is None and right.timestep <= probe_t:
+            probe = probe_step(space, right, told, label, guidance)
+            eps_right, eps_wrong = (grid(to_u8(e, EPS_RANGE)) for e in probe[1:])
+        if not final and index % every == 0:
+            status = (
+                f"Step {right.step_index + 1} / {right.num_steps}: the U-Net is told t = {right.timestep} "
+                f"(right) and t = {told(right.timestep)} (wrong)"
+            )
+            yield grid(to_u8(right.sample)), grid(to_u8(wrong_step.sample)), eps_right, eps_wrong, status
     t, e_right, e_wrong = probe
     difference = (e_right - e_wrong).pow(2).mean().sqrt().item()
     # t counts from 0 here as on the slider; a chain of fewer steps may not visit the chosen t itself
@@ -204,14 +183,12 @@ def timestep_input(
     yield grid(to_u8(right.prev_sample)), grid(to_u8(wrong_step.prev_sample)), eps_right, eps_wrong, status
 
 
-def probe_step(space: Space, pipeline, step, told, settings) -> tuple[int, torch.Tensor, torch.Tensor]:
+def probe_step(space: Space, step, told, label: int | None, guidance: float) -> tuple[int, torch.Tensor, torch.Tensor]:
     """eps_hat of the right chain's x_t with the true t and with the wrong t (guided as the chain is)."""
-    labels = None
-    if settings["label"] is not None:
-        labels = torch.full((settings["batch"],), settings["label"], dtype=torch.long)
+    labels = None if label is None else torch.full((step.sample.shape[0],), label, dtype=torch.long)
     with torch.inference_mode():
         outputs = [
-            pipeline.predict(step.sample, torch.tensor(t), labels, settings["guidance"])[:, : space.channels]
+            space.pipe.predict(step.sample, torch.tensor(t), labels, guidance)[:, : space.channels]
             for t in (step.timestep, told(step.timestep))
         ]
     return step.timestep, *outputs
@@ -294,36 +271,24 @@ def noise_vs_x0(
     if space.x0_pipe is None:
         raise gr.Error("No x_0-prediction model is loaded (set DDPM_HUB_X0_MODEL, or add space/x0_model).")
     x0 = image_to_x0(space, image)
-    settings = chain_settings(space, digit, guidance, "ddpm-fixed_small", 0.0, steps, seed, batch, MAX_IMAGES)
     pipes = {"predicts ε": space.pipe, "predicts x₀": space.x0_pipe}
-    shape = (settings["batch"], space.channels, space.resolution, space.resolution)
-    x_T = torch.randn(shape, generator=generator(settings["seed"]))
-    chains = {
-        name: pipe.denoising_steps(
-            batch_size=settings["batch"],
-            class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
-            num_inference_steps=settings["steps"],
-            generator=generator(settings["seed"] + 1),
-            latents=x_T,
-        )
-        for name, pipe in pipes.items()
-    }
+    variants = {name: (pipe, {}) for name, pipe in pipes.items()}
+    chains_, steps = twin_chains(space, "ddpm-fixed_small", digit, guidance, steps, seed, batch, variants)
     judge = evaluation_rows(space)
     errors: dict = {}
+    for now, final in side_by_side(chains_, chains.stream_every(steps)):
+        eps_step, x0_step = now["predicts ε"], now["predicts x₀"]
+        if not final:
+            status = f"Sampling: step {eps_step.step_index + 1} / {eps_step.num_steps} (t = {eps_step.timestep})"
+            yield grid(to_u8(eps_step.sample)), grid(to_u8(x0_step.sample)), None, status
+    samples = grid(to_u8(eps_step.prev_sample)), grid(to_u8(x0_step.prev_sample))
+    timesteps = sorted({round(k * (space.T - 1) / (LOSS_POINTS - 1)) for k in range(LOSS_POINTS)}, reverse=True)
+    label = as_label(space, digit)
     try:
-        for now, final in side_by_side(chains, stream_every(settings["steps"])):
-            eps_step, x0_step = now["predicts ε"], now["predicts x₀"]
-            if not final:
-                status = f"Sampling: step {eps_step.step_index + 1} / {eps_step.num_steps} (t = {eps_step.timestep})"
-                yield grid(to_u8(eps_step.sample)), grid(to_u8(x0_step.sample)), None, status
-        samples = grid(to_u8(eps_step.prev_sample)), grid(to_u8(x0_step.prev_sample))
-        timesteps = sorted({round(k * (space.T - 1) / (LOSS_POINTS - 1)) for k in range(LOSS_POINTS)}, reverse=True)
-        label = as_label(space, digit)
         for name, pipe in pipes.items():
             errors[name] = {"t": [], "noise_mse": [], "x0_mse": []}
             for step in pipe.bound_steps(
-                x0, class_labels=label, generator=generator(settings["seed"]), timesteps=timesteps
+                x0, class_labels=label, generator=generator(as_seed(seed)), timesteps=timesteps
             ):
                 errors[name]["t"].append(step.timestep)
                 errors[name]["noise_mse"].append(float(step.noise_mse[0]))
@@ -333,7 +298,7 @@ def noise_vs_x0(
         raise gr.Error(str(err)) from None
     means = {name: (float(np.mean(e["noise_mse"])), float(np.mean(e["x0_mse"]))) for name, e in errors.items()}
     status = (
-        f"**Done.** Same $x_T$, {settings['steps']} DDPM steps each.\n\n"
+        f"**Done.** Same $x_T$, {steps} DDPM steps each.\n\n"
         "Mean over the "
         f"{len(errors['predicts ε']['t'])} measured t, on this image (same $x_t$ draws for both models):\n\n"
         "| | mean $\\|\\epsilon-\\hat\\epsilon\\|^2$/D | mean $\\|x_0-\\hat x_0\\|^2$/D | samples |\n"
@@ -394,7 +359,7 @@ def elbo_forms(space: Space, image: Any, digit: Any = "any", draws: float = 16, 
     x0 = image_to_x0(space, image)
     label = as_label(space, digit)
     draws = as_int(draws, "number of draws", 16, MAX_DRAWS)
-    seed = as_int(seed, "seed", 0, MAX_SEED)
+    seed = as_seed(seed)
     chunks = elbo_chunks(draws)
     result: dict = {"kl_form": [], "trajectory_form": []}
     lock = threading.Lock()
@@ -451,3 +416,146 @@ def elbo_forms(space: Space, image: Any, digit: Any = "any", draws: float = 16, 
         f"by sampling noise ({abs(kl_form.mean() - trajectory_form.mean()):.4f} bits/dim here)."
     )
     yield elbo_histogram(kl_form, trajectory_form), status
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The tabs
+# ---------------------------------------------------------------------------------------------------------------------
+# The questions run their chains here, in the request's own thread, not in the sampling engine: question 3 steps a
+# second model (the engine batches the Space's one U-Net), question 2 calls the U-Net in the middle of a chain, and
+# question 4 is no chain. They take turns in their own slot instead (ONE_AT_A_TIME, shared with the bound).
+
+
+@contextmanager
+def question_tab(title: str, tab_id: str, name: str):
+    """A question's sub-tab: its text (space/text/<name>.md), then a row for the controls and the outputs columns."""
+    with gr.Tab(title, id=tab_id):
+        gr.Markdown(text(name), latex_delimiters=LATEX)
+        with gr.Row(equal_height=False):
+            yield
+
+
+def controls() -> gr.Column:
+    return gr.Column(scale=1, min_width=290)
+
+
+def outputs() -> gr.Column:
+    return gr.Column(scale=3)
+
+
+def seed_and_images(seed: int) -> tuple[gr.Number, gr.Slider]:
+    """The seed and how many images per side, in one row."""
+    with gr.Row():
+        return seed_box(seed), gr.Slider(1, MAX_IMAGES, value=4, step=1, label="Images")
+
+
+def answer(name: str, elem_id: str):
+    """The recorded answer under a question's outputs, folded (it opens once the learner's run has ended)."""
+    with gr.Accordion(ANSWER_LABEL, open=False, elem_id=elem_id) as accordion:
+        gr.Markdown(text(name), latex_delimiters=LATEX)
+    return accordion
+
+
+def opens(event, accordion) -> None:
+    """The answer opens once the run's event has ended well."""
+    event.success(lambda: gr.update(open=True), None, [accordion], **PRIVATE)
+
+
+def build(space: Space, page: Page) -> dict:
+    """The four questions' sub-tabs, laid out and wired. Returns their handlers by name (the Space bound)."""
+    fresh, timestep, versus, elbo = (bind(space, fn) for fn in (fresh_noise, timestep_input, noise_vs_x0, elbo_forms))
+    T, num_classes = space.T, space.num_classes
+    quick = f"100 already shows it, in seconds; {T} = the full chain"
+
+    with question_tab("1 · Fresh noise?", "q-noise", "q_noise"):
+        with controls():
+            run = gr.Button("▶ Run both", variant="primary")
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            sampler = gr.Radio(
+                [(SAMPLERS[v][0], v) for v in ("ddpm-fixed_small", "ddpm-fixed_large")],
+                value="ddpm-fixed_small",
+                label="Sampler",
+            )
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
+            seed, batch = seed_and_images(1)
+        with outputs():
+            with gr.Row():
+                noise = picture("x_{t−1} = μ_θ + σ_t z", height=250, elem_id="q1-noise")
+                mean = picture("x_{t−1} = μ_θ (σ_t = 0)", height=250, elem_id="q1-mean")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q1-info")
+            shown = answer("q_noise_answer", "q1-answer")
+    event = run.click(
+        fresh, [digit, guidance, sampler, steps, seed, batch], [noise, mean, info], api_name="fresh_noise",
+        **ONE_AT_A_TIME,
+    )  # fmt: skip
+    opens(event, shown)
+
+    with question_tab("2 · Why tell it t?", "q-time", "q_time"):
+        with controls():
+            run = gr.Button("▶ Run both", variant="primary")
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="Steps", info=quick)
+            wrong = gr.Radio([(v, k) for k, v in WRONG_T.items()], value="fixed", label="Wrong t")
+            value = gr.Slider(1 - T, T - 1, value=T // 2, step=1, label="the fixed t, or the shift")
+            probe = gr.Slider(0, T - 1, value=T // 10, step=1, label="ε̂ compared at t")
+            seed, batch = seed_and_images(2)
+        with outputs():
+            with gr.Row():
+                right = picture("told the true t", height=250, elem_id="q2-right")
+                bad = picture("told a wrong t", height=250, elem_id="q2-wrong")
+            with gr.Row():
+                eps_right = picture("ε̂ of one x_t, true t", height=200, elem_id="q2-eps-right")
+                eps_wrong = picture("ε̂ of it, wrong t", height=200, elem_id="q2-eps-wrong")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q2-info")
+            shown = answer("q_time_answer", "q2-answer")
+    event = run.click(
+        timestep,
+        [digit, guidance, steps, seed, batch, wrong, value, probe],
+        [right, bad, eps_right, eps_wrong, info],
+        api_name="timestep_input",
+        **ONE_AT_A_TIME,
+    )
+    opens(event, shown)
+
+    with question_tab("3 · ε or x₀?", "q-x0", "q_x0"):
+        with controls():
+            run = gr.Button("▶ Compare", variant="primary", interactive=space.x0_pipe is not None)
+            source = ImageSource(space, page, "x₀ for the loss per t", "q3-image", 700)
+            digit, guidance = digit_picker(num_classes, "3"), guidance_slider(num_classes)
+            steps = gr.Slider(1, T, value=min(T, 100), step=1, label="DDPM steps")
+            seed, batch = seed_and_images(3)
+        with outputs():
+            with gr.Row():
+                eps = picture("model predicting ε", height=250, elem_id="q3-eps")
+                x0 = picture("model predicting x₀", height=250, elem_id="q3-x0")
+            loss = gr.Plot(label="loss per t", show_label=False, elem_id="q3-loss")
+            info = gr.Markdown(X0_MISSING if space.x0_pipe is None else "", latex_delimiters=LATEX, elem_id="q3-info")
+            shown = answer("q_x0_answer", "q3-answer")
+    event = run.click(
+        versus,
+        [source.image, digit, guidance, steps, seed, batch],
+        [eps, x0, loss, info],
+        api_name="noise_vs_x0",
+        preprocess=False,
+        **ONE_AT_A_TIME,
+    )
+    opens(event, shown)
+
+    with question_tab("4 · Two ELBOs", "q-elbo", "q_elbo"):
+        with controls():
+            run = gr.Button("▶ Estimate both", variant="primary")
+            source = ImageSource(space, page, "x₀", "q4-image", 300)
+            digit = digit_picker(num_classes, UNCONDITIONAL)
+            with gr.Row():
+                seed = seed_box(4)
+                draws = gr.Slider(16, MAX_DRAWS, value=16, step=1, label="Trajectories")
+        with outputs():
+            plot = gr.Plot(label="the two spreads", show_label=False, elem_id="q4-plot")
+            info = gr.Markdown(latex_delimiters=LATEX, elem_id="q4-info")
+            shown = answer("q_elbo_answer", "q4-answer")
+    event = run.click(
+        elbo, [source.image, digit, draws, seed], [plot, info], api_name="elbo_forms", preprocess=False,
+        **ONE_AT_A_TIME,
+    )  # fmt: skip
+    opens(event, shown)
+    return {"fresh_noise": fresh, "timestep_input": timestep, "noise_vs_x0": versus, "elbo_forms": elbo}

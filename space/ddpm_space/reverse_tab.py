@@ -16,20 +16,13 @@ import gradio as gr
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
-from . import chains
-from .common import (
-    EPS_RANGE,
-    FONT,
-    Space,
-    chain_settings,
-    fmt,
-    generator,
-    grid,
-    make_pipeline,
-    stream_every,
-    to_u8,
-)
+from . import chains, hosting, variance_plot
 from .engine import Done, Progress, Queued, Stopped
+from .inputs import as_eta, as_guidance, as_int, as_label, as_sampler, as_seed, as_steps, generator
+from .pictures import EPS_RANGE, FONT, grid, to_u8
+from .state import MAX_BATCH, Space, bind
+from .text import LATEX, fmt, text
+from .widgets import LIGHT, LIVE, PRIVATE, STOP, Page, digit_and_guidance, picture, sampler_and_eta, seed_box
 
 GIF_SCALE = 2
 GIF_FRAMES = 40  # at most this many frames in an exported GIF (plus the final one) ...
@@ -68,7 +61,8 @@ class ChainClock:
 
 
 def new_chain(settings: dict, timesteps: list[int]) -> dict:
-    """What a chain keeps for scrubbing and GIF export: small uint8 arrays per step and a few numbers."""
+    """What a chain keeps for scrubbing and GIF export: small uint8 arrays per step and a few numbers (`settings`:
+    the controls' values, named as `gif_name` reads them)."""
     return {
         "settings": {**settings, "steps_run": len(timesteps)},
         "timesteps": list(timesteps),  # every t the chain will visit, first to last
@@ -212,20 +206,16 @@ def generate(
     Yields: x_t, predicted noise, predicted x_0 (grids), step info (Markdown), the scrub slider (at the frame's t),
     the stored chain.
     """
-    settings = chain_settings(space, digit, guidance, sampler, eta, steps, seed, batch)
-    try:
-        denoising = make_pipeline(space, settings["sampler"]).prepare_chain(
-            batch_size=settings["batch"],
-            class_labels=settings["label"],
-            guidance_scale=settings["guidance"],
-            num_inference_steps=settings["steps"],
-            generator=generator(settings["seed"]),
-            eta=settings["eta"],
-        )
-    except ValueError as err:
-        raise gr.Error(str(err)) from None
+    sampler = as_sampler(sampler)
+    label, guidance, eta = as_label(space, digit), as_guidance(guidance), as_eta(eta, sampler)
+    steps, seed, batch = as_steps(space, steps), as_seed(seed), as_int(batch, "batch size", 1, MAX_BATCH)
+    denoising = chains.start(
+        space, sampler, guidance, batch_size=batch, class_labels=label, num_inference_steps=steps,
+        generator=generator(seed), eta=eta,
+    )  # fmt: skip
+    settings = dict(label=label, guidance=guidance, sampler=sampler, eta=eta, steps=steps, seed=seed, batch=batch)
     chain = new_chain(settings, denoising.timesteps)
-    every = stream_every(denoising.num_steps)
+    every = chains.stream_every(denoising.num_steps)
     unchanged = (gr.update(), gr.update(), gr.update())
     clock = ChainClock()
     with closing(chains.submit(space, denoising, request, "generate").updates()) as updates:
@@ -379,6 +369,16 @@ def guidance_table(curve: dict) -> str:
     return "\n".join(rows)
 
 
+def curve_sampler(curve: dict) -> str:
+    """How a recorded curve sampled, e.g. "DDPM 100 steps, and DDPM 1000 steps at w = 1, 1.25"."""
+    chains_: dict[str, list[str]] = {}
+    for p in curve["points"]:
+        chains_.setdefault(f"{chain_name(p)} {p['steps']} steps", []).append(f"{p['guidance_scale']:g}")
+    parts = [chain if len(chains_) == 1 or i == 0 else f"{chain} at w = {', '.join(ws)}"
+             for i, (chain, ws) in enumerate(chains_.items())]  # fmt: skip
+    return ", and ".join(parts)
+
+
 def guidance_plot(curve: dict) -> Figure:
     """Accuracy and the Fréchet ratio against w, one line per recorded chain, the legend below the axes (inside, it
     covered the Fréchet curve)."""
@@ -405,3 +405,116 @@ def guidance_plot(curve: dict) -> Figure:
     figure.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncols=2, fontsize=8,
                   frameon=False)  # fmt: skip
     return figure
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build(space: Space, page: Page, curve: dict | None) -> dict:
+    """ "Generate & scrub", laid out and wired; `curve`: the model's recorded guidance curve, shown if there is one.
+    Returns its handlers by name (the Space bound)."""
+    # On ZeroGPU the chain gets a GPU for the call, sized by its length (ddpm_space/hosting.py); elsewhere a no-op.
+    generate_ = hosting.on_gpu(bind(space, generate), space.pipe.unet, duration=hosting.generate_seconds)
+    stop_, scrub_, export_ = bind(space, stop_generate), bind(space, scrub), bind(space, export_gif)
+    variances = bind(space, variance_plot.variance_plot)
+    T, num_classes = space.T, space.num_classes
+    with gr.Tab("Generate & scrub", id="generate"):
+        # At 1366 x 768 every control, the buttons and the pictures fit in the first screen: the controls in two
+        # columns beside the pictures, the explanation below them. On a phone (see style.css: .controls, .run-row,
+        # .outputs) the buttons come first, then the pictures, then the settings.
+        with gr.Row(equal_height=False, elem_classes=["split"]):
+            with gr.Column(scale=5, min_width=300, elem_classes=["controls"]):
+                with gr.Row(equal_height=False, elem_classes=["settings"]):
+                    with gr.Column(min_width=200):
+                        with gr.Row(elem_classes=["run-row"]):
+                            run = gr.Button("▶ Generate", variant="primary", scale=3, min_width=80)
+                            stop = gr.Button("■ Stop", variant="stop", scale=2, min_width=80)
+                        digit, guidance = digit_and_guidance(num_classes, "3", page.default_guidance)
+                    with gr.Column(min_width=200):
+                        sampler, eta = sampler_and_eta()
+                        steps = gr.Slider(
+                            1, T, value=T, step=1, label="Steps", info=f"{T} = the full chain", elem_id="gen-steps"
+                        )
+                        with gr.Row():
+                            seed = seed_box(42)
+                            batch = gr.Slider(
+                                1, MAX_BATCH, value=8, step=1, label="Images", min_width=100, elem_id="gen-batch"
+                            )
+            with gr.Column(scale=6, elem_classes=["outputs"]):
+                with gr.Row():
+                    x = picture("x_t (the chain)", elem_id="gen-x")
+                    eps = picture("predicted noise ε̂", elem_id="gen-eps")
+                    x0 = picture("predicted x̂₀", elem_id="gen-x0")
+                info = gr.Markdown(
+                    "Press **Generate** to watch the chain.",
+                    latex_delimiters=LATEX,
+                    elem_classes=["step-info"],
+                    elem_id="gen-info",
+                    label="step info",
+                )
+                slider = gr.Slider(
+                    FINAL_T,
+                    T - 1,
+                    value=T - 1,
+                    step=1,
+                    label="Scrub by t (every step is kept; −1 = the final x₀)",
+                    elem_id="gen-scrub",
+                )
+                with gr.Row(equal_height=False):
+                    export = gr.Button("⤓ Export the chain as a GIF", size="sm", scale=1, min_width=160)
+                    gif = gr.File(label="GIF", interactive=False, scale=3, visible=False, elem_id="gen-gif")
+        chain = gr.State(None, time_to_live=3600)
+        gr.Markdown(text("reverse_intro"), latex_delimiters=LATEX, elem_id="reverse-intro")
+        if curve and num_classes:
+            with gr.Accordion("How much guidance? Measured on this model", open=False):
+                # The table and the plot one above the other: beside each other the table's columns were squeezed
+                # until the numbers wrapped.
+                gr.Markdown(
+                    text(
+                        "guidance_curve",
+                        table=guidance_table(curve),
+                        samples=curve["num_samples"],
+                        sampler=curve_sampler(curve),
+                        w=f"{page.default_guidance:g}",
+                        command=curve["command"],
+                    ),
+                    latex_delimiters=LATEX,
+                    elem_id="guidance-text",
+                )
+                gr.Plot(guidance_plot(curve), show_label=False, elem_id="guidance-curve", elem_classes=["plot-box"])
+        gr.Markdown(text("variances"), latex_delimiters=LATEX)
+        variances_box = gr.Plot(
+            label="β, β̃ and σₜ", show_label=False, elem_id="gen-variances", elem_classes=["plot-box"]
+        )
+        gr.Markdown(text("reverse_math"), latex_delimiters=LATEX)
+
+    run.click(
+        generate_,
+        [digit, guidance, sampler, eta, steps, seed, batch],
+        [x, eps, x0, info, slider, chain],
+        api_name="generate",
+        **page.chains,
+    )
+    stop.click(stop_, None, None, **STOP)  # the chain's stream then ends with a "stopped" frame
+    slider.input(scrub_, [slider, chain], [x, eps, x0, info], api_name="scrub", **LIVE)
+    export.click(export_, [chain], [gif], api_name="export_gif", **LIGHT).then(
+        lambda: gr.update(visible=True), None, [gif], **PRIVATE
+    )
+    # beta, beta-tilde and the sigma_t of the chosen sampler, redrawn when the sampler, steps or eta change.
+    gr.on(
+        [sampler.change, steps.release, eta.release, page.demo.load],
+        variances,
+        [sampler, steps, eta],
+        [variances_box],
+        api_name="variances",
+        **LIVE,
+    )
+    return {
+        "generate": generate_,
+        "stop_generate": stop_,
+        "scrub": scrub_,
+        "export_gif": export_,
+        "variances_plot": variances,
+    }

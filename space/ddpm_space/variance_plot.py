@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from matplotlib.figure import Figure
 
-from .common import Space, as_float, as_int, make_pipeline
+from .chains import new_scheduler
+from .inputs import as_eta, as_steps
+from .state import Space
 
 BETA_COLOUR, BETA_TILDE_COLOUR, SIGMA_COLOUR = "#4f46e5", "#db2777", "#111827"
 _SIGMAS: dict[
@@ -35,7 +37,7 @@ def step_sigmas(
     key = (id(space.scheduler), sampler, steps, eta)
     if key in _SIGMAS:
         return _SIGMAS[key]
-    scheduler = make_pipeline(space, sampler).scheduler
+    scheduler = new_scheduler(space.pipe, sampler)
     scheduler.set_timesteps(steps)
     zeros = torch.zeros(1, 1, 1, 1)
     extra = {"eta": eta} if sampler == "ddim" else {}
@@ -55,8 +57,7 @@ def step_sigmas(
 
 def variance_plot(space: Space, sampler: str = "ddpm-fixed_small", steps: float = 1000, eta: float = 0.0) -> Figure:
     """Left: beta_t and beta-tilde_t over t (log-log). Right: sigma_t of each step of this sampler's chain."""
-    steps = as_int(steps, "number of steps", 1, space.T)
-    eta = as_float(eta, "eta", 0.0, 1.0) if sampler == "ddim" else 0.0
+    steps, eta = as_steps(space, steps), as_eta(eta, sampler)
     t, beta, beta_tilde = variances(space)
     figure = Figure(figsize=(9.0, 2.8), dpi=90, layout="constrained")
     left, right = figure.subplots(1, 2)

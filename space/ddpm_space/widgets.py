@@ -1,11 +1,39 @@
-"""The page's recurring components, so that app.py's layout reads as a layout."""
+"""The page's recurring components and event settings, so that each tab's `build` reads as a layout."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
-from .common import MAX_SEED, SAMPLERS, UNCONDITIONAL
+from . import inputs
 from .pictures import written_once
+from .state import MAX_SEED, SAMPLERS, UNCONDITIONAL, Space, bind
+
+# How the events run. Quick ones: at most 4 at once, no spinner; while dragging a slider: finish the last value, skip
+# the rest. Stop buttons skip the queue. The objective and the questions run one at a time (their own slot).
+LIGHT = {"concurrency_limit": 4, "show_progress": "hidden"}
+LIVE = {**LIGHT, "trigger_mode": "always_last"}
+STOP = {"queue": False, "api_visibility": "private"}
+ONE_AT_A_TIME = {"concurrency_id": "objective", "concurrency_limit": 1, "show_progress": "minimal"}
+PRIVATE = {"api_visibility": "private", "queue": False}  # the page's own switches: no API endpoint, no queue
+
+
+@dataclass(frozen=True)
+class Page:
+    """What every tab's `build` shares besides the Space: the Blocks (for its load event), the example images, how
+    many chain handlers may run or wait at once, and the default guidance w of the chain tabs."""
+
+    demo: gr.Blocks
+    examples: list[str]
+    chain_slots: int
+    default_guidance: float
+
+    @property
+    def chains(self) -> dict:
+        """The chain handlers' event settings: they wait in the engine's queue (which tells each visitor their
+        place), not in Gradio's."""
+        return {"concurrency_id": "chain", "concurrency_limit": self.chain_slots, "show_progress": "minimal"}
 
 
 def picture(label: str, height: int = 250, min_width: int = 200, buttons: bool = True, **kwargs) -> gr.Image:
@@ -90,6 +118,22 @@ def eta_slider(interactive: bool = True) -> gr.Slider:
     )
 
 
+def digit_and_guidance(num_classes: int | None, digit: str, guidance: float = 2.0) -> tuple[gr.Radio, gr.Slider]:
+    """The digit picker and the guidance slider, the slider switched off while the digit is "any" (no eps_c to guide
+    with)."""
+    picker = digit_picker(num_classes, digit)
+    slider = guidance_slider(num_classes, interactive=digit != UNCONDITIONAL, value=guidance)
+    picker.change(guidance_control, [picker], [slider], **PRIVATE)
+    return picker, slider
+
+
+def sampler_and_eta() -> tuple[gr.Radio, gr.Slider]:
+    """The sampler picker (DDPM by default) and DDIM's eta, the eta slider switched off while a DDPM sampler is on."""
+    sampler, eta = sampler_picker(), eta_slider(interactive=False)
+    sampler.change(eta_control, [sampler], [eta], **PRIVATE)
+    return sampler, eta
+
+
 def guidance_control(digit: str) -> dict:
     """The guidance slider's state for this digit choice: usable only with a digit."""
     return gr.update(interactive=digit != UNCONDITIONAL)
@@ -105,42 +149,48 @@ def seed_box(value: int = 0) -> gr.Number:
 
 
 class ImageSource:
-    """An image input with a held-out digit picker (number, Load, Random), a caption and optional examples; built in
-    the current layout context, wired by `wire`."""
+    """An image input with a held-out digit picker (number, Load, Random), a caption and optional examples, built in
+    the current layout context and wired at once: Load and Random put a held-out digit in the image (and one on
+    page load), an upload clears the caption. Element ids: `elem_id` for the image, `<prefix>-index`,
+    `<prefix>-load`, `<prefix>-caption` (prefix: `elem_id` unless given). `api=True` publishes Load and Random as
+    the API's `load_digit` and `random_digit` (one source on the page does)."""
 
-    def __init__(self, label: str, elem_id: str, index: int, count: int, examples: list[str] | None = None):
+    def __init__(
+        self,
+        space: Space,
+        page: Page,
+        label: str,
+        elem_id: str,
+        index: int,
+        examples: list[str] | None = None,
+        prefix: str | None = None,
+        api: bool = False,
+    ):
+        prefix = prefix or elem_id
         self.image = upload(label, elem_id)
         with gr.Row():
-            self.index = digit_index(index, count, elem_id=f"{elem_id}-index")
+            self.index = digit_index(index, len(space.digits), elem_id=f"{prefix}-index")
             with gr.Column(min_width=110):
-                self.load = gr.Button("Load digit", size="sm", elem_id=f"{elem_id}-load")
+                self.load = gr.Button("Load digit", size="sm", elem_id=f"{prefix}-load")
                 self.random = gr.Button("🎲 Random digit", size="sm")
-        self.caption = gr.Markdown(elem_classes=["subtle"], elem_id=f"{elem_id}-caption", label="caption")
+        self.caption = gr.Markdown(elem_classes=["subtle"], elem_id=f"{prefix}-caption", label="caption")
         if examples:
             gr.Examples(
                 examples,
                 inputs=[self.image],
                 outputs=[self.caption],
-                fn=lambda *_: "",
+                fn=inputs.no_caption,
                 run_on_click=True,
                 cache_examples=False,
                 label="Examples",
                 api_visibility="private",
             )
-
-    def wire(self, demo: gr.Blocks, load_digit, random_digit, **event) -> None:
-        """Load and Random put a held-out digit in the image (and one on page load); an upload clears the caption."""
-        digit = {"fn": load_digit, "inputs": [self.index], "outputs": [self.image, self.caption]}
-        self.load.click(**digit, api_visibility="private", **event)
-        self.random.click(random_digit, None, [self.index], api_visibility="private", **event).then(
-            **digit, api_visibility="private", **event
-        )
-        demo.load(**digit, api_visibility="private", **event)
-        gr.on(
-            [self.image.upload, self.image.clear],
-            lambda: "",
-            None,
-            [self.caption],
-            api_visibility="private",
-            queue=False,
-        )
+        private = {"api_visibility": "private"}
+        digit = {"fn": bind(space, inputs.load_digit), "inputs": [self.index], "outputs": [self.image, self.caption]}
+        self.load.click(**digit, **({"api_name": "load_digit"} if api else private), **LIGHT)
+        self.random.click(
+            bind(space, inputs.random_digit), None, [self.index], **({"api_name": "random_digit"} if api else private),
+            **LIGHT,
+        ).then(**digit, **private, **LIGHT)  # fmt: skip
+        page.demo.load(**digit, **private, **LIGHT)
+        gr.on([self.image.upload, self.image.clear], inputs.no_caption, None, [self.caption], **PRIVATE)
