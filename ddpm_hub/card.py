@@ -22,6 +22,8 @@ from typing import Any
 import yaml
 from huggingface_hub import ModelCard, ModelCardData
 
+from .pipelines.pipeline_ddpm import DEFAULT_GUIDANCE_SCALE
+
 __all__ = ["MODEL_CARD_TAGS", "describe_training_data", "make_model_card", "retarget_model_card", "write_model_card"]
 
 # "class-conditional" is dropped for an unconditional model; "mnist" is added for a model trained on mnist5k.
@@ -229,7 +231,7 @@ def _classes_section(data: Mapping[str, Any]) -> str:
     return "\n".join([" ".join(lines), "", f"| class label | {where} |", "| --- | --- |", *rows])
 
 
-def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = 2.0) -> str:
+def _sampling_snippet(data: Mapping[str, Any], guidance_scale: float = DEFAULT_GUIDANCE_SCALE) -> str:
     """The sampling code of the card, with this model's classes (none for an unconditional model)."""
     num_classes = data["num_classes"]
     lines = ["import torch", "", "generator = torch.Generator().manual_seed(0)"]
@@ -351,7 +353,7 @@ def make_model_card(
     if recommended is not None:  # a measured curve's choice (bench_nfe records it in model_index.json as well)
         guidance_scale = recommended
     elif guidance_scale is None:
-        guidance_scale = (training or {}).get("guidance_scale", 2.0)
+        guidance_scale = (training or {}).get("guidance_scale", DEFAULT_GUIDANCE_SCALE)
     guidance_scale = float(guidance_scale)
     body = f"""
 # {name}

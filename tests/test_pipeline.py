@@ -191,6 +191,9 @@ def test_ddim_takes_eps_from_the_clipped_x0_by_default_and_matches_diffusers_wit
         ({"num_inference_steps": TRAIN_STEPS + 1}, "num_inference_steps"),
         ({"output_type": "jpeg"}, "output_type"),
         ({"guidance_scale": -1.0}, "guidance_scale"),
+        ({"guidance_scale": float("nan")}, r"`guidance_scale` must be a finite number >= 0, got nan"),
+        ({"guidance_scale": "2"}, r"`guidance_scale` must be a finite number"),
+        ({"eta": float("nan")}, r"`eta` must be a finite number >= 0, got nan"),
         ({"latents": torch.zeros(2, 1, 4, 4)}, "latents"),
     ],
 )

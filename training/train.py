@@ -643,7 +643,9 @@ def train_loop(args, accelerator, data: TrainingData, model: TrainingModel, prog
                 )
                 started_cpu, started_wall = time.process_time(), time.time()
                 save_checkpoint(accelerator, args, global_step, progress)
-            if stopping:  # checkpointed first, then reported: a report that cannot be written loses nothing
+            # checkpointed first, then reported: a report that cannot be written loses nothing. A stop that lands on
+            # the last step lets the finished run save its pipeline.
+            if stopping and global_step < args.max_train_steps:
                 bar.close()
                 logger.info(
                     f"{stop.describe()}: stopped at step {global_step} of {args.max_train_steps}; the checkpoint is "

@@ -40,7 +40,7 @@ def compare(
     ddpm_steps, ddim_steps = as_steps(space, ddpm_steps), as_steps(space, ddim_steps)
     seed, batch = as_seed(seed), as_int(batch, "batch size", 1, MAX_BATCH)
     shape = (batch, space.channels, space.resolution, space.resolution)
-    x_T = torch.randn(shape, generator=generator(seed)) * space.scheduler.init_noise_sigma  # shared x_T
+    x_T = torch.randn(shape, generator=generator(seed))  # the shared x_T, unit variance (prepare_chain scales it)
     both = dict(batch_size=batch, class_labels=label, latents=x_T)
     ddpm_chain = chains.start(
         space, "ddpm-fixed_small", guidance, num_inference_steps=ddpm_steps, generator=generator(seed + 1), **both

@@ -102,18 +102,20 @@ def _guided(digit) -> bool:
     return digit not in (None, "", "any")
 
 
-def generate_seconds(digit, guidance, sampler, eta, steps, seed, batch) -> int:
+# `spaces.GPU` calls a duration function with the handler's own arguments, which may end with what Gradio injects
+# (a `gr.Request`, a progress tracker): the functions take those and ignore them.
+def generate_seconds(digit, guidance, sampler, eta, steps, seed, batch, *_, **__) -> int:
     """The GPU time asked for a Generate chain."""
     return gpu_seconds(steps, batch, _guided(digit))
 
 
-def compare_seconds(digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch) -> int:
+def compare_seconds(digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch, *_, **__) -> int:
     """The GPU time asked for DDPM vs DDIM: both chains."""
     both = gpu_seconds(ddpm_steps, batch, _guided(digit)) + gpu_seconds(ddim_steps, batch, _guided(digit))
     return min(MAX_GPU_SECONDS, both)
 
 
-def noise_denoise_seconds(image, start_t, digit, guidance, sampler, eta, steps, seed, copies) -> int:
+def noise_denoise_seconds(image, start_t, digit, guidance, sampler, eta, steps, seed, copies, *_, **__) -> int:
     """The GPU time asked for noise, then denoise."""
     return gpu_seconds(steps, copies, _guided(digit))
 
