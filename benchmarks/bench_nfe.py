@@ -391,7 +391,7 @@ def recommended_guidance_scale(points: list[dict], others: list[dict] = ()) -> f
     among the scales that draw the asked digit at least ``RECOMMENDED_ACCURACY`` of the time in ``points`` and in
     every one of ``others`` (the same w measured with other chains: the margin, since one chain's 99% can be luck of
     the draw); else the most accurate scale of ``points``."""
-    missed = {p["guidance_scale"] for p in others if not reaches(p["mean_accuracy"], RECOMMENDED_ACCURACY)}
+    missed = {p["guidance_scale"] for p in (*points, *others) if not reaches(p["mean_accuracy"], RECOMMENDED_ACCURACY)}
     good = [
         p for p in points if reaches(p["mean_accuracy"], RECOMMENDED_ACCURACY) and p["guidance_scale"] not in missed
     ]

@@ -93,6 +93,11 @@ def test_recommended_scale_is_the_most_varied_of_the_accurate_ones(bench_nfe):
     assert bench_nfe.recommended_guidance_scale([point(1, 0.9, 2.0), point(2, 0.95, 5.0)]) == 2  # none accurate
     sum_of_shares = sum([1.0] * 8 + [0.95] * 2) / 10  # 198 of 200: 0.9899999999999999 in floating point
     assert bench_nfe.recommended_guidance_scale([point(1, sum_of_shares, 2.2), point(1.5, 1.0, 2.8)]) == 1
+    # the margin: a scale that misses 99% with another chain is not chosen, however good it is on this one
+    page = [point(1.25, 0.995, 2.4), point(1.5, 0.99, 3.0)]
+    assert bench_nfe.recommended_guidance_scale(page) == 1.25
+    assert bench_nfe.recommended_guidance_scale(page, others=[point(1.25, 0.982, 2.5)]) == 1.5
+    assert bench_nfe.recommended_guidance_scale([*page, point(1.25, 0.982, 2.5)]) == 1.5
     assert bench_nfe.nfe_per_image(10, 0.0) == 10 and bench_nfe.nfe_per_image(10, 1.5) == 20
     assert bench_nfe.nfe_per_image(10, None) == 10
 
