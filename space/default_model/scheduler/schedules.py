@@ -1,10 +1,10 @@
-"""The noise schedules of `DDPMHubScheduler`: the config values that choose one, their checks, and the betas.
+"""The schedules of `DDPMHubScheduler`: the config values that choose them, their checks, the betas, the timesteps.
 
 beta_t comes from the keys of `diffusers.DDPMScheduler`: `beta_schedule` (`linear`, `scaled_linear`,
 `squaredcos_cap_v2` alias `cosine`, `sigmoid`) with `beta_start` and `beta_end`, or explicit `trained_betas`,
-optionally rescaled to (nearly) zero terminal SNR. Also here: `_extract`, with which every formula of the
-scheduler reads a schedule at t. Like the scheduler, this file imports nothing from `ddpm_hub`: it travels with the
-scheduler's code into saved pipelines.
+optionally rescaled to (nearly) zero terminal SNR; the inference timesteps come from `timestep_spacing`. Also here:
+`_extract`, with which every formula of the scheduler reads a schedule at t. Like the scheduler, this file imports
+nothing from `ddpm_hub`: it travels with the scheduler's code into saved pipelines.
 """
 
 import math
@@ -111,6 +111,29 @@ def betas_from_config(config) -> np.ndarray:
         betas = _rescale_zero_terminal_snr(betas)
 
     return betas
+
+
+def spaced_timesteps(config, num_inference_steps: int) -> np.ndarray:
+    """The inference timesteps, int64 (num_inference_steps,) in descending order, picked from the T training steps
+    by `timestep_spacing` (`leading`, `trailing`, `linspace`: Table 2 of Lin et al. 2023), as diffusers picks them."""
+    steps = config.num_train_timesteps
+    spacing = config.timestep_spacing
+    if spacing == "linspace":
+        timesteps = np.linspace(0, steps - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+    elif spacing == "leading":
+        step_ratio = steps // num_inference_steps
+        timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
+        timesteps += config.steps_offset
+        if timesteps[0] >= steps:
+            raise ValueError(
+                f"Invalid `steps_offset`={config.steps_offset} for num_inference_steps="
+                f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
+                f"({steps})."
+            )
+    else:  # "trailing"
+        step_ratio = steps / num_inference_steps
+        timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
+    return timesteps
 
 
 def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:

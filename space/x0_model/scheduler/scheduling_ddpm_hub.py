@@ -43,7 +43,7 @@ from .bound_terms import BoundTermsMixin
 # diffusers' loader copies along only the files a module imports itself: bound_terms imports .likelihood, so this
 # file names it too, for a saved folder to load with stock diffusers.
 from .likelihood import mean_bits  # noqa: F401
-from .schedules import VARIANCE_TYPES, _extract, _invalid, betas_from_config, check_config
+from .schedules import VARIANCE_TYPES, _extract, _invalid, betas_from_config, check_config, spaced_timesteps
 
 
 @dataclass
@@ -469,22 +469,7 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
                 )
             self.custom_timesteps = False
             self.num_inference_steps = num_inference_steps
-            spacing = self.config.timestep_spacing
-            if spacing == "linspace":
-                timesteps = np.linspace(0, steps - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
-            elif spacing == "leading":
-                step_ratio = steps // num_inference_steps
-                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
-                timesteps += self.config.steps_offset
-                if timesteps[0] >= steps:
-                    raise ValueError(
-                        f"Invalid `steps_offset`={self.config.steps_offset} for num_inference_steps="
-                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
-                        f"({steps})."
-                    )
-            else:  # "trailing"
-                step_ratio = steps / num_inference_steps
-                timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
+            timesteps = spaced_timesteps(self.config, num_inference_steps)
         self.timesteps = torch.from_numpy(timesteps).to(device)
         following = np.append(timesteps[1:], -1)
         self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
