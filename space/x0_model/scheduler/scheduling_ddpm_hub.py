@@ -1,4 +1,8 @@
-"""The DDPM scheduler: every formula of the DDPM notes, computed here and nowhere else.
+"""The DDPM scheduler: every formula of the DDPM notes, each computed in one place.
+
+This file holds the sampling side (the schedule's coefficients, q, the posterior, x_0 <-> eps, `set_timesteps`,
+`step`); `BoundTermsMixin` (bound_terms.py), which the scheduler inherits, the loss weights and the bound's terms;
+schedules.py the betas of each `beta_schedule`; likelihood.py the Gaussian KL and log-densities.
 
 Notation (Ho et al. 2020, "Denoising Diffusion Probabilistic Models"; the notes use the same symbols):
 
@@ -18,8 +22,9 @@ The schedule is computed and kept in float64 (`betas_float64`, `alphas_cumprod_p
 is computed from those in float64 and cast to the dtype of the tensor it multiplies. The float32 copies (`betas`,
 `alphas_cumprod`, ...) are for diffusers' code and for display.
 
-The config uses the same keys as `diffusers.DDPMScheduler`, so configs move between the two both ways. This file
-imports nothing from `ddpm_hub`: it is copied verbatim into saved pipelines and loaded there as remote code.
+The config uses the same keys as `diffusers.DDPMScheduler`, so configs move between the two both ways. These files
+import nothing from `ddpm_hub`, only each other (relatively): they are copied verbatim into saved pipelines and
+loaded there as remote code.
 """
 
 import math
@@ -33,29 +38,12 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .likelihood import (
-    PIXEL_BIN_HALF_WIDTH,
-    discretized_gaussian_log_likelihood,
-    gaussian_kl,
-    gaussian_log_likelihood,
-    mean_bits,
-    quantize_to_pixel_bins,
-)
+from .bound_terms import BoundTermsMixin
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
-BETA_SCHEDULE_ALIASES = {"cosine": "squaredcos_cap_v2"}
-VARIANCE_TYPES = (
-    "fixed_small",
-    "fixed_small_log",
-    "fixed_large",
-    "fixed_large_log",
-    "learned",
-    "learned_log",
-    "learned_range",
-)
-TERMINAL_ALPHA_BAR = 2.0**-24  # alpha_bar_{T-1} of `rescale_betas_zero_snr`: SNR 6e-8, zero in all but name
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+# diffusers' loader copies along only the files a module imports itself: bound_terms imports .likelihood, so this
+# file names it too, for a saved folder to load with stock diffusers.
+from .likelihood import mean_bits  # noqa: F401
+from .schedules import VARIANCE_TYPES, _extract, _invalid, betas_from_config, check_config, spaced_timesteps
 
 
 @dataclass
@@ -78,67 +66,6 @@ class DDPMHubSchedulerOutput(BaseOutput):
     std: torch.Tensor
 
 
-def _extract(arr: torch.Tensor, t: int | torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Gathers `arr[t]` and reshapes it to broadcast against a tensor of `shape`.
-
-    Args:
-        arr: (N,) schedule values.
-        t: an int, a 0-d tensor, or (B,) integer indices into `arr`.
-        shape: the shape (B, C, H, W) of the tensor the result multiplies.
-
-    Returns:
-        (B, 1, 1, 1), or (1, 1, 1, 1) for a scalar `t`.
-    """
-    if not torch.is_tensor(t):
-        t = torch.tensor(t, dtype=torch.long)
-    values = arr[t.to(arr.device).long()].reshape(-1)  # (B,) or (1,)
-    return values.reshape(values.shape[0], *([1] * (len(shape) - 1)))
-
-
-def _per_sample(values: torch.Tensor, ndim: int) -> torch.Tensor:
-    """(B,) per-sample values as (B, 1, ...) with `ndim` dims, to broadcast against a (B, ...) tensor."""
-    return values.reshape(-1, *([1] * (ndim - 1)))
-
-
-def _betas_for_alpha_bar(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
-    """Betas of the cosine schedule (Nichol & Dhariwal 2021, Eq. 17): alpha_bar(t) = cos^2((t/T + s)/(1 + s) pi/2)."""
-
-    def alpha_bar(time: float) -> float:
-        return math.cos((time + 0.008) / 1.008 * math.pi / 2) ** 2
-
-    steps = np.arange(num_train_timesteps, dtype=np.float64)
-    betas = [1 - alpha_bar((i + 1) / num_train_timesteps) / alpha_bar(i / num_train_timesteps) for i in steps]
-    return np.minimum(np.array(betas, dtype=np.float64), max_beta)
-
-
-def _rescale_zero_terminal_snr(betas: np.ndarray, terminal_alpha_bar: float = TERMINAL_ALPHA_BAR) -> np.ndarray:
-    """Maps sqrt(alpha_bar) affinely so that alpha_bar_0 is kept and alpha_bar_{T-1} = `terminal_alpha_bar`.
-
-    Lin et al. 2023 (Algorithm 1) map sqrt(alpha_bar_{T-1}) to exactly 0; then beta_{T-1} = 1, and x_0 from eps,
-    log beta_tilde and the ELBO weight are infinite at T - 1. Mapping it to sqrt(2^-24) instead (the terminal value
-    diffusers' Euler scheduler uses) keeps every quantity finite. Because the map is affine with a positive slope,
-    alpha_bar stays strictly decreasing and every beta stays in (0, 1); setting alpha_bar_{T-1} = 2^-24 *after* an
-    exact-zero rescale would not (the rescaled alpha_bar_{T-4..T-2} are already below 2^-24 on the linear schedule).
-    """
-    sqrt_alpha_bar = np.sqrt(np.cumprod(1.0 - betas))
-    first, last, floor = sqrt_alpha_bar[0], sqrt_alpha_bar[-1], math.sqrt(terminal_alpha_bar)
-    if len(betas) == 1:
-        return np.array([1.0 - terminal_alpha_bar])
-    if first <= floor:
-        raise ValueError(
-            f"Invalid `rescale_betas_zero_snr`=True for these betas: alpha_bar_0 = {first**2:.3g} is already below "
-            f"the terminal value; allowed are schedules with alpha_bar_0 > {terminal_alpha_bar:.3g}."
-        )
-    sqrt_alpha_bar = floor + (sqrt_alpha_bar - last) * (first - floor) / (first - last)
-    alpha_bar = sqrt_alpha_bar**2
-    alphas = np.concatenate([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
-    return 1.0 - alphas
-
-
-def _invalid(key: str, value, allowed: str) -> ValueError:
-    return ValueError(f"Invalid `{key}`={value!r}: allowed values are {allowed}.")
-
-
 def _check_variance_noise(variance_noise: torch.Tensor | None, generator, sample: torch.Tensor) -> None:
     """`step`'s z: at most one of `variance_noise` and `generator`, and z shaped like the sample."""
     if variance_noise is None:
@@ -153,7 +80,7 @@ def _check_variance_noise(variance_noise: torch.Tensor | None, generator, sample
         )
 
 
-class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
+class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
     """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2), with each formula of the method exposed by name.
 
     Args:
@@ -222,45 +149,11 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
     # ------------------------------------------------------------------------------------------------------------
 
     def _validate_config(self) -> None:
-        """Rejects every config value this scheduler would not handle, naming the key and the allowed values."""
-        config = self.config
-        if not isinstance(config.num_train_timesteps, int) or config.num_train_timesteps < 1:
-            raise _invalid("num_train_timesteps", config.num_train_timesteps, "integers >= 1")
-        schedule = BETA_SCHEDULE_ALIASES.get(config.beta_schedule, config.beta_schedule)
-        if config.trained_betas is None:
-            if schedule not in BETA_SCHEDULES:
-                raise _invalid("beta_schedule", config.beta_schedule, ", ".join(BETA_SCHEDULES + ("cosine",)))
-            if schedule != "squaredcos_cap_v2" and not 0 < config.beta_start <= config.beta_end < 1:
-                raise ValueError(
-                    f"Invalid `beta_start`={config.beta_start!r}, `beta_end`={config.beta_end!r}: "
-                    "allowed values satisfy 0 < beta_start <= beta_end < 1."
-                )
-        else:
-            betas = np.asarray(config.trained_betas, dtype=np.float64)
-            if betas.shape != (config.num_train_timesteps,) or not np.all((betas > 0) & (betas < 1)):
-                raise _invalid(
-                    "trained_betas",
-                    f"<{betas.size} values>",
-                    f"{config.num_train_timesteps} values (num_train_timesteps) strictly between 0 and 1",
-                )
-        if schedule != config.beta_schedule:  # store the canonical name so diffusers can read our config
+        """Rejects every config value this scheduler would not handle (`check_config`), naming the key and the
+        allowed values; stores `beta_schedule` by its canonical name so diffusers can read this config."""
+        schedule = check_config(self.config)
+        if schedule != self.config.beta_schedule:
             self.register_to_config(beta_schedule=schedule)
-        allowed = {
-            "variance_type": VARIANCE_TYPES,
-            "prediction_type": PREDICTION_TYPES,
-            "timestep_spacing": TIMESTEP_SPACINGS,
-        }
-        for key, values in allowed.items():
-            if key in config and config[key] not in values:
-                raise _invalid(key, config[key], ", ".join(values))
-        if config.clip_sample_range <= 0:
-            raise _invalid("clip_sample_range", config.clip_sample_range, "numbers > 0")
-        if not 0 < config.dynamic_thresholding_ratio <= 1:
-            raise _invalid("dynamic_thresholding_ratio", config.dynamic_thresholding_ratio, "numbers in (0, 1]")
-        if config.sample_max_value <= 0:
-            raise _invalid("sample_max_value", config.sample_max_value, "numbers > 0")
-        if not isinstance(config.steps_offset, int) or not 0 <= config.steps_offset < config.num_train_timesteps:
-            raise _invalid("steps_offset", config.steps_offset, f"integers in [0, {config.num_train_timesteps})")
 
     def _build_schedule(self, alpha_bar_0_after_last_step: bool = False) -> None:
         """Computes beta_t, alpha_t, alpha_bar_t in float64, shape (T,), and keeps them in float64 and float32.
@@ -272,20 +165,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         """
         config = self.config
         steps = config.num_train_timesteps
-        if config.trained_betas is not None:
-            betas = np.asarray(config.trained_betas, dtype=np.float64)
-        elif config.beta_schedule == "linear":
-            betas = np.linspace(config.beta_start, config.beta_end, steps, dtype=np.float64)
-        elif config.beta_schedule == "scaled_linear":
-            betas = np.linspace(config.beta_start**0.5, config.beta_end**0.5, steps, dtype=np.float64) ** 2
-        elif config.beta_schedule == "squaredcos_cap_v2":
-            betas = _betas_for_alpha_bar(steps)
-        else:  # "sigmoid", validated above
-            betas = 1 / (1 + np.exp(-np.linspace(-6, 6, steps))) * (config.beta_end - config.beta_start)
-            betas = betas + config.beta_start
-        if config.rescale_betas_zero_snr:
-            betas = _rescale_zero_terminal_snr(betas)
-
+        betas = betas_from_config(config)
         alphas = 1.0 - betas
         alphas_cumprod = np.cumprod(alphas)
         first = alphas_cumprod[0] if alpha_bar_0_after_last_step else 1.0
@@ -513,46 +393,6 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
         alpha_bar_t = self._alpha_bar(t, shape)
         return alpha_bar_t / (1 - alpha_bar_t)
 
-    def loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
-        """w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight that turns L_simple into the ELBO.
-
-        The ELBO's denoising term for step t is w(t) ||eps - eps_theta(x_t, t)||^2 (Eq. 12); L_simple sets
-        w(t) = 1. With sigma_t^2 = beta_tilde_t, w is infinite at t = 0 (beta_tilde_0 = 0); there, as in
-        improved-diffusion, beta_tilde_1 stands in. Same shape as t.
-        """
-        steps = (t if torch.is_tensor(t) else torch.tensor(t)).long()
-        alpha_t, beta_t = self._forward_step_coefficients(steps, (1,))
-        alpha_bar_t = self._alpha_bar(steps, (1,))
-        if variance == "beta":
-            sigma2 = beta_t
-        elif variance == "beta_tilde":
-            if self.config.num_train_timesteps > 1:
-                steps = torch.where(steps == 0, 1, steps)
-            sigma2 = self._step_variances(steps, steps - 1, (1,))[1]
-        else:
-            raise _invalid("variance", variance, "'beta', 'beta_tilde'")
-        return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t)
-
-    def normalized_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
-        """w(t) / mean_s w(s) over s = 0 .. T-1: the ELBO weight of `loss_weight`, scaled to mean 1 so that trading
-        L_simple for it keeps the learning rate's meaning (`train.py --loss weighted`). Same shape as t."""
-        every_t = torch.arange(self.config.num_train_timesteps)
-        return self.loss_weight(t, variance) / self.loss_weight(every_t, variance).mean()
-
-    def min_snr_loss_weight(self, t, gamma: float = 5.0) -> torch.Tensor:
-        """Min-SNR-gamma weight (Hang et al. 2023): min(SNR(t), gamma) / SNR(t), written for this scheduler's
-        `prediction_type` (the x_0 error weighted by min(SNR, gamma), expressed in the eps, x_0 or v error).
-
-        Same shape as t.
-        """
-        snr = self.snr(t)
-        clipped = torch.clamp(snr, max=gamma)
-        if self.config.prediction_type == "epsilon":
-            return clipped / snr
-        if self.config.prediction_type == "v_prediction":
-            return clipped / (snr + 1)
-        return clipped
-
     def score_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
         """The score grad_x log q(x_t) ~= -eps_theta / sqrt(1 - alpha_bar_t), (B, C, H, W).
 
@@ -629,22 +469,7 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
                 )
             self.custom_timesteps = False
             self.num_inference_steps = num_inference_steps
-            spacing = self.config.timestep_spacing
-            if spacing == "linspace":
-                timesteps = np.linspace(0, steps - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
-            elif spacing == "leading":
-                step_ratio = steps // num_inference_steps
-                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
-                timesteps += self.config.steps_offset
-                if timesteps[0] >= steps:
-                    raise ValueError(
-                        f"Invalid `steps_offset`={self.config.steps_offset} for num_inference_steps="
-                        f"{num_inference_steps}: the first timestep {timesteps[0]} must be < num_train_timesteps "
-                        f"({steps})."
-                    )
-            else:  # "trailing"
-                step_ratio = steps / num_inference_steps
-                timesteps = np.round(np.arange(steps, 0, -step_ratio)).astype(np.int64) - 1
+            timesteps = spaced_timesteps(self.config, num_inference_steps)
         self.timesteps = torch.from_numpy(timesteps).to(device)
         following = np.append(timesteps[1:], -1)
         self._previous = dict(zip(timesteps.tolist(), following.tolist(), strict=True))
@@ -798,148 +623,3 @@ class DDPMHubScheduler(SchedulerMixin, ConfigMixin):
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
-
-    # ------------------------------------------------------------------------------------------------------------
-    # The variational bound (Ho et al. 2020, Eq. 5; improved-diffusion's `_vb_terms_bpd` and `calc_bpd_loop`)
-    #
-    # In the paper's 1-based indices (x_0 the image, x_1 ... x_T the chain; this scheduler's timestep t holds x_{t+1}):
-    #   -log p_theta(x_0) <= L_T + sum_{t=1}^{T-1} L_t + L_0, with
-    #   L_T = KL(q(x_T | x_0) || N(0, I))                                   prior matching
-    #   L_t = KL(q(x_t | x_{t+1}, x_0) || p_theta(x_t | x_{t+1}))           denoising matching, at timestep t >= 1
-    #   L_0 = -log p_theta(x_0 | x_1)                                       reconstruction (discretized decoder), t = 0
-    # so the term at timestep t is L_t. Values are per pixel ("per dim"), in nats unless the name says bpd (bits per
-    # dim: nats / ln 2, averaged over C x H x W). As in `step`, the mean of p_theta uses the clipped x_0 when
-    # `clip_sample` is set (improved-diffusion's `clip_denoised=True`).
-    # ------------------------------------------------------------------------------------------------------------
-
-    # The likelihood helpers, kept as the scheduler's names (the functions are likelihood.py's)
-    PIXEL_BIN_HALF_WIDTH = PIXEL_BIN_HALF_WIDTH
-    gaussian_kl = staticmethod(gaussian_kl)
-    gaussian_log_likelihood = staticmethod(gaussian_log_likelihood)
-    quantize_to_pixel_bins = staticmethod(quantize_to_pixel_bins)
-    discretized_gaussian_log_likelihood = staticmethod(discretized_gaussian_log_likelihood)
-
-    def _bound_timesteps(self, t, batch: int) -> torch.Tensor:
-        """t as a (B,) long tensor (an int or a 0-d tensor is repeated), checked to lie in [0, T)."""
-        t = torch.as_tensor(t, dtype=torch.long).reshape(-1)
-        t = t.expand(batch) if t.numel() == 1 else t
-        steps = self.config.num_train_timesteps
-        if t.shape != (batch,) or t.min() < 0 or t.max() >= steps:
-            raise _invalid("t", t.tolist(), f"one int or {batch} ints in [0, {steps}) (num_train_timesteps)")
-        return t
-
-    def _clipped_posterior_log_variance(self, t: torch.Tensor, ndim: int) -> torch.Tensor:
-        """log beta_tilde_t with beta_tilde_0 = 0 replaced by beta_tilde_1 (improved-diffusion's
-        `posterior_log_variance_clipped`), (B, 1, ...) with `ndim` dims, to broadcast against x_t."""
-        clipped = torch.where(t == 0, torch.ones_like(t), t) if len(self.betas) > 1 else t
-        variance = torch.where(t == 0, self.posterior_variance(clipped), self.posterior_variance(t))
-        return _per_sample(variance.clamp(min=1e-20).log(), ndim)
-
-    def p_mean_variance(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> dict[str, torch.Tensor]:
-        """The model's reverse step p_theta(x_{t-1} | x_t) = N(mean, e^log_variance), as `step` forms it.
-
-        The same phases as `step` (model output -> x_0 and eps, clip, posterior mean at the predicted x_0, sigma_t
-        from `variance_type`) for any (B,) timesteps, over single steps t -> t - 1. One difference, for the bound
-        only: with a fixed variance, sigma_0^2 = beta_tilde_1 (beta_tilde_0 is 0, a decoder with no width), as
-        improved-diffusion and the DDPM code do.
-
-        Args:
-            model_output: (B, C, H, W) (2C channels for learned variances).
-            x_t: (B, C, H, W).
-            t: an int or (B,) timesteps.
-
-        Returns:
-            dict with `mean`, `log_variance` (both broadcasting to (B, C, H, W)), `pred_original_sample` (the
-            clipped x_0) and `pred_epsilon` (eps_theta, from the raw model output), each (B, C, H, W).
-        """
-        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
-        model_output, predicted_variance = self._split_learned_variance(model_output, x_t)
-        pred_x0, pred_eps = self.split_model_output(model_output, x_t, t)
-        pred_x0 = self.clip_or_threshold(pred_x0)
-        mean = self.q_posterior_mean(pred_x0, x_t, t)
-        log_variance = self._log_variance(t, t - 1, predicted_variance, x_t.shape).to(x_t)
-        if predicted_variance is None:
-            first = _per_sample(t == 0, x_t.ndim)
-            clipped = self._clipped_posterior_log_variance(t, x_t.ndim).to(x_t)
-            log_variance = torch.where(first, clipped, log_variance)
-        return {"mean": mean, "log_variance": log_variance, "pred_original_sample": pred_x0, "pred_epsilon": pred_eps}
-
-    def prior_bpd(self, x_0: torch.Tensor) -> torch.Tensor:
-        """L_T = KL(q(x_T | x_0) || N(0, I)) in bits/dim, (B,) for x_0 (B, C, H, W).
-
-        q(x_T | x_0) = N(sqrt(alpha_bar_T) x_0, (1 - alpha_bar_T) I): no parameter of the model enters it.
-        """
-        last = self.config.num_train_timesteps - 1
-        mean = self.add_noise(x_0, torch.zeros_like(x_0), torch.tensor([last]))  # sqrt(alpha_bar_T) x_0
-        log_variance = torch.log(1 - self._alpha_bar(last, x_0.shape).to(x_0))
-        return mean_bits(self.gaussian_kl(mean, log_variance, 0.0, 0.0))
-
-    def vb_terms_bpd(self, model_output: torch.Tensor, x_0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
-        """The bound's term at timestep t, in bits/dim, (B,) (improved-diffusion's `_vb_terms_bpd`).
-
-        In the paper's indices (x_{t+1} is the sample at timestep t): L_t = KL(q(x_t | x_{t+1}, x_0) ||
-        p_theta(x_t | x_{t+1})) for t >= 1, a KL of two Gaussians (`gaussian_kl`), and L_0 = -log p_theta(x_0 | x_1),
-        the discretized decoder (`discretized_gaussian_log_likelihood`), for t = 0.
-
-        Args:
-            model_output: the model's output at (x_t, t), (B, C, H, W) (2C channels for learned variances).
-            x_0: the image on the 8-bit grid, (B, C, H, W).
-            x_t: a sample of q(x_t | x_0) (or of the forward chain), (B, C, H, W).
-            t: an int or (B,) timesteps; rows may differ.
-        """
-        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
-        p = self.p_mean_variance(model_output, x_t, t)
-        true_mean = self.q_posterior_mean(x_0, x_t, t)
-        kl = mean_bits(
-            self.gaussian_kl(
-                true_mean, self._clipped_posterior_log_variance(t, x_t.ndim).to(x_t), p["mean"], p["log_variance"]
-            )
-        )
-        if not (t == 0).any():
-            return kl
-        decoder = self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"])
-        return torch.where(t == 0, -mean_bits(decoder), kl)
-
-    def trajectory_terms_bpd(
-        self, model_output: torch.Tensor, x_0: torch.Tensor, x_prev: torch.Tensor, x_t: torch.Tensor, t
-    ) -> torch.Tensor:
-        """The single-trajectory estimate's term at timestep t, in bits/dim, (B,), at one draw of the forward chain.
-
-        In the paper's indices (x_{t+1} is the sample at timestep t): log q(x_{t+1} | x_t) - log p_theta(x_t | x_{t+1})
-        for t >= 1, and log q(x_1 | x_0) - log p_theta(x_0 | x_1) (the discretized decoder) for t = 0.
-
-        Summed over t and added to `trajectory_prior_bpd(x_T)`, it is -log p_theta(x_{0:T}) / q(x_{1:T} | x_0) per dim:
-        the same expectation as the KL form L_T + sum_t `vb_terms_bpd`, with a far larger variance.
-
-        Args:
-            model_output: the model's output at (x_t, t), (B, C, H, W).
-            x_0: the image on the 8-bit grid, (B, C, H, W).
-            x_prev: the chain's sample one step earlier (timestep t - 1; x_0 when t = 0), (B, C, H, W).
-            x_t: the sample at timestep t, `q_step(x_prev, t, noise)`, (B, C, H, W).
-            t: an int or (B,) timesteps.
-        """
-        t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
-        p = self.p_mean_variance(model_output, x_t, t)
-        forward_mean = self.q_step(x_prev, t, torch.zeros_like(x_prev))  # sqrt(alpha_t) x_{t-1}
-        forward_log_variance = _per_sample(torch.log(self.fixed_variance(t, "beta")), x_t.ndim).to(x_t)
-        log_q = mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
-        log_p = mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
-        if (t == 0).any():
-            decoder = mean_bits(self.discretized_gaussian_log_likelihood(x_0, p["mean"], 0.5 * p["log_variance"]))
-            log_p = torch.where(t == 0, decoder, log_p)
-        return log_q - log_p
-
-    def trajectory_prior_bpd(self, x_T: torch.Tensor) -> torch.Tensor:
-        """-log p(x_T) in bits/dim, (B,), for the prior p(x_T) = N(0, I) of the reverse chain."""
-        return -mean_bits(self.gaussian_log_likelihood(x_T, torch.zeros_like(x_T), 0.0))
-
-    def x0_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
-        """The weight of ||x_0 - x0_theta(x_t, t)||^2 in the term at t: the notes' x_0-matching form (004),
-
-            term_t = alpha_bar_{t-1} beta_t^2 / (2 sigma_t^2 (1 - alpha_bar_t)^2) ||x_0 - x0_theta||^2
-
-        (the x_0 coefficient of mu_tilde, squared, over 2 sigma_t^2). Since x_0 - x0_theta = -(eps - eps_theta) /
-        sqrt(SNR(t)), it is the eps-form weight `loss_weight` times SNR(t); computed that way. Same shape as t;
-        sigma_t^2 = beta_t or beta_tilde_t as in `loss_weight`.
-        """
-        return self.loss_weight(t, variance=variance) * self.snr(t)
