@@ -5,6 +5,7 @@ over draws of x_0 (noised with the scheduler's `add_noise`) for q(x_t) and E[eps
 the scheduler's own reverse chain for the distribution the oracle's samples follow. Everything runs in seconds.
 """
 
+import importlib
 import importlib.util
 import math
 import sys
@@ -17,6 +18,7 @@ import ddpm_hub
 import ddpm_hub.models.mlp as mlp_module
 from ddpm_hub.mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
 from ddpm_hub.models.mlp import DDPMHubMLP, DDPMHubMLPOutput
+from ddpm_hub.pipelines.folder import copy_code
 from ddpm_hub.schedulers.scheduling_ddpm import DDPMHubScheduler
 
 TIMESTEPS = (30, 150, 500, 999)
@@ -362,16 +364,23 @@ def test_mlp_drives_the_scheduler_like_the_oracle():
 
 
 def test_mlp_module_is_self_contained(monkeypatch, tmp_path):
-    """mlp.py, like unet.py, may be copied into a saved pipeline and loaded as remote code: no ddpm_hub import."""
+    """mlp.py, like unet.py, may be copied into a saved pipeline and loaded as remote code: no ddpm_hub import, only
+    relative ones (``from .unet import``), which are copied along with it as diffusers does."""
+    package = tmp_path / "standalone_models"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    copy_code(mlp_module.__file__, str(package), "mlp_copy")
+    assert sorted(path.name for path in package.glob("*.py")) == ["__init__.py", "mlp_copy.py", "unet.py"]
     monkeypatch.setitem(sys.modules, "ddpm_hub", None)  # any `import ddpm_hub...` now raises ImportError
     for name in [m for m in sys.modules if m.startswith("ddpm_hub.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    copy = tmp_path / "mlp.py"
-    copy.write_text(open(mlp_module.__file__, encoding="utf-8").read(), encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("standalone_mlp", copy)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.DDPMHubMLP(hidden_dim=8, time_embed_dim=4)(torch.randn(3, 2), 0).sample.shape == (3, 2)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        module = importlib.import_module("standalone_models.mlp_copy")
+        assert module.DDPMHubMLP(hidden_dim=8, time_embed_dim=4)(torch.randn(3, 2), 0).sample.shape == (3, 2)
+    finally:
+        for name in ("standalone_models", "standalone_models.mlp_copy", "standalone_models.unet"):
+            sys.modules.pop(name, None)
 
 
 @pytest.mark.parametrize(

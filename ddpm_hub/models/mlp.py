@@ -7,8 +7,8 @@ The same contract as the U-Net (``forward(sample, timestep, class_labels=None, r
 
     sample (B, D) ─> Linear ─> ResidualMLPBlock x num_blocks ─> LayerNorm, SiLU, Linear ─> (B, D), the noise eps
 
-Like ``unet.py`` this file imports only torch and diffusers, so it can be copied into a saved pipeline folder and
-loaded there as remote code; that is why the sinusoidal embedding is repeated here rather than imported.
+Like ``unet.py`` this file imports only torch, diffusers and (relatively) ``unet.py``'s input checks, so it can be
+copied into a saved pipeline folder and loaded there as remote code (diffusers copies relative imports along).
 """
 
 import math
@@ -21,6 +21,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
+
+from .unet import batch_timesteps, check_class_labels
 
 TIME_EMBEDDING_INJECTIONS = ("scale_shift", "add")
 
@@ -167,43 +169,6 @@ class DDPMHubMLP(ModelMixin, ConfigMixin):
             got = tuple(sample.shape) if torch.is_tensor(sample) else type(sample).__name__
             raise ValueError(f"sample must be a 2-D tensor (B, sample_dim={dim}); got {got}.")
 
-    @staticmethod
-    def _timesteps(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
-        """Python number, 0-d, (1,) or (B,) tensor -> (B,) tensor on ``device``."""
-        if not torch.is_tensor(timestep):
-            return torch.full((batch,), float(timestep), device=device)
-        timestep = timestep.to(device)
-        if timestep.numel() == 1 and timestep.ndim <= 1:
-            return timestep.reshape(1).expand(batch)
-        if timestep.shape != (batch,):
-            raise ValueError(
-                f"timestep must be a number, a 0-d tensor or a ({batch},) tensor; got shape {tuple(timestep.shape)}."
-            )
-        return timestep
-
-    def _class_labels(
-        self, class_labels: torch.Tensor | None, batch: int, device: torch.device
-    ) -> torch.Tensor | None:
-        """Validate ``class_labels`` and return a (B,) long tensor, or None for an unconditional model."""
-        num_classes = self.config.num_class_embeds
-        if num_classes is None:
-            if class_labels is not None:
-                raise ValueError("class_labels were given but the model is unconditional (num_class_embeds=None).")
-            return None
-        if class_labels is None:  # no labels: unconditional prediction through the null class
-            return torch.full((batch,), num_classes, dtype=torch.long, device=device)
-        labels = torch.as_tensor(class_labels, device=device)
-        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-            raise ValueError(f"class_labels must be an integer tensor; got dtype {labels.dtype}.")
-        if labels.shape != (batch,):
-            raise ValueError(f"class_labels must have shape ({batch},) to match the batch; got {tuple(labels.shape)}.")
-        if bool(((labels < 0) | (labels > num_classes)).any()):
-            raise ValueError(
-                f"class_labels must be in [0, num_class_embeds={num_classes}] ({num_classes} = null class); "
-                f"got min {int(labels.min())}, max {int(labels.max())}."
-            )
-        return labels.long()
-
     # -- forward ------------------------------------------------------------------------------------------------------
 
     def forward(
@@ -228,9 +193,9 @@ class DDPMHubMLP(ModelMixin, ConfigMixin):
         self._check_sample(sample)
         batch, device = sample.shape[0], sample.device
 
-        t = self._timesteps(timestep, batch, device)  # (B,)
+        t = batch_timesteps(timestep, batch, device)  # (B,)
         temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(sample.dtype))  # (B, T)
-        labels = self._class_labels(class_labels, batch, device)  # (B,) or None
+        labels = check_class_labels(class_labels, self.config.num_class_embeds, batch, device)  # (B,) or None
         if labels is not None:
             temb = temb + self.class_embedding(labels)  # (B, T)
         temb = F.silu(temb)  # applied once instead of in each block

@@ -52,6 +52,47 @@ def _is_compiling() -> bool:
     return bool(is_compiling is not None and is_compiling())
 
 
+def batch_timesteps(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
+    """Python number, 0-d, (1,) or (B,) tensor -> (B,) tensor on ``device`` (the models' ``timestep`` argument)."""
+    if not torch.is_tensor(timestep):
+        return torch.full((batch,), float(timestep), device=device)
+    timestep = timestep.to(device)  # a no-op when already there
+    if timestep.numel() == 1 and timestep.ndim <= 1:
+        return timestep.reshape(1).expand(batch)
+    if timestep.shape != (batch,):
+        raise ValueError(
+            f"timestep must be a number, a 0-d tensor or a ({batch},) tensor; got shape {tuple(timestep.shape)}."
+        )
+    return timestep
+
+
+def check_class_labels(
+    class_labels: torch.Tensor | None, num_classes: int | None, batch: int, device: torch.device
+) -> torch.Tensor | None:
+    """Validate ``class_labels`` for a model with ``num_class_embeds=num_classes`` and return a (B,) long tensor, or
+    None for an unconditional model (``num_classes`` None). No labels on a conditional model: the null class."""
+    if num_classes is None:
+        if class_labels is not None:
+            raise ValueError("class_labels were given but the model is unconditional (num_class_embeds=None).")
+        return None
+    if class_labels is None:  # no labels: unconditional prediction through the null class
+        return torch.full((batch,), num_classes, dtype=torch.long, device=device)
+    labels = torch.as_tensor(class_labels, device=device)
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+        raise ValueError(f"class_labels must be an integer tensor; got dtype {labels.dtype}.")
+    if labels.shape != (batch,):
+        raise ValueError(f"class_labels must have shape ({batch},) to match the batch; got {tuple(labels.shape)}.")
+    # The one host sync of the forward pass (free on CPU): an out-of-range index would otherwise be an opaque
+    # IndexError on CPU, or a device-side assert that kills the CUDA context. Skipped inside torch.compile,
+    # where it would split the graph in two (the pipeline has validated its labels already).
+    if not _is_compiling() and bool(((labels < 0) | (labels > num_classes)).any()):
+        raise ValueError(
+            f"class_labels must be in [0, num_class_embeds={num_classes}] ({num_classes} = null class); "
+            f"got min {int(labels.min())}, max {int(labels.max())}."
+        )
+    return labels.long()
+
+
 def zero_init(module: nn.Module) -> nn.Module:
     """Set all parameters of ``module`` to zero and return it.
 
@@ -484,46 +525,6 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
                 f"sample_size={cfg.sample_size} ({cfg.sample_size}x{cfg.sample_size})."
             )
 
-    @staticmethod
-    def _timesteps(timestep: torch.Tensor | float | int, batch: int, device: torch.device) -> torch.Tensor:
-        """Python number, 0-d, (1,) or (B,) tensor -> (B,) tensor on ``device``."""
-        if not torch.is_tensor(timestep):
-            return torch.full((batch,), float(timestep), device=device)
-        timestep = timestep.to(device)  # a no-op when already there
-        if timestep.numel() == 1 and timestep.ndim <= 1:
-            return timestep.reshape(1).expand(batch)
-        if timestep.shape != (batch,):
-            raise ValueError(
-                f"timestep must be a number, a 0-d tensor or a ({batch},) tensor; got shape {tuple(timestep.shape)}."
-            )
-        return timestep
-
-    def _class_labels(
-        self, class_labels: torch.Tensor | None, batch: int, device: torch.device
-    ) -> torch.Tensor | None:
-        """Validate ``class_labels`` and return a (B,) long tensor, or None for an unconditional model."""
-        num_classes = self.config.num_class_embeds
-        if num_classes is None:
-            if class_labels is not None:
-                raise ValueError("class_labels were given but the model is unconditional (num_class_embeds=None).")
-            return None
-        if class_labels is None:  # no labels: unconditional prediction through the null class
-            return self.null_class_labels(torch.empty(batch, device=device))
-        labels = torch.as_tensor(class_labels, device=device)
-        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
-            raise ValueError(f"class_labels must be an integer tensor; got dtype {labels.dtype}.")
-        if labels.shape != (batch,):
-            raise ValueError(f"class_labels must have shape ({batch},) to match the batch; got {tuple(labels.shape)}.")
-        # The one host sync of the forward pass (free on CPU): an out-of-range index would otherwise be an opaque
-        # IndexError on CPU, or a device-side assert that kills the CUDA context. Skipped inside torch.compile,
-        # where it would split the graph in two (the pipeline has validated its labels already).
-        if not _is_compiling() and bool(((labels < 0) | (labels > num_classes)).any()):
-            raise ValueError(
-                f"class_labels must be in [0, num_class_embeds={num_classes}] ({num_classes} = null class); "
-                f"got min {int(labels.min())}, max {int(labels.max())}."
-            )
-        return labels.long()
-
     # -- the null class of classifier-free guidance -------------------------------------------------------------------
 
     def null_class_labels(self, like: torch.Tensor) -> torch.Tensor:
@@ -570,9 +571,9 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
         batch, device = sample.shape[0], sample.device
 
         # Embeddings: computed once here, then shared by every residual block.
-        t = self._timesteps(timestep, batch, device)  # (B,)
+        t = batch_timesteps(timestep, batch, device)  # (B,)
         temb = self.time_mlp(self.time_sinusoid(t))  # (B, T)
-        labels = self._class_labels(class_labels, batch, device)  # (B,) or None
+        labels = check_class_labels(class_labels, self.config.num_class_embeds, batch, device)  # (B,) or None
         if labels is not None:
             temb = temb + self.class_embedding(labels)  # (B, T)
         temb = F.silu(temb)  # applied once instead of in each block

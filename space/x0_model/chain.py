@@ -352,10 +352,9 @@ def check_chain_options(batch_size, guidance_scale, eta, noise_scale, model_time
     """Raises a ValueError naming the first chain option out of range."""
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be an integer >= 1, got {batch_size!r}.")
-    if guidance_scale < 0:
-        raise ValueError(f"`guidance_scale` must be >= 0, got {guidance_scale!r}.")
-    if eta < 0:
-        raise ValueError(f"`eta` must be >= 0, got {eta!r}.")
+    for name, value in (("guidance_scale", guidance_scale), ("eta", eta)):  # NaN fails `>= 0` too: no silent NaN
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+            raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
     if not noise_scale >= 0:
         raise ValueError(f"Invalid `noise_scale`={noise_scale!r}: allowed values are numbers >= 0.")
     if model_timestep is not None and not callable(model_timestep):
