@@ -380,6 +380,16 @@ def warmup_steps(recipe_warmup: int, total_steps: int, fraction: float = 0.05) -
     return max(1, min(recipe_warmup, int(fraction * total_steps)))
 
 
+def cosine_schedule(optimizer: torch.optim.Optimizer, recipe_warmup: int, total_steps: int):
+    """Both recipes' learning rate: linear warm-up (:func:`warmup_steps`) then cosine decay over ``total_steps``."""
+    return get_scheduler(
+        "cosine",
+        optimizer=optimizer,
+        num_warmup_steps=warmup_steps(recipe_warmup, total_steps),
+        num_training_steps=total_steps,
+    )
+
+
 class OurRecipe:
     """One optimisation step of ``training/train.py`` as the default model is trained (one CPU process): the loss is
     ``ddpm_hub.training.diffusion_loss`` with ``step_generator``'s random numbers and the EMA is ``make_ema``'s, the
@@ -419,12 +429,7 @@ class OurRecipe:
             self.unet.parameters(), lr=self.learning_rate, betas=(0.9, 0.999), weight_decay=0.0
         )
         self.total_steps = total_steps
-        self.lr_scheduler = get_scheduler(
-            "cosine",
-            optimizer=self.optimizer,
-            num_warmup_steps=warmup_steps(self.recipe_warmup, total_steps),
-            num_training_steps=total_steps,
-        )
+        self.lr_scheduler = cosine_schedule(self.optimizer, self.recipe_warmup, total_steps)
         self.ema = make_ema(self.unet)  # max decay 0.999, warm-up power 2/3: train.py's defaults
 
     def step(self, x_0: torch.Tensor, labels: torch.Tensor) -> float:
@@ -496,12 +501,7 @@ class StockRecipe:
             self.unet.parameters(), lr=self.learning_rate, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8
         )
         self.total_steps = total_steps
-        self.lr_scheduler = get_scheduler(
-            "cosine",
-            optimizer=self.optimizer,
-            num_warmup_steps=warmup_steps(self.recipe_warmup, total_steps),
-            num_training_steps=total_steps,
-        )
+        self.lr_scheduler = cosine_schedule(self.optimizer, self.recipe_warmup, total_steps)
         self.ema = EMAModel(
             self.unet.parameters(),
             decay=0.9999,
