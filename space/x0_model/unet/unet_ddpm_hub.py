@@ -597,35 +597,36 @@ class DDPMHubUNet2DModel(ModelMixin, ConfigMixin):
 # Presets: config overrides on top of the defaults above (all MNIST-shaped: 28x28, 1 channel, 10 classes)
 # ---------------------------------------------------------------------------------------------------------------------
 
+
+def _mnist_preset(
+    block_out_channels: tuple[int, ...],
+    layers_per_block: int,
+    attention_levels: tuple[bool, ...],
+    attention_head_dim: int,
+    norm_num_groups: int,
+    **more,
+) -> dict:
+    """One preset's config overrides: the widths and attention of its levels, 10 classes (+ the null class)."""
+    return {
+        "block_out_channels": block_out_channels,
+        "layers_per_block": layers_per_block,
+        "attention_levels": attention_levels,
+        "attention_head_dim": attention_head_dim,
+        "norm_num_groups": norm_num_groups,
+        **more,
+        "num_class_embeds": 10,
+    }
+
+
 UNET_PRESETS: dict[str, dict] = {
     # Unit tests and smoke tests: milliseconds per forward, same code paths as the bigger models.
-    "tiny": {
-        "block_out_channels": (8, 16, 16),
-        "layers_per_block": 1,
-        "attention_levels": (False, False, True),
-        "attention_head_dim": 8,
-        "norm_num_groups": 4,
-        "num_class_embeds": 10,
-    },
+    "tiny": _mnist_preset((8, 16, 16), 1, (False, False, True), attention_head_dim=8, norm_num_groups=4),
     # The Space's default model (~0.72M parameters, ~144 MFLOP per 28x28 image): sized by compute, not parameters,
     # so that a 1000-step chain of 8 digits runs in under 30 s on 2 CPU cores. Most FLOPs are spent at 28x28 and 14x14
     # (including the upsampling convs), so the early levels stay narrow.
-    "small": {
-        "block_out_channels": (16, 32, 64),
-        "layers_per_block": 1,
-        "attention_levels": (False, False, True),
-        "attention_head_dim": 32,
-        "norm_num_groups": 8,
-        "num_class_embeds": 10,
-    },
+    "small": _mnist_preset((16, 32, 64), 1, (False, False, True), attention_head_dim=32, norm_num_groups=8),
     # For training on a GPU.
-    "base": {
-        "block_out_channels": (64, 128, 256),
-        "layers_per_block": 2,
-        "attention_levels": (False, True, True),
-        "attention_head_dim": 64,
-        "dropout": 0.1,
-        "norm_num_groups": 32,
-        "num_class_embeds": 10,
-    },
+    "base": _mnist_preset(
+        (64, 128, 256), 2, (False, True, True), attention_head_dim=64, norm_num_groups=32, dropout=0.1
+    ),
 }
