@@ -237,7 +237,7 @@ class BoundMixin:
         on the model: the KL form removes the sampling of x_{t-1} given x_t from each term, but on one trajectory its
         T terms are correlated along the chain (x_t moves little from t to t + 1). For a near-ideal model the KL
         form's spread is far smaller (tests/test_bound.py); on the bundled model, one held-out digit, 16 draws, it was
-        the larger (0.077 vs 0.033 bits/dim). `bits_per_dim` (a fresh x_t ~ q(x_t | x_0) for every term) is the
+        the larger (0.077 vs 0.038 bits/dim). `bits_per_dim` (a fresh x_t ~ q(x_t | x_0) for every term) is the
         low-variance KL estimate.
 
         Args:
