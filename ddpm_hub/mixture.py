@@ -105,6 +105,16 @@ class GaussianMixture:
             return cls(spread * torch.tensor([[0.5, 0.5]], dtype=torch.float64), [[0.02, 0.02]])
         return cls(torch.zeros(1, 2), torch.ones(1, 2))  # "standard_normal"
 
+    @classmethod
+    def gaussian(cls, std: float, dim: int = 2) -> "GaussianMixture":
+        """N(0, std^2 I) in `dim` dimensions, one component: the data of the variance question (Ho et al. Sec. 3.2),
+        whose exact reverse steps are Gaussian (`MixtureDenoiser.reverse_variance`)."""
+        if not (isinstance(std, int | float) and math.isfinite(std) and std > 0):
+            raise _invalid("std", std, "finite numbers > 0")
+        if not isinstance(dim, int) or dim < 1:
+            raise _invalid("dim", dim, "integers >= 1")
+        return cls(torch.zeros(1, dim), torch.full((1, dim), float(std)))
+
     @property
     def num_components(self) -> int:
         """K."""
@@ -235,6 +245,16 @@ class MixtureDenoiser(nn.Module):
         self.scheduler = scheduler
         self.config = FrozenDict(sample_dim=mixture.dim, num_class_embeds=mixture.num_components)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the oracle computes: the CPU (the mixture's parameters live there); what a pipeline reads."""
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """float64: a pipeline casts x_t to the model's dtype, and the oracle's answers are exact to float64."""
+        return torch.float64
+
     # ------------------------------------------------------------------------------------------------------------
     # Inputs
     # ------------------------------------------------------------------------------------------------------------
@@ -316,6 +336,57 @@ class MixtureDenoiser(nn.Module):
         t = self._timesteps(timestep, sample.shape[0])
         eps = self.eps_mean(sample, t, class_labels).double()
         return self.scheduler.score_from_noise(sample.double(), t, eps).to(sample.dtype)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Gaussian data: the exact reverse variance and the bound's expected gap (the variance question)
+    # ------------------------------------------------------------------------------------------------------------
+
+    def reverse_variance(self) -> torch.Tensor:
+        """Var[x_{t-1} | x_t] of the exact reverse step q(x_{t-1} | x_t) for one-component data N(mu, diag s^2):
+        (T, D) float64, row t the step from timestep t to t - 1 (row 0: x_1 -> x_0 in the paper's indices).
+
+        x_{t-1} ~ N(sqrt(alpha_bar_{t-1}) mu, v_{t-1}) and x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) eps are jointly
+        Gaussian with v_t = alpha_bar_t s^2 + 1 - alpha_bar_t (the variance of q(x_t), `GaussianMixture.noised`), so
+
+            Var[x_{t-1} | x_t] = v_{t-1} - alpha_t v_{t-1}^2 / v_t = beta_t v_{t-1} / v_t
+
+        (using v_t = alpha_t v_{t-1} + beta_t). It is beta_tilde_t when s = 0 (x_0 one point) and beta_t when
+        s = 1 (x_0 ~ N(0, I)), the two fixed choices of sigma_t^2 (Ho et al. 2020, Sec. 3.2). A mixture of several
+        components has mixture-shaped reverse steps, no single variance: ValueError.
+        """
+        if self.mixture.num_components != 1:
+            raise _invalid("mixture", f"<{self.mixture.num_components} components>", "one-component mixtures")
+        steps = torch.arange(len(self.scheduler.betas))
+        alpha_bar = self.scheduler._alpha_bar(steps, (1,))  # (T,), float64, alpha_bar_t
+        alpha_bar_prev = self.scheduler._alpha_bar(steps - 1, (1,))  # alpha_bar_{t-1}, 1 before the first step
+        beta = self.scheduler._step_variances(steps, steps - 1, (1,))[0]  # (T,)
+        s2 = self.mixture.stds[0] ** 2  # (D,)
+        v_t = alpha_bar[:, None] * s2 + 1 - alpha_bar[:, None]  # (T, D)
+        v_prev = alpha_bar_prev[:, None] * s2 + 1 - alpha_bar_prev[:, None]
+        return beta[:, None] * v_prev / v_t
+
+    def expected_bound_gap(self, variance: str) -> float:
+        """E_x_0[bound(x_0) - (-log p(x_0))] in bits/dim, exact, for one-component data and this oracle's chain with
+        sigma_t^2 = beta_t (`variance="beta"`) or beta_tilde_t ("beta_tilde"), and the Gaussian decoder sigma_1^2 =
+        beta_1 (the scheduler's bound section).
+
+        The gap averaged over the data is KL(q(x_{0:T}) || p(x_{0:T})) = KL(q(x_T) || N(0, I)) + sum_t
+        E KL(q(x_{t-1} | x_t) || p(x_{t-1} | x_t)). The oracle's mean is E[x_{t-1} | x_t] exactly (the reverse step
+        of Gaussian data is linear in x_t), so each step's KL is between two Gaussians of the same mean and the
+        variances `reverse_variance()` and sigma_t^2: no Monte-Carlo in it. `pipe.bits_per_dim` estimates the same
+        number by sampling (tests/test_mixture.py compares them).
+        """
+        if variance not in ("beta", "beta_tilde"):
+            raise _invalid("variance", variance, "'beta', 'beta_tilde'")
+        true_variance = self.reverse_variance()  # (T, D)
+        steps = torch.arange(len(self.scheduler.betas))
+        beta, beta_tilde = self.scheduler._step_variances(steps, steps - 1, (1,))
+        sigma2 = (beta if variance == "beta" else beta_tilde).clone()
+        sigma2[0] = beta[0]  # the decoder p(x_0 | x_1) = N(mu, beta_1) for both choices
+        kl = self.scheduler.gaussian_kl(0.0, true_variance.log(), 0.0, sigma2[:, None].log())  # (T, D) nats
+        marginal = self.mixture.noised(float(self.scheduler._alpha_bar(steps[-1], (1,))))  # q(x_T)
+        prior = self.scheduler.gaussian_kl(marginal.means[0], (marginal.stds[0] ** 2).log(), 0.0, 0.0)  # (D,)
+        return float((kl.sum(dim=0) + prior).mean() / math.log(2))
 
     def forward(
         self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True

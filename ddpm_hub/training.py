@@ -87,8 +87,8 @@ def diffusion_loss(
     prediction against the scheduler's training target (eps, x_0 or v, by its `prediction_type`).
 
     Args:
-        unet: a `DDPMHubUNet2DModel`, possibly wrapped by accelerate (DDP).
-        x_0: (B, C, H, W) in [-1, 1]. labels: (B,) long, or None for an unconditional model.
+        unet: a `DDPMHubUNet2DModel` (or a `DDPMHubMLP` for (B, D) points), possibly wrapped by accelerate (DDP).
+        x_0: (B, C, H, W) in [-1, 1], or (B, D) points. labels: (B,) long, or None for an unconditional model.
         loss: "simple", "weighted" or "min_snr" (see `per_sample_weight`).
         noise, timesteps: given draws, (B, C, H, W) and (B,) long, instead of drawing them (to score a model on
             fixed draws); the label dropout is still drawn.
@@ -103,7 +103,7 @@ def diffusion_loss(
     x_t = scheduler.add_noise(x_0, noise, timesteps)
     target = scheduler.training_target(x_0, noise, timesteps)
     prediction = unet(x_t, timesteps.to(x_0.device), class_labels=class_labels).sample
-    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))  # (B,)
+    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").flatten(1).mean(1)  # (B,)
     weight = per_sample_weight(scheduler, loss, timesteps, snr_gamma)
     mean = per_sample.mean() if weight is None else (per_sample * weight.to(per_sample)).mean()
     return StepLoss(loss=mean, per_sample=per_sample, timesteps=timesteps)

@@ -100,21 +100,30 @@ class BoundMixin:
     """The bound's walks, for a pipeline with `unet_forward`, `scheduler`, `device`, `num_classes` and
     `_class_labels`."""
 
-    def _bound_inputs(self, images: torch.Tensor, class_labels) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x_0 on the 8-bit grid, float64 (B, C, H, W), and the labels: (B,) long, the null class for None on a
-        conditional model, or None for an unconditional one."""
-        config = self.unet.config
-        shape = (config.in_channels, config.sample_size, config.sample_size)
-        if not torch.is_tensor(images) or images.ndim != 4 or tuple(images.shape[1:]) != shape:
+    def _bound_inputs(self, images: torch.Tensor, class_labels) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+        """x_0 as float64, its labels and the decoder of L_0.
+
+        Images (B, C, H, W) in [-1, 1] are rounded to the 8-bit grid of the "discretized" decoder; points (B, D) of
+        a model with `sample_dim` (`DDPMHubMLP`, `MixtureDenoiser`) are continuous data, any finite values, with the
+        "gaussian" decoder (see the scheduler's bound section). Labels: (B,) long, the null class for None on a
+        conditional model, or None for an unconditional one.
+        """
+        shape = self.sample_shape
+        if not torch.is_tensor(images) or tuple(images.shape[1:]) != shape or images.ndim != len(shape) + 1:
             got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-            raise ValueError(f"`images` must be a (B, {', '.join(map(str, shape))}) tensor in [-1, 1], got {got}.")
-        if not torch.isfinite(images).all() or images.min() < -1 or images.max() > 1:
-            raise ValueError("`images` must hold finite values in [-1, 1].")
-        x_0 = self.scheduler.quantize_to_pixel_bins(images.to(self.device, torch.float64))
+            raise ValueError(f"`images` must be a (B, {', '.join(map(str, shape))}) tensor, got {got}.")
+        if not torch.isfinite(images).all():
+            raise ValueError("`images` must hold finite values.")
+        if len(shape) == 1:
+            x_0, decoder = images.to(self.device, torch.float64), "gaussian"
+        else:
+            if images.min() < -1 or images.max() > 1:
+                raise ValueError("`images` must hold values in [-1, 1].")
+            x_0, decoder = self.scheduler.quantize_to_pixel_bins(images.to(self.device, torch.float64)), "discretized"
         labels = self._class_labels(class_labels, images.shape[0])
         if labels is None and self.num_classes is not None:
             labels = torch.full((images.shape[0],), self.num_classes, dtype=torch.long, device=self.device)
-        return x_0, labels
+        return x_0, labels, decoder
 
     def _bound_loss_weight_variance(self) -> str:
         """Which fixed sigma_t^2 `BoundStep.loss_weight` uses: beta_t for `fixed_large*`, beta_tilde_t otherwise."""
@@ -136,14 +145,15 @@ class BoundMixin:
         U-Net call (up to `batch_size` images per call); the draws, and so the results, do not depend on it.
 
         Args:
-            images: x_0 in [-1, 1], (B, C, H, W); rounded to the 8-bit grid the decoder is defined on.
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid the decoder is defined on; or points
+                (B, D) for a model with `sample_dim` (continuous data, the Gaussian decoder).
             class_labels: the digit(s) the model is conditioned on: an int, B ints, a (B,) tensor, or None (the
                 unconditional model: the null class of a conditional model).
             generator: seeds the noise of every x_t.
             timesteps: the timesteps to visit, in the order given (default: every training step, descending).
             batch_size: at most this many images per U-Net call (timesteps are batched when B is smaller).
         """
-        x_0, labels = self._bound_inputs(images, class_labels)
+        x_0, labels, decoder = self._bound_inputs(images, class_labels)
         num_train_timesteps = self.scheduler.config.num_train_timesteps
         timesteps = list(range(num_train_timesteps - 1, -1, -1)) if timesteps is None else [int(t) for t in timesteps]
         if not timesteps or min(timesteps) < 0 or max(timesteps) >= num_train_timesteps:
@@ -159,12 +169,12 @@ class BoundMixin:
             t = torch.tensor(chunk, device=self.device).repeat_interleave(num_images)  # (K B,)
             noise = torch.cat(
                 [torch.randn(x_0.shape, generator=generator, dtype=torch.float64).to(self.device) for _ in chunk]
-            )  # (K B, C, H, W), one draw per timestep in order
-            x_0_rows = x_0.repeat(len(chunk), 1, 1, 1)
+            )  # (K B, C, H, W) or (K B, D), one draw per timestep in order
+            x_0_rows = x_0.repeat(len(chunk), *([1] * (x_0.ndim - 1)))
             x_t = self.scheduler.add_noise(x_0_rows, noise, t)
             labels_rows = None if labels is None else labels.repeat(len(chunk))
             model_output = self.unet_forward(x_t.to(self.unet.dtype), t, labels_rows).double()
-            vb = self.scheduler.vb_terms_bpd(model_output, x_0_rows, x_t, t)  # (K B,)
+            vb = self.scheduler.vb_terms_bpd(model_output, x_0_rows, x_t, t, decoder=decoder)  # (K B,)
             p = self.scheduler.p_mean_variance(model_output, x_t, t)
             noise_mse = (noise - p["pred_epsilon"]).pow(2).flatten(1).mean(1)
             x0_mse = (x_0_rows - p["pred_original_sample"]).pow(2).flatten(1).mean(1)
@@ -194,7 +204,7 @@ class BoundMixin:
         diffusion's `calc_bpd_loop`); values are float64 (B,) tensors (see `BitsPerDimOutput`).
 
         Args:
-            images: x_0 in [-1, 1], (B, C, H, W); rounded to the 8-bit grid.
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid; or points (B, D) (see `bound_steps`).
             class_labels: an int, B ints, a (B,) tensor, or None (unconditional: the null class).
             generator: seeds the draws of x_t.
             batch_size: at most this many images per U-Net call.
@@ -241,19 +251,24 @@ class BoundMixin:
         low-variance KL estimate.
 
         Args:
-            image: x_0 in [-1, 1], (C, H, W) or (1, C, H, W); rounded to the 8-bit grid.
+            image: x_0 in [-1, 1], (C, H, W) or (1, C, H, W), rounded to the 8-bit grid; or one point (D,) or
+                (1, D) for a model with `sample_dim`.
             num_draws: how many trajectories (>= 2).
             class_labels: one label, or None (unconditional: the null class).
             generator: seeds the trajectories.
         """
         if not isinstance(num_draws, int) or num_draws < 2:
             raise ValueError(f"`num_draws` must be an integer >= 2, got {num_draws!r}.")
-        if torch.is_tensor(image) and image.ndim == 3:
+        one = self.sample_shape
+        if torch.is_tensor(image) and image.ndim == len(one):
             image = image.unsqueeze(0)
         if torch.is_tensor(image) and image.shape[0] != 1:
-            raise ValueError(f"`image` must be one image, (C, H, W) or (1, C, H, W), got {tuple(image.shape)}.")
-        x_0, labels = self._bound_inputs(image, class_labels)
-        x_0 = x_0.expand(num_draws, -1, -1, -1)  # (N, C, H, W), one row per trajectory
+            shape = ", ".join(map(str, one))
+            raise ValueError(
+                f"`image` must be one image or point, ({shape}) or (1, {shape}), got {tuple(image.shape)}."
+            )
+        x_0, labels, decoder = self._bound_inputs(image, class_labels)
+        x_0 = x_0.expand(num_draws, *x_0.shape[1:])  # (N, C, H, W) or (N, D), one row per trajectory
         labels = None if labels is None else labels.expand(num_draws)
         scheduler = self.scheduler
         kl_form = scheduler.prior_bpd(x_0)  # (N,)
@@ -264,9 +279,9 @@ class BoundMixin:
             x_t = scheduler.q_step(x_prev, t, noise)
             timestep = torch.full((num_draws,), t, device=self.device)
             model_output = self.unet_forward(x_t.to(self.unet.dtype), timestep, labels).double()
-            kl_form = kl_form + scheduler.vb_terms_bpd(model_output, x_0, x_t, timestep)
+            kl_form = kl_form + scheduler.vb_terms_bpd(model_output, x_0, x_t, timestep, decoder=decoder)
             trajectory_form = trajectory_form + scheduler.trajectory_terms_bpd(
-                model_output, x_0, x_prev, x_t, timestep
+                model_output, x_0, x_prev, x_t, timestep, decoder=decoder
             )
             x_prev = x_t
         trajectory_form = trajectory_form + scheduler.trajectory_prior_bpd(x_prev)

@@ -53,7 +53,7 @@ from .folder import (
     copy_code,
 )
 
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # w of classifier-free guidance for a model whose guidance curve has not been measured yet. A measured model records
 # its own w in model_index.json (`benchmarks/bench_nfe.py --curve guidance --record_in_model`); the bundled models'
 # curves put the best w between 1 and 2 (README, "Guidance"), so an unmeasured model starts in the middle of that.
@@ -99,6 +99,15 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
     def num_classes(self) -> int | None:
         """The number of real classes the U-Net is conditioned on, or None for an unconditional model."""
         return self.unet.config.num_class_embeds
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (C, H, W) for a U-Net, (D,) for a model of points with `sample_dim`
+        (`DDPMHubMLP`, `MixtureDenoiser`)."""
+        config = self.unet.config
+        if "sample_dim" in config:
+            return (config.sample_dim,)
+        return (config.in_channels, config.sample_size, config.sample_size)
 
     @property
     def guidance_scale(self) -> float | None:
@@ -219,8 +228,7 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             scheduler.set_timesteps(timesteps=timesteps, device=self.device)
         else:
             scheduler.set_timesteps(num_inference_steps, device=self.device)
-        config = self.unet.config
-        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        shape = (batch_size, *self.sample_shape)
         sample = initial_noise(shape, generator, latents, scheduler, self.device, self.unet.dtype)  # (B, C, H, W)
         return DenoisingChain(
             scheduler,
@@ -431,9 +439,10 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             num_inference_steps: reverse steps (1000 for full DDPM; e.g. 50 with `DDIMHubScheduler`).
             generator: a `torch.Generator` for reproducible samples.
             eta: DDIM's eta, for `DDIMHubScheduler`.
-            latents: x_T, (B, C, H, W), instead of drawing it.
-            output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]) or "pt" ((B, C, H, W)
-                floats in [0, 1]).
+            latents: x_T, (B, C, H, W) (or (B, D) for points), instead of drawing it.
+            output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]), "pt" ((B, C, H, W)
+                floats in [0, 1]) or "latent" (x_0 as the chain left it, unscaled: images in [-1, 1], or (B, D)
+                points, the only output of a model of points).
             return_dict: return an `ImagePipelineOutput`; if False, a tuple `(images,)`.
             use_clipped_model_output: for DDIM, eps from the clipped x_0 (see `denoising_steps`).
             timesteps, noise_scale, model_timestep, callback_on_step_end, callback_on_step_end_tensor_inputs: see
@@ -441,6 +450,10 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"Invalid `output_type`={output_type!r}: allowed values are {', '.join(OUTPUT_TYPES)}.")
+        if len(self.sample_shape) == 1 and output_type != "latent":
+            raise ValueError(
+                f"Invalid `output_type`={output_type!r} for a model of points: allowed values are 'latent'."
+            )
         chain = self.prepare_chain(**_chain_options(locals()))
         for _ in self.denoising_steps(
             chain=chain,
@@ -448,7 +461,9 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         ):
             pass
-        images = (chain.sample.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]
+        images = chain.sample
+        if output_type != "latent":
+            images = (images.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]
         if output_type == "np":
             images = numpy_images(images)
         elif output_type == "pil":
