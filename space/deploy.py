@@ -23,6 +23,14 @@ Nothing in the repository is changed. The upload is one `upload_folder(repo_type
 push does: one line on stderr saying which step failed and why, exit status 1, the local folder untouched. The Hub
 endpoint is HF_ENDPOINT (default https://huggingface.co).
 
+    python space/deploy.py --static --out DIR                          # the static page (a Static Space, free)
+
+The static folder (`assemble_static`): index.html, app.mjs and ddpm.mjs (space/static/), onnxruntime-web's WASM files
+(ort/, copied from space/static/node_modules, installed with `npm ci` from the pinned package-lock.json), the graphs
+and tables.json of `python -m ddpm_hub.export` for the bundled default model (model/), ten real digits (digits.json)
+and a README.md with the Static Space header (`sdk: static`, COOP/COEP `custom_headers` for threads). The page
+loads nothing from anywhere else.
+
 This script lives in space/, not in the ddpm_hub package: the library never imports the Space.
 """
 
@@ -33,6 +41,7 @@ import importlib.metadata
 import json
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -253,6 +262,102 @@ def assemble(out: str | Path, hardware: str = "zero-a10g", torch_version: str | 
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# The static page (a Static Space: free to host, runs in each visitor's browser)
+# --------------------------------------------------------------------------------------------------------------------
+
+STATIC = SPACE / "static"
+STATIC_FILES = ("index.html", "app.mjs", "ddpm.mjs")
+# onnxruntime-web's WASM-only build: the module and its SIMD + threads binary (WebGPU's JSEP build is twice the size)
+ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+STATIC_MARKER = ".static_deploy.json"
+# Cross-origin isolation (SharedArrayBuffer, hence WASM threads): the headers a Static Space sends for the page
+ISOLATION_HEADERS = {"cross-origin-embedder-policy": "require-corp", "cross-origin-opener-policy": "same-origin"}
+
+
+def ort_dist(static: Path = STATIC) -> Path:
+    """onnxruntime-web's dist/ folder, installed by `npm ci` from space/static/package-lock.json if it is absent."""
+    dist = static / "node_modules" / "onnxruntime-web" / "dist"
+    if not all((dist / name).is_file() for name in ORT_FILES):
+        npm = shutil.which("npm")
+        if npm is None:
+            raise DeployError(
+                f"{dist} is missing and npm is not installed: install Node.js (npm), or run `npm ci` in {static}"
+            )
+        result = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=static, capture_output=True, text=True)
+        if result.returncode != 0 or not all((dist / name).is_file() for name in ORT_FILES):
+            raise DeployError(f"`npm ci` in {static} failed: {(result.stderr or result.stdout).strip()[-500:]}")
+    return dist
+
+
+def static_readme(full_space_url: str | None) -> str:
+    """The static folder's README.md: the Static Space header and what the page is."""
+    header = {
+        "title": "ddpm-hub in the browser",
+        "emoji": "🌀",
+        "colorFrom": "yellow",
+        "colorTo": "gray",
+        "sdk": "static",
+        "app_file": "index.html",
+        "custom_headers": dict(ISOLATION_HEADERS),
+        "license": "mit",
+        "short_description": "A diffusion model, step by step, in your browser",
+    }
+    text = yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=119)
+    full = f"the full Gradio Space ({full_space_url})" if full_space_url else "the full Gradio Space (`space/app.py`)"
+    return (
+        f"---\n{text}---\n\n# ddpm-hub in the browser\n\nA class-conditional DDPM on MNIST, run by onnxruntime-web "
+        "(WASM) in the visitor's browser: forward noising of a real digit, and the reverse chain step by step "
+        "(x_t, the predicted x_0 and the guided noise, with each step's coefficients). The graphs in model/ are "
+        "exported from the ddpm_hub library (`python -m ddpm_hub.export`), so the page computes no formula itself. "
+        f"The training objective, the ELBO and other schedulers are in {full}.\n"
+    )
+
+
+def real_digits(per_digit: int = 1) -> dict:
+    """`per_digit` held-out MNIST digits of each class as uint8 values (0 = black), for the forward view."""
+    import torch
+
+    from ddpm_hub.data import load_mnist5k
+
+    images, labels = load_mnist5k("held_out")
+    chosen = [int(i) for digit in range(10) for i in (labels == digit).nonzero()[:per_digit, 0]]
+    pixels = ((images[chosen, 0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # (N, 28, 28)
+    return {"labels": [int(labels[i]) for i in chosen], "images": pixels.reshape(len(chosen), -1).tolist()}
+
+
+def assemble_static(out: str | Path, model: str | Path | None = None, full_space_url: str | None = None) -> Path:
+    """Writes the static page folder `out` (replacing one this script wrote before). Returns its path."""
+    from ddpm_hub.export import export
+
+    out = Path(out).expanduser().resolve()
+    for source in (SPACE, ROOT / "ddpm_hub"):
+        if out == source or source in out.parents or out in source.parents:
+            raise DeployError(f"--out {out} must not overlap {source}: choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise DeployError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / STATIC_MARKER).is_file():
+        raise DeployError(f"--out {out} exists, is not empty and was not assembled by this script; not touching it")
+    model = Path(model) if model is not None else SPACE / "default_model"
+    if not (model / "model_index.json").is_file():
+        raise DeployError(f"{model} is not a saved pipeline folder (no model_index.json)")
+    dist = ort_dist()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "ort").mkdir(parents=True)
+    version = json.loads((dist.parent / "package.json").read_text(encoding="utf-8"))["version"]
+    marker = {"onnxruntime-web": version, "model": str(model)}  # first: a failed build is still ours to replace
+    (out / STATIC_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+    for name in STATIC_FILES:
+        shutil.copyfile(STATIC / name, out / name)
+    for name in ORT_FILES:
+        shutil.copyfile(dist / name, out / "ort" / name)
+    export(model, out / "model", unet=False)
+    (out / "digits.json").write_text(json.dumps(real_digits(), separators=(",", ":")), encoding="utf-8")
+    (out / "README.md").write_text(static_readme(full_space_url), encoding="utf-8")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Uploading
 # --------------------------------------------------------------------------------------------------------------------
 
@@ -337,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="the folder to assemble (replaced if this script wrote it)")
     parser.add_argument("--repo_id", default=None, help="upload to the Space ORG/NAME (default: assemble only)")
     parser.add_argument(
+        "--static", action="store_true", help="assemble the static page (onnxruntime-web in the browser) instead"
+    )
+    parser.add_argument("--full_space_url", default=None, help="with --static: the full Gradio Space the page links")
+    parser.add_argument(
         "--hardware",
         default="zero-a10g",
         choices=HARDWARE,
@@ -354,6 +463,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.static:
+            if args.repo_id is not None:
+                raise DeployError("--static with --repo_id: publishing the static page is not implemented yet")
+            folder = assemble_static(args.out, full_space_url=args.full_space_url)
+            size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
+            print(f"assembled {folder} (static, {size:.1f} MB): serve it, e.g. `python -m http.server -d {folder}`")
+            return 0
         folder = assemble(args.out, args.hardware, args.torch)
         print(f"assembled {folder} ({args.hardware}): `cd {folder} && python app.py` runs it locally")
         if args.repo_id is not None:

@@ -118,6 +118,31 @@ class DDIMHubScheduler(DDPMHubScheduler):
         _check_variance_noise(variance_noise, generator, sample)
         t = int(timestep)
         prev_t = self.previous_timestep(t)
+        if eta > 0 and variance_noise is None:  # drawn at every step, even where sigma_t = 0, as diffusers draws it
+            variance_noise = randn_tensor(  # shaped like x_t (a learned-variance output has 2C channels)
+                sample.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+            )
+        out = self.step_from(model_output, t, prev_t, sample, variance_noise, eta, use_clipped_model_output)
+        if not return_dict:
+            return out
+        return DDPMHubSchedulerOutput(*out)
+
+    def step_from(
+        self,
+        model_output: torch.Tensor,
+        t: int | torch.Tensor,
+        prev_t: int | torch.Tensor,
+        sample: torch.Tensor,
+        variance_noise: torch.Tensor | None,
+        eta: float = 0.0,
+        use_clipped_model_output: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The DDIM step t -> prev_t that `step` takes, with z given (None: no noise term, as with eta = 0): what
+        `ddpm_hub.export` traces into ONNX. No Python branch depends on t or prev_t, so they may be tensors.
+
+        Returns:
+            (prev_sample, pred_original_sample, pred_epsilon, mean, std), the fields of `DDPMHubSchedulerOutput`.
+        """
         if model_output.shape[1] == 2 * sample.shape[1]:  # a learned-variance model: DDIM sets its own sigma_t
             model_output = model_output[:, : sample.shape[1]]
         alpha_bar_prev = self._alpha_bar(prev_t, sample.shape)  # float64
@@ -133,23 +158,13 @@ class DDIMHubScheduler(DDPMHubScheduler):
         # 3. sigma_t = eta * sqrt(beta_tilde_t), Eq. 16; none on the chain's last step, the one to x_0, whatever t is
         # (it is already 0 there with set_alpha_to_one, where alpha_bar_prev = 1 makes beta_tilde 0)
         std = eta * self._step_variances(t, prev_t, sample.shape)[1].sqrt()
-        if prev_t < 0:
-            std = torch.zeros_like(std)
+        std = torch.where(torch.as_tensor(prev_t, device=std.device) < 0, torch.zeros_like(std), std)
 
         # 4. x_{t-1} = sqrt(alpha_bar_{t-1}) x_0 + sqrt(1 - alpha_bar_{t-1} - sigma_t^2) eps (+ sigma_t z), Eq. 12
         direction = (1 - alpha_bar_prev - std**2).clamp(min=0).sqrt()  # >= 0 for eta <= 1; clamp: float64 rounding
         mean = alpha_bar_prev.sqrt().to(sample) * pred_x0 + direction.to(sample) * pred_eps
         std = std.to(sample)
         prev_sample = mean
-        if eta > 0:  # drawn at every step, even where sigma_t = 0, to match diffusers' use of the generator
-            if variance_noise is None:
-                variance_noise = randn_tensor(
-                    model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
-                )
+        if eta > 0 and variance_noise is not None:
             prev_sample = mean + std * variance_noise
-
-        if not return_dict:
-            return prev_sample, pred_x0, pred_eps, mean, std
-        return DDPMHubSchedulerOutput(
-            prev_sample=prev_sample, pred_original_sample=pred_x0, pred_epsilon=pred_eps, mean=mean, std=std
-        )
+        return prev_sample, pred_x0, pred_eps, mean, std

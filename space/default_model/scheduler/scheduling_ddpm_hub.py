@@ -591,6 +591,39 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         _check_variance_noise(variance_noise, generator, sample)
         t = int(timestep)
         prev_t = self.previous_timestep(t)
+        # no noise on the chain's last step, the one to x_0 (Algorithm 2 returns the mean there), whatever its t:
+        # trailing spacing and custom timesteps end above t = 0; `step_from` multiplies z by sigma_t = 0 there
+        if prev_t >= 0 and variance_noise is None:
+            variance_noise = randn_tensor(  # shaped like x_t (a learned-variance output has 2C channels)
+                sample.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
+            )
+        out = self.step_from(model_output, t, prev_t, sample, variance_noise)
+        if not return_dict:
+            return out
+        return DDPMHubSchedulerOutput(*out)
+
+    def step_from(
+        self,
+        model_output: torch.Tensor,
+        t: int | torch.Tensor,
+        prev_t: int | torch.Tensor,
+        sample: torch.Tensor,
+        variance_noise: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reverse step t -> prev_t that `step` takes, with z given: what `ddpm_hub.export` traces into ONNX.
+
+        No Python branch depends on t or prev_t, so they may be tensors (0-d or (1,) long) that a traced graph takes
+        as inputs: the last step's sigma_t = 0 is a `torch.where`, not an `if`.
+
+        Args:
+            model_output: the model's output at (x_t, t), (B, C, H, W) (2C channels for learned variances).
+            t: the step's timestep; prev_t: the one it goes to (-1 after the last step).
+            sample: x_t, (B, C, H, W).
+            variance_noise: z ~ N(0, I), (B, C, H, W); None only on the last step (prev_t < 0).
+
+        Returns:
+            (prev_sample, pred_original_sample, pred_epsilon, mean, std), the fields of `DDPMHubSchedulerOutput`.
+        """
         model_output, predicted_variance = self._split_learned_variance(model_output, sample)
 
         # 1. predicted x_0 and eps from the model output, Eq. 15 of Ho et al. 2020
@@ -602,24 +635,40 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         # 3. mean of p_theta(x_{t-1} | x_t): the posterior mean mu_tilde at the predicted x_0, Eq. 7 of Ho et al.
         mean = self.q_posterior_mean(clipped_x0, sample, t, prev_t)
 
-        # 4. sigma_t from the variance choice; no noise on the chain's last step, the one to x_0 (Algorithm 2 returns
-        # the mean there), whatever its t: trailing spacing and custom timesteps end above t = 0
+        # 4. sigma_t from the variance choice, 0 on the chain's last step
         std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
-        if prev_t >= 0:
-            if variance_noise is None:
-                variance_noise = randn_tensor(
-                    model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
-                )
-            prev_sample = mean + std * variance_noise
-        else:
-            std = torch.zeros_like(std)
-            prev_sample = mean
+        std = torch.where(torch.as_tensor(prev_t, device=std.device) < 0, torch.zeros_like(std), std)
+        prev_sample = mean if variance_noise is None else mean + std * variance_noise
+        return prev_sample, clipped_x0, pred_eps, mean, std
 
-        if not return_dict:
-            return prev_sample, clipped_x0, pred_eps, mean, std
-        return DDPMHubSchedulerOutput(
-            prev_sample=prev_sample, pred_original_sample=clipped_x0, pred_epsilon=pred_eps, mean=mean, std=std
-        )
+    def step_table(self, num_inference_steps: int, **step_options) -> list[dict]:
+        """The reverse chain's steps at `num_inference_steps` as JSON-ready rows: what a page shows beside each step
+        (its timesteps and the coefficients of `step`), computed here so that no other code derives them.
+
+        Sets this scheduler's timesteps. `step_options` are `step`'s (DDIM's `eta`). Each row: `t`, `prev_t`
+        (-1 after the last step), `alpha_bar_t`, `alpha_bar_prev`, `beta` (of the strided step prev_t -> t),
+        `beta_tilde`, `sigma` (the std of the noise this step adds: 0 on the last step).
+        """
+        self.set_timesteps(num_inference_steps)
+        rows = []
+        for t in self.timesteps.tolist():
+            prev_t = self.previous_timestep(t)
+            alpha_bar_t, alpha_bar_prev, _, beta = self._step_coefficients(t, prev_t, (1,))
+            row = {
+                "t": t,
+                "prev_t": prev_t,
+                "alpha_bar_t": float(alpha_bar_t),
+                "alpha_bar_prev": float(alpha_bar_prev),
+                "beta": float(beta),
+                "beta_tilde": float(self._step_variances(t, prev_t, (1,))[1]),
+            }
+            if self.config.get("variance_type", "fixed_small").startswith("learned"):
+                row["sigma"] = None  # the model's output sets it, per pixel
+            else:  # the std `step` itself computes (DDIM's eta included)
+                zeros = torch.zeros(1, 1, 1, 1, dtype=torch.float64)
+                row["sigma"] = float(self.step_from(zeros, t, prev_t, zeros, None, **step_options)[4].reshape(()))
+            rows.append(row)
+        return rows
 
     def __len__(self) -> int:
         return self.config.num_train_timesteps
