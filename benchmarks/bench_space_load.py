@@ -193,6 +193,53 @@ class UNetAlone:
             return (time.perf_counter() - start) / (calls * rows)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pid: int) -> dict:
+    """CPU seconds so far: the Space process (all threads, exited ones included) and each of its live threads, this
+    process (the clients and the U-Net alone), and the whole machine (busy, every process); from /proc."""
+
+    def seconds(stat_path: Path) -> float:
+        fields = stat_path.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+    threads = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            threads[int(task.name)] = seconds(task / "stat")
+        except (OSError, ValueError):
+            pass  # the thread ended meanwhile
+    machine = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return {
+        "space": seconds(Path(f"/proc/{pid}/stat")),
+        "threads": threads,
+        "bench": seconds(Path("/proc/self/stat")),
+        "machine": (sum(machine[:3]) + sum(machine[5:8])) / CLOCK_TICKS,
+        "time": time.perf_counter(),
+    }
+
+
+def cpu_breakdown(before: dict, after: dict) -> dict:
+    """Where the CPU went during a round, in cores (CPU seconds / wall seconds): the Space's busiest thread (the
+    engine's tick thread, where the U-Net runs), its other threads (the web server's event loop, the Generate
+    handlers and Gradio's workers: frames, PNG, streaming, file serving), the clients (this process), and every
+    other process on the machine."""
+    wall = after["time"] - before["time"]
+    deltas = {tid: after["threads"][tid] - before["threads"].get(tid, 0.0) for tid in after["threads"]}
+    engine = max(deltas.values(), default=0.0)
+    space = after["space"] - before["space"]
+    clients = after["bench"] - before["bench"]
+    machine = after["machine"] - before["machine"]
+    return {
+        "wall_s": wall,
+        "engine_thread": engine / wall,
+        "space_other_threads": max(0.0, space - engine) / wall,
+        "clients": clients / wall,
+        "other_processes": max(0.0, machine - space - clients) / wall,
+    }
+
+
 def spread(values: list[float]) -> dict:
     if not values:
         return {"min": None, "median": None, "max": None}
@@ -239,12 +286,14 @@ def main(argv=None) -> None:
             print(f"Generate with {settings} ({settings['steps']} steps; {chain_rows} U-Net rows per chain per tick, "
                   f"{threads} torch thread(s))")  # fmt: skip
             run_users(url, 1, {**settings, "steps": 5}, Path(scratch) / "warmup", args.timeout)  # first-call costs
-            rows, alone = {count: [] for count in rounds}, {count: [] for count in rounds}
+            rows, alone, cpu = ({count: [] for count in rounds} for _ in range(3))
             for repeat in range(args.repeats):
                 for count in rounds:
                     batch_rows = tick_rows(count, chain_rows, max_chains)
                     alone[count].append(unet.seconds_per_row(batch_rows, args.unet_ticks))
+                    before = cpu_snapshot(process.pid)
                     users = run_users(url, count, settings, Path(scratch) / f"round{count}_{repeat}", args.timeout)
+                    cpu[count].append(cpu_breakdown(before, cpu_snapshot(process.pid)))
                     rows[count].append(users)
                     end = max(u["end_s"] for u in users)
                     delivered = count * int(settings["steps"]) * chain_rows / end
@@ -252,6 +301,8 @@ def main(argv=None) -> None:
                           f"{1 / alone[count][-1]:.0f} rows/s, the Space delivered {delivered:.0f} rows/s "
                           f"({delivered * alone[count][-1]:.1%}), slowest end {end:.1f} s   "
                           f"[{common.load_line()}]")  # fmt: skip
+                    print("    cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu[count][-1].items()
+                                                         if k != "wall_s"))  # fmt: skip
         finally:
             process.terminate()
             try:
@@ -284,6 +335,7 @@ def main(argv=None) -> None:
             "unet_alone_rows_per_s": [1 / s for s in alone[count]],
             "delivered_rows_per_s": delivered,
             "delivered_share": share,
+            "cpu_cores": cpu[count],
         }
         print(f"{count:>5} {first['min'] or 0:10.2f} {first['median'] or 0:10.2f} {first['max'] or 0:10.2f} "
               f"{end['min']:8.1f} {end['median']:8.1f} {end['max']:8.1f} {count * alone_s:15.1f} "
