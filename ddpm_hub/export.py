@@ -156,6 +156,24 @@ def _export(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[st
         )
 
 
+def export_unet(pipe: DDPMHubPipeline, path: str | os.PathLike, unet_module: nn.Module | None = None) -> Path:
+    """Writes the U-Net alone to `path` (what `export` writes as unet.onnx): sample (N, C, H, W), timestep (N,)
+    int64, class_labels (N,) int64 -> out (N, C_out, H, W), the batch axis free; `unet_module`: a float32 copy of
+    the U-Net (default: made here). Returns `path`."""
+    if unet_module is None:
+        unet_module = copy.deepcopy(pipe.unet).float().eval()
+    example = example_step_inputs(pipe)
+    null_class = pipe.unet.config.num_class_embeds
+    unet_inputs = {
+        "sample": torch.cat([example["sample"]] * 2),
+        "timestep": example["timestep"].expand(4).contiguous(),
+        "class_labels": torch.tensor([0, 1, null_class, null_class]),
+    }
+    path = Path(path)
+    _export(UNetGraph(unet_module), unet_inputs, ["out"], path, ["sample", "timestep", "class_labels", "out"])
+    return path
+
+
 def check_steps(steps: dict[str, Sequence[int]], num_train_timesteps: int) -> dict[str, list[int]]:
     """`steps` per sampler, validated: known samplers, integers in [1, T]."""
     checked = {}
@@ -253,19 +271,7 @@ def export(
 
     example = example_step_inputs(pipe)
     if unet:
-        unet_inputs = {
-            "sample": torch.cat([example["sample"]] * 2),
-            "timestep": example["timestep"].expand(4).contiguous(),
-            "class_labels": torch.tensor([0, 1, 10, 10]),
-        }
-        written["unet"] = out / FILES["unet"]
-        _export(
-            UNetGraph(unet_module),
-            unet_inputs,
-            ["out"],
-            written["unet"],
-            ["sample", "timestep", "class_labels", "out"],
-        )
+        written["unet"] = export_unet(pipe, out / FILES["unet"], unet_module)
     for sampler in samplers:
         module = GuidedStep(unet_module, sampler_scheduler(pipe, sampler), pipe.num_classes, step_options(sampler))
         written[f"step_{sampler}"] = out / step_file(sampler)
@@ -284,6 +290,46 @@ def export(
     with open(written["tables"], "w", encoding="utf-8") as f:
         json.dump(tables(pipe, {s: steps[s] for s in samplers}), f, separators=(",", ":"))
     return written
+
+
+class OnnxUNet:
+    """The exported U-Net (`unet.onnx`) on onnxruntime's CPU provider, called as `DDPMHubPipeline.unet_forward` is:
+    `(sample (N, C, H, W), timestep (N,) or a number, class_labels (N,) or None) -> (N, C_out, H, W)` float32 tensor.
+
+    One `run` per call, so Python hands the whole forward to onnxruntime at once (the GIL is released for all of it,
+    where eager PyTorch takes it back between its ops). Labels None ask for the null class, as the U-Net does.
+    `benchmarks/bench_runtimes.py` measures it against eager and compiled PyTorch; the Space's engine runs it only
+    when asked (`DDPM_HUB_ONNX`).
+
+    Args:
+        path: an exported `unet.onnx` (`export`).
+        null_class: the model's null class label (`num_class_embeds`).
+        threads: onnxruntime's intra-op threads (inter-op: 1, sequential execution).
+    """
+
+    def __init__(self, path: str | os.PathLike, null_class: int, threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.null_class = int(null_class)
+        self.path = Path(path)
+
+    def __call__(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor | None) -> torch.Tensor:
+        rows = sample.shape[0]
+        timestep = torch.as_tensor(timestep, dtype=torch.long).reshape(-1).expand(rows)
+        if class_labels is None:
+            class_labels = torch.full((rows,), self.null_class, dtype=torch.long)
+        feed = {
+            "sample": sample.detach().float().cpu().contiguous().numpy(),
+            "timestep": timestep.cpu().contiguous().numpy(),
+            "class_labels": class_labels.to(torch.long).cpu().contiguous().numpy(),
+        }
+        (out,) = self.session.run(None, feed)
+        return torch.from_numpy(out).to(sample.device, sample.dtype)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -269,6 +269,27 @@ def test_large_merged_batches_may_run_in_bf16(pipe, make_engine):
     assert pipe.unet_autocast_dtype is None  # the shared pipeline stays float32
 
 
+def test_the_exported_unet_on_onnxruntime_gives_each_chain_what_its_seed_gives_alone(pipe, make_engine, tmp_path):
+    """`forward=OnnxUNet(...)` (the Space's DDPM_HUB_ONNX): every chain of mixed samplers, guided, conditional and
+    unconditional, ends where the PyTorch U-Net takes it alone, to float32 rounding."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e .[test])")
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install -e .[export])")
+    from ddpm_hub.export import OnnxUNet, export_unet
+
+    graph = OnnxUNet(export_unet(pipe, tmp_path / "unet.onnx"), null_class=pipe.num_classes)
+    engine = make_engine(forward=graph, start=False)
+    tickets = [engine.submit(chain_for(pipe, *settings), owner=f"visitor{i}") for i, settings in enumerate(SETTINGS)]
+    calls = []
+    run = graph.session.run
+    graph.session.run = lambda *args: calls.append(1) or run(*args)  # the ticks really ran on onnxruntime
+    engine.start()
+    for settings, ticket in zip(SETTINGS, tickets, strict=True):
+        updates = drain(ticket)
+        assert isinstance(updates[-1], Done), updates[-1]
+        torch.testing.assert_close(updates[-1].step.prev_sample, alone(pipe, *settings), atol=1e-4, rtol=1e-4)
+    assert len(calls) == engine.ticks == max(settings[1] for settings in SETTINGS)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The launched Space: every visitor's chains in the one engine
 # ---------------------------------------------------------------------------------------------------------------------

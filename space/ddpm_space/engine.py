@@ -160,12 +160,15 @@ class Engine:
         abandon_after_s: stop a chain whose updates nobody read for this long (a closed tab gradio never closed).
         bf16_min_rows: with a device that has native bf16, ticks with at least this many rows run the U-Net under
             bfloat16 autocast (`DDPMHubPipeline.enable_bf16_autocast`); None = always float32.
+        forward: what runs the float32 ticks' merged U-Net call instead of `pipeline.unet_forward`, called the same
+            way (e.g. `ddpm_hub.export.OnnxUNet`, the exported graph on onnxruntime); None = the pipeline's.
         start: start the thread now (tests pass False to fill the queue first, then call `start()`).
     """
 
     def __init__(self, pipeline, max_active=8, max_rows=256, max_images_per_owner=16, max_queued=64,
-                 abandon_after_s=30.0, bf16_min_rows=None, start=True):  # fmt: skip
+                 abandon_after_s=30.0, bf16_min_rows=None, forward=None, start=True):  # fmt: skip
         self.pipeline = pipeline
+        self.forward = forward
         self.max_active, self.max_rows, self.max_queued = max_active, max_rows, max_queued
         self.max_images_per_owner, self.abandon_after_s = max_images_per_owner, abandon_after_s
         self.bf16_pipeline = None
@@ -339,7 +342,11 @@ class Engine:
                         for i in inputs
                     ]
                 )
-            output = (self.bf16_pipeline if bf16 else self.pipeline).unet_forward(sample, timestep, class_labels)
+            if bf16:
+                forward = self.bf16_pipeline.unet_forward
+            else:
+                forward = self.forward or self.pipeline.unet_forward
+            output = forward(sample, timestep, class_labels)
         except Exception as err:  # the merged call failed: every chain in it fails, the engine goes on
             for ticket in batch:
                 self._finish(ticket, "failed", Failed(f"The U-Net failed: {type(err).__name__}: {err}"))

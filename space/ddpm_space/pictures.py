@@ -101,14 +101,18 @@ def strip_picture(timesteps: list[int], rows: dict[str, np.ndarray], scale: int 
 
 NAME = "picture.png"
 SALT = b"ddpm-hub picture\0"  # keeps these folders apart from the ones Gradio's own writers name by content hash
+# zlib level of the page's PNGs. A streamed chain's pictures are mostly noise, which no level compresses much: level 1
+# encodes the Generate grid (8 digits, 232 x 472) in 5 ms where PIL's default (6) takes 13 ms, for a file 1% larger
+# (11.2 vs 11.3 kB). With 8 visitors streaming, encoding shares the Space's two cores with the U-Net.
+PNG_COMPRESS_LEVEL = 1
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:
-    """A uint8 array (H, W) or (H, W, C), or a PIL image, as PNG bytes."""
+    """A uint8 array (H, W) or (H, W, C), or a PIL image, as PNG bytes (lossless; fast zlib level)."""
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image.astype(np.uint8, copy=False))
     with io.BytesIO() as buffer:
-        image.save(buffer, format="PNG")
+        image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return buffer.getvalue()
 
 
