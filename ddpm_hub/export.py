@@ -162,8 +162,10 @@ def export_unet(pipe: DDPMHubPipeline, path: str | os.PathLike, unet_module: nn.
     the U-Net (default: made here). Returns `path`."""
     if unet_module is None:
         unet_module = copy.deepcopy(pipe.unet).float().eval()
-    example = example_step_inputs(pipe)
     null_class = pipe.unet.config.num_class_embeds
+    if null_class is None:
+        raise ValueError("Invalid `pipe`: the exported U-Net takes class labels; allowed models are conditional.")
+    example = example_step_inputs(pipe)
     unet_inputs = {
         "sample": torch.cat([example["sample"]] * 2),
         "timestep": example["timestep"].expand(4).contiguous(),

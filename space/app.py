@@ -13,6 +13,8 @@ Environment:
     DDPM_HUB_THREADS   torch CPU threads (default 1: faster than 2 on a shared 2-core machine; 2 on a quiet one)
     DDPM_HUB_MAX_CHAINS  chains the sampling engine steps together (default 8; more wait in a queue)
     DDPM_HUB_BF16_MIN_ROWS  run merged U-Net batches of at least this many rows in bfloat16 (default: never)
+    DDPM_HUB_ONNX      run the engine's U-Net calls on onnxruntime: a unet.onnx from `python -m ddpm_hub.export`, or
+                       "export" to export the loaded model at start (default: PyTorch; needs onnx/onnxruntime)
 
 Run: `python space/app.py` from the repository root (or `python app.py` inside a Space).
 """
@@ -97,6 +99,16 @@ T, NUM_CLASSES, RESOLUTION, DIGITS = SPACE.T, SPACE.num_classes, SPACE.resolutio
 GUIDANCE_CURVE = loading.guidance_curve(MODEL_ID)
 DEFAULT_GUIDANCE = SPACE.pipe.config.guidance_scale
 X0_MISSING = "" if SPACE.x0_pipe else questions.X0_MISSING
+# Opt-in: the exported U-Net on onnxruntime for the engine's float32 ticks. benchmarks/bench_runtimes.py compares it
+# with eager and compiled PyTorch at the engine's batch sizes; it is not the default because it does not win there
+# over the whole range of repeats (results/runtimes.json).
+ONNX = os.environ.get("DDPM_HUB_ONNX") or None
+ONNX_FORWARD = None
+if ONNX:
+    from ddpm_hub.export import OnnxUNet, export_unet
+
+    onnx_path = export_unet(SPACE.pipe, SPACE.work_dir / "unet.onnx") if ONNX == "export" else ONNX
+    ONNX_FORWARD = OnnxUNet(onnx_path, SPACE.num_classes, threads=torch.get_num_threads())
 # Every visitor's chains run in one engine: one U-Net call per tick over the current step of every running chain.
 SPACE.engine = Engine(
     SPACE.pipe,
@@ -105,6 +117,7 @@ SPACE.engine = Engine(
     max_images_per_owner=2 * MAX_BATCH,  # a visitor's "DDPM vs DDIM" runs two chains of up to MAX_BATCH images
     max_queued=MAX_QUEUED,
     bf16_min_rows=BF16_MIN_ROWS,
+    forward=ONNX_FORWARD,
 )
 # The handlers that every tab shares, as tests and scripts call them: `app.load_digit(300)`.
 load_digit, random_digit, image_to_x0 = (
