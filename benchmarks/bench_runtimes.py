@@ -18,17 +18,23 @@ exported graph (`DDPM_HUB_ONNX`, see space/ddpm_space/engine.py) only where onnx
 
 from __future__ import annotations
 
-import argparse
-import copy
 import os
-import statistics
-import sys
-import tempfile
-from pathlib import Path
 
-import common  # benchmarks/common.py: the script's folder is on sys.path
-import numpy as np
-import torch
+# As the Space runs (space/app.py): OpenMP threads that sleep instead of spin-waiting. Without it, 2 torch threads
+# beside other busy processes ran 10x slower per row than onnxruntime's pool on this shared machine. Set
+# OMP_WAIT_POLICY=ACTIVE in the environment to measure torch's default instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import common  # noqa: E402 (benchmarks/common.py: the script's folder is on sys.path)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIMES = ("eager", "compile", "ort")
@@ -100,7 +106,7 @@ def main(argv=None) -> None:
     from ddpm_hub.export import export
 
     machine = common.machine_info()
-    print(f"{common.command_line()}\n{common.load_line()}")
+    print(f"{common.command_line()}\n{common.load_line()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     pipe = DDPMHubPipeline.from_pretrained(args.model)
     pipe.unet.eval()
     flops = common.flops_per_image(pipe.unet)
@@ -185,6 +191,7 @@ def main(argv=None) -> None:
     result = {
         "title": "The U-Net on eager PyTorch, torch.compile and onnxruntime (CPU), like for like",
         "command": common.command_line(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "machine": machine,
         "threads": max(args.threads),
         "mflops_per_image": flops / 1e6,
