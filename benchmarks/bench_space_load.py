@@ -176,7 +176,8 @@ class UNetAlone:
         self.pipe = DDPMHubPipeline.from_pretrained(model or str(ROOT / "space" / "default_model"))
         self.pipe.unet.eval()
 
-    def seconds_per_row(self, rows: int, calls: int) -> float:
+    def seconds_per_row(self, rows: int, calls: int) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this thread) per U-Net row at `rows` rows per call."""
         torch, pipe = self.torch, self.pipe
         config = pipe.unet.config
         generator = torch.Generator().manual_seed(0)
@@ -187,10 +188,10 @@ class UNetAlone:
             labels = torch.where(torch.arange(rows) % 2 == 0, 3, pipe.num_classes)
         with torch.inference_mode():
             pipe.unet_forward(sample, timestep, labels)  # warm-up at this batch size
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             for _ in range(calls):
                 pipe.unet_forward(sample, timestep, labels)
-            return (time.perf_counter() - start) / (calls * rows)
+            return (time.perf_counter() - start) / (calls * rows), (time.thread_time() - cpu) / (calls * rows)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -286,11 +287,13 @@ def main(argv=None) -> None:
             print(f"Generate with {settings} ({settings['steps']} steps; {chain_rows} U-Net rows per chain per tick, "
                   f"{threads} torch thread(s))")  # fmt: skip
             run_users(url, 1, {**settings, "steps": 5}, Path(scratch) / "warmup", args.timeout)  # first-call costs
-            rows, alone, cpu = ({count: [] for count in rounds} for _ in range(3))
+            rows, alone, alone_cpu, cpu = ({count: [] for count in rounds} for _ in range(4))
             for repeat in range(args.repeats):
                 for count in rounds:
                     batch_rows = tick_rows(count, chain_rows, max_chains)
-                    alone[count].append(unet.seconds_per_row(batch_rows, args.unet_ticks))
+                    wall_per_row, cpu_per_row = unet.seconds_per_row(batch_rows, args.unet_ticks)
+                    alone[count].append(wall_per_row)
+                    alone_cpu[count].append(cpu_per_row)
                     before = cpu_snapshot(process.pid)
                     users = run_users(url, count, settings, Path(scratch) / f"round{count}_{repeat}", args.timeout)
                     cpu[count].append(cpu_breakdown(before, cpu_snapshot(process.pid)))
@@ -301,8 +304,10 @@ def main(argv=None) -> None:
                           f"{1 / alone[count][-1]:.0f} rows/s, the Space delivered {delivered:.0f} rows/s "
                           f"({delivered * alone[count][-1]:.1%}), slowest end {end:.1f} s   "
                           f"[{common.load_line()}]")  # fmt: skip
-                    print("    cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu[count][-1].items()
-                                                         if k != "wall_s"))  # fmt: skip
+                    busy = cpu[count][-1]
+                    per_cpu = delivered / busy["engine_thread"] * cpu_per_row if busy["engine_thread"] else 0.0
+                    print("    cores busy: " + ", ".join(f"{k} {v:.2f}" for k, v in busy.items() if k != "wall_s")
+                          + f"; rows per CPU-second, tick thread vs U-Net alone: {per_cpu:.1%}")  # fmt: skip
         finally:
             process.terminate()
             try:
@@ -319,6 +324,10 @@ def main(argv=None) -> None:
         ends = [max(u["end_s"] for u in repeat) for repeat in rows[count]]
         delivered = [count * int(settings["steps"]) * chain_rows / end for end in ends]  # U-Net rows per second
         share = common.ratio_stats(delivered, [1 / s for s in alone[count]])
+        # The same rows per CPU-second: what the tick thread made of the CPU it got, against the U-Net alone's.
+        engine_cores = [c["engine_thread"] for c in cpu[count]]
+        cpu_share = common.ratio_stats([d / c for d, c in zip(delivered, engine_cores, strict=True)],
+                                       [1 / s for s in alone_cpu[count]])  # fmt: skip
         users = [u for repeat in rows[count] for u in repeat]
         first = spread([u["first_frame_s"] for u in users if "first_frame_s" in u])
         end = spread([u["end_s"] for u in users])
@@ -335,12 +344,15 @@ def main(argv=None) -> None:
             "unet_alone_rows_per_s": [1 / s for s in alone[count]],
             "delivered_rows_per_s": delivered,
             "delivered_share": share,
+            "delivered_share_per_cpu_second": cpu_share,
             "cpu_cores": cpu[count],
         }
         print(f"{count:>5} {first['min'] or 0:10.2f} {first['median'] or 0:10.2f} {first['max'] or 0:10.2f} "
               f"{end['min']:8.1f} {end['median']:8.1f} {end['max']:8.1f} {count * alone_s:15.1f} "
               f"{count * digit_steps / end['max']:14.0f} {len(errors):>7} "
-              f"{share['median']:>12.1%} ({share['min']:.1%}-{share['max']:.1%}, n={share['n']})")  # fmt: skip
+              f"{share['median']:>12.1%} ({share['min']:.1%}-{share['max']:.1%}, n={share['n']}); per CPU-second "
+              f"of the tick thread {cpu_share['median']:.1%} "
+              f"({cpu_share['min']:.1%}-{cpu_share['max']:.1%})")  # fmt: skip
         for error in errors[:3]:
             print(f"      error: {error}")
 
@@ -362,6 +374,7 @@ def main(argv=None) -> None:
         print("(custom settings or --no_save: nothing saved)")
         return
     name = args.save_as or "space_load"
+    mean_cores = {key: statistics.mean(c[key] for c in at_goal["cpu_cores"]) for key in at_goal["cpu_cores"][0]}
     result = {
         "title": "The Space under load: simultaneous users pressing Generate with the page defaults"
         + ("" if not custom else f" ({settings['steps']} steps)"),
@@ -384,6 +397,7 @@ def main(argv=None) -> None:
                 "errors",
                 "U-Net rows / tick",
                 "delivered share of the U-Net's rows/s, median (min–max)",
+                "the same per CPU-second of the tick thread",
             ],
             [
                 [
@@ -395,6 +409,7 @@ def main(argv=None) -> None:
                     len(r["errors"]),
                     r["tick_rows"],
                     "{median:.1%} ({min:.1%}–{max:.1%})".format(**r["delivered_share"]),
+                    "{median:.1%} ({min:.1%}–{max:.1%})".format(**r["delivered_share_per_cpu_second"]),
                 ]
                 for count, r in report.items()
             ],
@@ -418,6 +433,17 @@ def main(argv=None) -> None:
                 "{median:.1%} ({min:.1%}–{max:.1%})".format(**at_goal["delivered_share"]),
                 f">= {GOALS['delivered_share']:.0%}",
                 checks[3][1],
+            ),
+            common.summary_row(
+                f"Space, {goal_users} users: U-Net rows per CPU-second of the engine's tick thread over the U-Net "
+                f"alone's; cores busy: tick thread {mean_cores['engine_thread']:.2f}, the Space's other threads "
+                f"{mean_cores['space_other_threads']:.2f}, the clients {mean_cores['clients']:.2f}, other processes "
+                f"{mean_cores['other_processes']:.2f}",
+                "",
+                "",
+                "{median:.1%} ({min:.1%}–{max:.1%})".format(**at_goal["delivered_share_per_cpu_second"]),
+                "",
+                None,
             ),
         ],
     }
