@@ -108,14 +108,16 @@ def is_frame(output) -> bool:
     return x is not None and not str(info).startswith("**Waiting")
 
 
-def run_users(url: str, count: int, settings: dict, downloads: Path, timeout: float) -> list[dict]:
-    """`count` users submit Generate at the same moment; per user: first frame, end, error."""
+def run_users(url: str, count: int, settings: dict, downloads: Path | None, timeout: float) -> list[dict]:
+    """`count` users submit Generate at the same moment; per user: first frame, end, error. `downloads` None: the
+    clients take the pictures' URLs without fetching them (a lighter load generator; the server serves no files)."""
     from gradio_client import Client
 
     clients = [
-        Client(url, verbose=False, download_files=str(downloads / f"user{i}"), analytics_enabled=False)
+        Client(url, verbose=False, analytics_enabled=False,
+               download_files=False if downloads is None else str(downloads / f"user{i}"))
         for i in range(count)
-    ]
+    ]  # fmt: skip
     start = threading.Barrier(count)
     results = [{} for _ in range(count)]
 
@@ -258,6 +260,8 @@ def main(argv=None) -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one user may take")
     parser.add_argument("--repeats", type=int, default=1, help="times every round runs (U-Net alone before each)")
     parser.add_argument("--unet_ticks", type=int, default=10, help="U-Net calls timed alone before each round")
+    parser.add_argument("--no_downloads", action="store_true",
+                        help="clients do not fetch the streamed pictures (less client CPU)")  # fmt: skip
     parser.add_argument("--no_save", action="store_true", help="print only")
     parser.add_argument("--save_as", default=None, help="save custom settings as results/NAME.json anyway")
     args = parser.parse_args(argv)
@@ -295,7 +299,8 @@ def main(argv=None) -> None:
                     alone[count].append(wall_per_row)
                     alone_cpu[count].append(cpu_per_row)
                     before = cpu_snapshot(process.pid)
-                    users = run_users(url, count, settings, Path(scratch) / f"round{count}_{repeat}", args.timeout)
+                    folder = None if args.no_downloads else Path(scratch) / f"round{count}_{repeat}"
+                    users = run_users(url, count, settings, folder, args.timeout)
                     cpu[count].append(cpu_breakdown(before, cpu_snapshot(process.pid)))
                     rows[count].append(users)
                     end = max(u["end_s"] for u in users)
@@ -383,6 +388,7 @@ def main(argv=None) -> None:
         "threads": args.threads or 0,
         "settings": settings,
         "repeats": args.repeats,
+        "client_downloads": not args.no_downloads,
         "rows_per_chain": chain_rows,
         "rounds": report,
         "loadavg_end": [round(x, 2) for x in os.getloadavg()],
