@@ -144,7 +144,7 @@ class BoundTermsMixin:
             raise _invalid("decoder", decoder, ", ".join(repr(d) for d in DECODERS))
         log_variance = p["log_variance"]
         if not str(self.config.variance_type).startswith("learned"):  # sigma_1^2 = beta_1, see the section comment
-            log_variance = torch.full_like(log_variance, float(self.betas[0].double().log()))
+            log_variance = torch.full_like(log_variance, float(self.betas_float64[0].log()))
         return self.gaussian_log_likelihood(x_0, p["mean"], log_variance)
 
     def p_mean_variance(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> dict[str, torch.Tensor]:
@@ -249,7 +249,7 @@ class BoundTermsMixin:
         t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
         p = self.p_mean_variance(model_output, x_t, t)
         forward_mean = self.q_step(x_prev, t, torch.zeros_like(x_prev))  # sqrt(alpha_t) x_{t-1}
-        forward_log_variance = _per_sample(torch.log(self.fixed_variance(t, "beta")), x_t.ndim).to(x_t)
+        forward_log_variance = self._step_variances(t, t - 1, x_t.shape)[0].log().to(x_t)  # log beta_t, float64
         log_q = mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
         log_p = mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
         if decoder not in DECODERS:
