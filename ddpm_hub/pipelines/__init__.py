@@ -1,4 +1,4 @@
-from .bound import BitsPerDimOutput, BoundStep, ElboEstimates
+from .bound import BitsPerDimOutput, BoundStep, ElboEstimates, PosteriorAtT, PosteriorKL
 from .chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
 from .pipeline_ddpm import DDPMHubPipeline
 
@@ -11,4 +11,6 @@ __all__ = [
     "DenoisingStep",
     "ElboEstimates",
     "NoisingStep",
+    "PosteriorAtT",
+    "PosteriorKL",
 ]

@@ -24,7 +24,14 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .bound import BitsPerDimOutput, BoundMixin, BoundStep, ElboEstimates  # noqa: F401  (re-exported)
+from .bound import (  # noqa: F401  (re-exported)
+    BitsPerDimOutput,
+    BoundMixin,
+    BoundStep,
+    ElboEstimates,
+    PosteriorAtT,
+    PosteriorKL,
+)
 from .chain import (  # noqa: F401  (ChainModelInput, NoisingStep, classifier_free_guidance: re-exported)
     ChainModelInput,
     DenoisingChain,
