@@ -171,6 +171,7 @@ ENDPOINT_TESTS = {
     "/noise_denoise": "test_noise_denoise",
     "/bound": "test_bound",
     "/at_t": "test_at_t",
+    "/posterior_at_t": "test_posterior_at_t",
     "/fresh_noise": "test_question_1_fresh_noise",
     "/timestep_input": "test_question_2_timestep_input",
     "/noise_vs_x0": "test_question_3_noise_vs_x0",
@@ -302,6 +303,21 @@ def test_at_t(app, client, digit):
     plot_ok(weights)
 
 
+def test_posterior_at_t(app, client, digit):
+    """mu_tilde, mu_theta and their difference, and the table whose two forms of the mean part agree."""
+    *means, table = client.predict(gradio_client.handle_file(digit), "any", 10, 0, api_name="/posterior_at_t")
+    mu_tilde, mu_theta, difference = (picture(output, one_image(app)) for output in means)
+    assert not np.array_equal(mu_tilde, difference)
+    assert "t = 10" in table and numbers(table)
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| $")}
+    mean_part = next(cells for name, cells in rows.items() if "2\\sigma_t^2)$" in name and "tilde\\mu" in name)
+    from_noise = next(cells for name, cells in rows.items() if "hat\\epsilon" in name)
+    assert [float(c.strip(" |*")) for c in mean_part] == pytest.approx([float(c.strip(" |*")) for c in from_noise])
+    # t = 0 has no KL: a message, no pictures
+    *means, message = client.predict(gradio_client.handle_file(digit), "any", 0, 0, api_name="/posterior_at_t")
+    assert all(file_path(output) is None for output in means) and "decoder" in message
+
+
 def test_question_1_fresh_noise(app, client):
     final, outputs = result_and_outputs(client, "3", 2.0, "ddpm-fixed_small", STEPS, 1, 1, api_name="/fresh_noise")
     noise, mean = (picture(output, one_image(app)) for output in latest_files(outputs)[:2])
@@ -411,6 +427,7 @@ IMAGE_ENDPOINTS = {  # every endpoint that takes an upload: the arguments after 
     "/noise_denoise": (200, "any", 1.0, "ddim", 0.0, 20, 0, 1),
     "/bound": ("any", 0),
     "/at_t": ("any", 10, 0),
+    "/posterior_at_t": ("any", 10, 0),
     "/noise_vs_x0": ("3", 2.0, STEPS, 3, 1),
     "/elbo_forms": ("any", 16, 0),
 }
