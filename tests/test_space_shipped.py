@@ -161,6 +161,7 @@ def result_and_outputs(client, *args, api_name: str):
 ENDPOINT_TESTS = {
     "/forward": "test_forward",
     "/schedules": "test_schedules_and_variances",
+    "/q_histogram": "test_q_histogram",
     "/variances": "test_schedules_and_variances",
     "/load_digit": "test_digits",
     "/random_digit": "test_digits",
@@ -236,6 +237,11 @@ def test_forward(app, client, digit):
     width, height = Image.open(file_path(strip)).size
     assert width > height > 2 * app.RESOLUTION
     assert len(numbers(stats)) >= 4 and "x_t" in formula
+
+
+def test_q_histogram(client, digit):
+    for t in (0, 250, 999):
+        plot_ok(client.predict(gradio_client.handle_file(digit), t, 0, api_name="/q_histogram"))
 
 
 def test_schedules_and_variances(client):
@@ -424,6 +430,7 @@ def test_odd_images_are_converted(app, client, kind, tmp_path):
 REFUSED = ["not-an-image", "huge-claimed"]
 IMAGE_ENDPOINTS = {  # every endpoint that takes an upload: the arguments after the image
     "/forward": (20, 0),
+    "/q_histogram": (20, 0),
     "/noise_denoise": (200, "any", 1.0, "ddim", 0.0, 20, 0, 1),
     "/bound": ("any", 0),
     "/at_t": ("any", 10, 0),
