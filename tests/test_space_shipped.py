@@ -169,6 +169,8 @@ ENDPOINT_TESTS = {
     "/scrub": "test_generate_scrub_and_export",
     "/export_gif": "test_generate_scrub_and_export",
     "/compare": "test_compare",
+    "/guidance_at_step": "test_guidance_at_step",
+    "/variance_pair": "test_variance_pair",
     "/noise_denoise": "test_noise_denoise",
     "/bound": "test_bound",
     "/at_t": "test_at_t",
@@ -276,6 +278,28 @@ def test_compare(app, client):
     for output in latest_files(outputs)[:4]:
         picture(output, one_image(app))
     assert f"**DDPM** step {STEPS} / {STEPS}" in final[-1] and f"**DDIM** step {STEPS} / {STEPS}" in final[-1]
+
+
+def test_guidance_at_step(app, client):
+    *pictures, info = client.predict("3", 2.0, STEPS, 400, 0, api_name="/guidance_at_step")
+    x_t, eps_u, eps_c, difference, eps_hat, x0_hat = (picture(output, one_image(app)) for output in pictures)
+    assert not np.array_equal(eps_c, eps_u) and not np.array_equal(difference, eps_hat)
+    assert f"/ {STEPS}, t = " in info and "w = 2" in info and numbers(info)
+    # nothing to combine without a digit: a message, no pictures
+    *pictures, info = client.predict("any", 2.0, STEPS, 400, 0, api_name="/guidance_at_step")
+    assert all(file_path(output) is None for output in pictures) and "Nothing to combine" in info
+
+
+@pytest.mark.parametrize("last_noise", [False, True])
+def test_variance_pair(app, client, last_noise):
+    final, outputs = result_and_outputs(client, "3", 1.5, STEPS, 0, 1, last_noise, api_name="/variance_pair")
+    x_T, beta, beta_tilde, difference = (picture(output, one_image(app)) for output in latest_files(outputs)[:4])
+    assert not np.array_equal(beta, beta_tilde)
+    info = final[-1]
+    assert info.startswith(f"**Done: {STEPS} steps each**") and numbers(info)
+    rows = [line for line in info.splitlines() if line.startswith("| $\\sigma_t^2$")]
+    assert len(rows) == 2 and "returns the mean" in rows[1]  # beta-tilde of the step to x_0 is 0
+    assert ("adds σₜz" in rows[0]) == last_noise
 
 
 def test_noise_denoise(app, client, digit):

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ddpm_hub import DDPMHubScheduler
 
 from .inputs import as_int, as_label, as_seed, generator, image_to_x0
-from .pictures import EPS_RANGE, single
+from .pictures import EPS_RANGE, signed, single
 from .state import UNCONDITIONAL, Space, bind
 from .text import LATEX, fmt, text
 from .widgets import LIVE, ONE_AT_A_TIME, ImageSource, Page, digit_picker, picture, seed_box
@@ -186,12 +186,6 @@ def bound_stream(space: Space, image: Any, digit: Any = "any", seed: float = 0):
 # ---------------------------------------------------------------------------------------------------------------------
 # One t in detail
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def signed(image: torch.Tensor) -> np.ndarray:
-    """A signed map shown with its own largest |value| as black (-) / white (+)."""
-    largest = float(image.abs().max())
-    return single(image, largest if largest > 0 else 1.0)
 
 
 def at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: float = 0):
