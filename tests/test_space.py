@@ -741,7 +741,8 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     assert app.DEFAULT_GUIDANCE == 1.5 and app.GUIDANCE_CURVE["plot_path"].endswith("eval_guidance.png")
     config = app.demo.get_config_file()
     sliders = [c["props"] for c in config["components"] if c["props"].get("label") == "Guidance scale w"]
-    assert sorted(p["value"] for p in sliders).count(1.5) == 2  # Generate and DDPM vs DDIM; the questions keep 2
+    # Generate, Guidance on pictures, DDPM vs DDIM and β vs β̃; the questions keep 2
+    assert sorted(p["value"] for p in sliders).count(1.5) == 4
     assert all(p["value"] in (1.5, 2.0) for p in sliders)
     labels = [c["props"].get("label") for c in config["components"]]
     assert "How much guidance? Measured on this model" in labels
