@@ -125,7 +125,7 @@ def build(space: Space, page: Page) -> dict:
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=290):
                 with gr.Row():
-                    run = gr.Button("▶ Run both", variant="primary", scale=2, min_width=80)
+                    run = gr.Button("▶ Run both chains", variant="primary", scale=2, min_width=80)
                     stop = gr.Button("■ Stop", variant="stop", scale=1, min_width=80)
                 digit, guidance = digit_and_guidance(space.num_classes, "3", page.default_guidance)
                 steps = gr.Slider(1, space.T, value=min(100, space.T), step=1, label="DDPM steps")
