@@ -32,7 +32,7 @@ def parts_info(step, w: float) -> str:
     return (
         f"**Step {step.step_index + 1} / {step.num_steps}, t = {step.timestep}** · w = {w:g} · "
         "ε shown with −3…3 as black…white, the difference at its own scale\n\n"
-        "| | root mean square per pixel | largest |value| |\n|:--|--:|--:|\n"
+        "| | root mean square per pixel | largest absolute value |\n|:--|--:|--:|\n"
         f"| $\\epsilon_u$ | {rms(parts.unconditional):.4f} | {fmt(float(parts.unconditional.abs().max()))} |\n"
         f"| $\\epsilon_c$ | {rms(parts.conditional):.4f} | {fmt(float(parts.conditional.abs().max()))} |\n"
         f"| $\\epsilon_c - \\epsilon_u$ | {rms(parts.difference):.4f} | {fmt(float(parts.difference.abs().max()))} |\n"

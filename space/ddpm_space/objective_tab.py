@@ -341,13 +341,12 @@ def build(space: Space, page: Page) -> dict:
             numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
             weights = gr.Plot(label="weights at t", show_label=False)
         gr.Markdown(text("posterior_at_t"), latex_delimiters=LATEX)
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=2), gr.Row():
-                means = [
-                    picture(label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}")
-                    for name, label in zip(POSTERIOR_IDS, POSTERIOR_LABELS, strict=True)
-                ]
-            posterior_table = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-posterior")
+        with gr.Row():  # the three pictures in a row, the table below them at full width (beside, it was cut off)
+            means = [
+                picture(label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}")
+                for name, label in zip(POSTERIOR_IDS, POSTERIOR_LABELS, strict=True)
+            ]
+        posterior_table = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-posterior")
 
     event = run.click(
         bound,
