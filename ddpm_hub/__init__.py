@@ -27,6 +27,9 @@ _EXPORTS = {
     "ElboEstimates": ".pipelines.bound",
     "DenoisingStep": ".pipelines.chain",
     "NoisingStep": ".pipelines.chain",
+    "GuidanceParts": ".pipelines.chain",
+    "PosteriorAtT": ".pipelines.bound",
+    "PosteriorKL": ".pipelines.bound",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
     "DDPMHubScheduler": ".schedulers.scheduling_ddpm",
     "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
@@ -49,17 +52,20 @@ __all__ = [
     "DenoisingStep",
     "ElboEstimates",
     "GaussianMixture",
+    "GuidanceParts",
     "MixtureDenoiser",
     "MixtureDenoiserOutput",
     "NoisingStep",
+    "PosteriorAtT",
+    "PosteriorKL",
 ]
 
 if TYPE_CHECKING:
     from .mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
     from .models.mlp import DDPMHubMLP, DDPMHubMLPOutput
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates
-    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates, PosteriorAtT, PosteriorKL
+    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, GuidanceParts, NoisingStep
     from .pipelines.pipeline_ddpm import DDPMHubPipeline
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput

@@ -33,7 +33,7 @@ from .models.mlp import DDPMHubMLP
 from .schedulers.scheduling_ddpm import DDPMHubScheduler
 from .training import diffusion_loss, step_generator
 
-DEFAULT_NUM_STEPS = 3000
+DEFAULT_NUM_STEPS = 3000  # the live "train it yourself" run; the bundled models use --num_steps 12000
 DEFAULT_BATCH_SIZE = 256
 DEFAULT_LEARNING_RATE = 2e-3
 WARMUP_STEPS = 100

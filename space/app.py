@@ -1,10 +1,10 @@
 """ddpm-hub Space: see how a denoising diffusion model works, one step at a time.
 
-Tabs: ① forward noising (q(x_t | x_0), the schedules); ② reverse generation (the chain streamed, scrubbed, exported;
-DDPM vs DDIM; noise then denoise); ③ the objective (the bound term by term, one t in detail, the notes' four
-questions as live experiments). This file holds the constants, the model(s) loaded once, and composes the tabs; each
-tab's module in `ddpm_space/` lays out and wires its own controls (`build`), the prose is in `text/*.md`, and every
-number comes from the `ddpm_hub` library.
+Tabs: ① forward noising (q(x_t | x_0) and its histogram, the schedules); ② reverse generation (the chain streamed,
+scrubbed, exported; guidance on pictures; DDPM vs DDIM; β vs β̃; noise then denoise); ③ the objective (the bound term
+by term, one t in detail with the posterior's numbers, the notes' four questions as live experiments). This file
+holds the constants, the model(s) loaded once, and composes the tabs; each tab's module in `ddpm_space/` lays out and
+wires its own controls (`build`), the prose is in `text/*.md`, and every number comes from the `ddpm_hub` library.
 
 Environment:
     DDPM_HUB_MODEL     a saved pipeline folder or a Hub repo id (default: `default_model/` next to this file)
@@ -32,12 +32,14 @@ from ddpm_space import (  # noqa: E402
     compare_tab,
     denoise_tab,
     forward_tab,
+    guidance_tab,
     hosting,
     inputs,
     loading,
     objective_tab,
     questions,
     reverse_tab,
+    variance_pair_tab,
 )
 from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.state import MAX_BATCH, MAX_COPIES, Space, bind  # noqa: E402, F401 (MAX_COPIES: read as app.MAX_COPIES)
@@ -130,7 +132,9 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         HANDLERS = forward_tab.build(SPACE, page)
         with gr.Tab("② Reverse generation", id="reverse"), gr.Tabs(overflow_behavior="wrap"):
             HANDLERS |= reverse_tab.build(SPACE, page, GUIDANCE_CURVE)
+            HANDLERS |= guidance_tab.build(SPACE, page)
             HANDLERS |= compare_tab.build(SPACE, page)
+            HANDLERS |= variance_pair_tab.build(SPACE, page)
             HANDLERS |= denoise_tab.build(SPACE, page)
         # The bound's introduction once, folded, in its own sub-tab: above the sub-tabs it pushed every question's
         # Run button 1.5 screens down. The sub-tabs wrap instead of hiding the questions in a "⋯" menu.

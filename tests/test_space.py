@@ -590,6 +590,10 @@ ENDPOINTS = {
     "/noise_denoise",
     "/bound",
     "/at_t",
+    "/posterior_at_t",
+    "/q_histogram",
+    "/guidance_at_step",
+    "/variance_pair",
     "/fresh_noise",
     "/timestep_input",
     "/noise_vs_x0",
@@ -737,7 +741,8 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     assert app.DEFAULT_GUIDANCE == 1.5 and app.GUIDANCE_CURVE["plot_path"].endswith("eval_guidance.png")
     config = app.demo.get_config_file()
     sliders = [c["props"] for c in config["components"] if c["props"].get("label") == "Guidance scale w"]
-    assert sorted(p["value"] for p in sliders).count(1.5) == 2  # Generate and DDPM vs DDIM; the questions keep 2
+    # Generate, Guidance on pictures, DDPM vs DDIM and β vs β̃; the questions keep 2
+    assert sorted(p["value"] for p in sliders).count(1.5) == 4
     assert all(p["value"] in (1.5, 2.0) for p in sliders)
     labels = [c["props"].get("label") for c in config["components"]]
     assert "How much guidance? Measured on this model" in labels
@@ -747,3 +752,22 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     assert "| **DDPM 100** | **1.5** | **200** | **99.2%** | **1.50×** |" in text
     assert "| DDPM 100 | 1 | 100 | 95.0% | 1.25× |" in text
     assert "(DDPM 100 steps," in text and "Page default: **w = 1.5**" in text
+
+
+def test_api_posterior_guidance_pair_and_histogram(app, client):
+    """The four views on the tiny model: the posterior's table carries the library's numbers for the same draw, the
+    guidance step and the two variance chains run in the engine, the histogram plots."""
+    from gradio_client import handle_file
+
+    path, _ = client.predict(300, api_name="/load_digit")
+    *means, table = client.predict(handle_file(path), "any", 7, 3, api_name="/posterior_at_t")
+    assert [pixels(picture).shape for picture in means] == [(28 * SCALE, 28 * SCALE)] * 3
+    out = app.SPACE.pipe.posterior_at_t(app.image_to_x0(path), 7, generator=torch.Generator().manual_seed(3))
+    kl = out.terms["beta_tilde"].kl[0]
+    assert f"{float(out.terms['beta_tilde'].mean_part[0]):.10g}" in table and app.objective_tab.fmt(float(kl)) in table
+    assert client.predict(handle_file(path), 30, 0, api_name="/q_histogram")["type"] == "matplotlib"
+    *pictures, info = client.predict("3", 2.0, 10, 20, 0, api_name="/guidance_at_step")
+    assert [pixels(picture).shape for picture in pictures] == [(28 * SCALE, 28 * SCALE)] * 6
+    assert "t = 20" in info  # 10 of 50 steps: t = 45, 40, ..., 20
+    *pictures, info = client.predict("3", 2.0, 5, 0, 2, True, api_name="/variance_pair")
+    assert info.startswith("**Done: 5 steps each**") and "adds σₜz" in info
