@@ -333,6 +333,12 @@ def test_mlp_output_shapes_and_timestep_forms():
     by_int = model(x, 10).sample
     torch.testing.assert_close(model(x, torch.tensor(10)).sample, by_int)
     torch.testing.assert_close(model(x, torch.full((5,), 10)).sample, by_int)
+    # one t for the batch is embedded once and broadcast: the same as each row alone, and as mixed t's row by row
+    rows = torch.cat([model(x[i : i + 1], 10).sample for i in range(5)])
+    torch.testing.assert_close(by_int, rows)
+    mixed = model(x, torch.tensor([10, 10, 3, 10, 10])).sample
+    torch.testing.assert_close(mixed[[0, 1, 3, 4]], by_int[[0, 1, 3, 4]])
+    torch.testing.assert_close(mixed[2], model(x[2:3], 3).sample[0])
     assert not torch.allclose(model(x, torch.arange(5) * 100).sample, by_int)  # t matters
     (as_tuple,) = model(x, 10, return_dict=False)
     torch.testing.assert_close(as_tuple, by_int)
