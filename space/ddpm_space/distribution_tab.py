@@ -204,15 +204,15 @@ def forward(twod: TwoD, preset: str = "ring8", spread: float = 1.0, t: float = 1
 
     ab = alpha_bar(twod, t)
     stds = noised.stds[:, 0]
-    spread_text = (
-        f"{float(stds.min()):.3f}"
-        if float(stds.max() - stds.min()) < 5e-4
-        else (f"{float(stds.min()):.3f} to {float(stds.max()):.3f}")
-    )
+
+    def span(values: torch.Tensor, digits: str) -> str:
+        low, high = (format(float(v), digits) for v in (values.min(), values.max()))
+        return low if low == high else f"{low} to {high}"
+
     numbers = (
         f"**t = {t}** · $\\sqrt{{\\bar\\alpha_t}}$ = {math.sqrt(ab):.4f} · $\\sqrt{{1-\\bar\\alpha_t}}$ = "
-        f"{math.sqrt(1 - ab):.4f} · the {mix.num_components} component(s) of q(x_t) have std {spread_text} "
-        f"(data: {float(mix.stds.min()):.3g} to {float(mix.stds.max()):.3g}) and means moved to "
+        f"{math.sqrt(1 - ab):.4f} · the {mix.num_components} component(s) of q(x_t) have std {span(stds, '.3f')} "
+        f"(data: {span(mix.stds, '.3g')}) and means moved to "
         f"{math.sqrt(ab):.3f}× their place.\n\n"
         "$$q(x_t) = \\sum_k \\pi_k\\,\\mathcal N\\!\\big(\\sqrt{\\bar\\alpha_t}\\,\\mu_k,\\;"
         "(\\bar\\alpha_t s_k^2 + 1-\\bar\\alpha_t)\\,I\\big)$$"
@@ -286,8 +286,9 @@ def score(twod: TwoD, preset: str = "ring8", spread: float = 1.0, t: float = 100
     error_map = noise_error_map(twod, mix, model, t)
     curve = error_by_t(twod, mix, model)
 
-    figure = Figure(figsize=(13.0, 3.7), dpi=90, layout="constrained")
-    exact_ax, learned_ax, error_ax, curve_ax = figure.subplots(1, 4, width_ratios=(1, 1, 1.2, 1.2))
+    # Two rows of two: one row of four was unreadable at a phone's 400 px
+    figure = Figure(figsize=(8.4, 7.6), dpi=90, layout="constrained")
+    (exact_ax, learned_ax), (error_ax, curve_ax) = figure.subplots(2, 2)
     scale = float(np.quantile(true.norm(dim=1).numpy(), 0.5)) or 1.0  # the median exact arrow is one cell long
     for ax, field, colour, title in (
         (exact_ax, true, ORACLE_COLOUR, r"exact $\nabla\log q(x_t)$"),
@@ -326,9 +327,23 @@ def score(twod: TwoD, preset: str = "ring8", spread: float = 1.0, t: float = 100
     bulk = float((torch.from_numpy(error_map) ** 2 * mass).sum().sqrt())
     far = error_map[noised_density < 1e-3 * noised_density.max()]
     far_text = f"{float(np.median(far)):.3g}" if far.size else "—"
+    # The arrows where q(x_t) is under 1/1000 of its peak: how long the learned ones are, and how they turn
+    noised = mix.noised(alpha_bar(twod, t))
+    arrow_log_q = noised.log_prob(grid_points(ARROW_GRID)[1])
+    far_arrows = arrow_log_q < arrow_log_q.max() - math.log(1000)
+    if far_arrows.any():
+        ratio = float((learned.norm(dim=1) / true.norm(dim=1))[far_arrows].median())
+        cosine = torch.nn.functional.cosine_similarity(learned, true)[far_arrows].clamp(-1, 1)
+        angle = math.degrees(math.acos(float(cosine.median())))
+        arrows_text = (
+            f" There the learned arrows are **{ratio:.2g}×** as long as the exact ones and **{angle:.0f}°** off "
+            f"their direction (medians over {int(far_arrows.sum())} arrows)."
+        )
+    else:
+        arrows_text = ""
     numbers = (
         f"{note}\n\n**At t = {t}**: RMS noise error weighted by q(x_t) on the grid **{bulk:.3g}**; median where "
-        f"q(x_t) is under 1/1000 of its peak **{far_text}** (the map); over draws of q(x_t) "
+        f"q(x_t) is under 1/1000 of its peak **{far_text}** (the map).{arrows_text} Over draws of q(x_t) "
         f"(the curve, {ERROR_POINTS} per t): from **{float(curve.min()):.3g}** to **{float(curve.max()):.3g}**."
     )
     return figure, numbers
@@ -755,8 +770,12 @@ def build(space, page: Page, twod: TwoD) -> dict:
                         scale=3,
                         min_width=260,
                     )
-                    steps = gr.Slider(10, T, value=100, step=10, label="steps (DDPM, DDIM)", min_width=160)
-                    particles = gr.Slider(200, 4000, value=2000, step=100, label="particles", min_width=160)
+                    steps = gr.Slider(
+                        10, T, value=100, step=10, label="steps (DDPM, DDIM)", min_width=160, elem_id="twod-steps"
+                    )
+                    particles = gr.Slider(
+                        200, 4000, value=2000, step=100, label="particles", min_width=160, elem_id="twod-particles"
+                    )
                     run = gr.Button("▶ Run both", variant="primary", min_width=120)
                 reverse_info = gr.Markdown(latex_delimiters=LATEX, elem_id="twod-reverse-info")
                 reverse_plot = plot("twod-reverse-plot")
@@ -772,7 +791,13 @@ def build(space, page: Page, twod: TwoD) -> dict:
                 gr.Markdown(text("twod_train"), latex_delimiters=LATEX)
                 with gr.Row(equal_height=True):
                     train_steps = gr.Slider(
-                        TRAIN_EVERY, 5000, value=1500, step=TRAIN_EVERY, label="training steps", scale=3
+                        TRAIN_EVERY,
+                        5000,
+                        value=1500,
+                        step=TRAIN_EVERY,
+                        label="training steps",
+                        scale=3,
+                        elem_id="twod-train-steps",
                     )
                     fit = gr.Button("▶ Train on this data", variant="primary", min_width=160)
                 train_info = gr.Markdown(latex_delimiters=LATEX, elem_id="twod-train-info")
