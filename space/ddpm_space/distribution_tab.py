@@ -436,14 +436,15 @@ def reverse(
         _chain_frames(twod, m, sampler, num_steps, particles, seed)
         for m in (MixtureDenoiser(mix, twod.scheduler), model)
     ]
+    names = ("exact score", "learned score") if sampler == "langevin" else ("exact E[ε | x_t]", "learned ε̂")
     paths = ([], [])
     started = time.perf_counter()
     for (number, total, label, exact), (_, _, _, learned) in zip(*runs, strict=True):
         for track, cloud in zip(paths, (exact, learned), strict=True):
             track.append(cloud[: PATHS.get(sampler, NOISY_PATHS)].numpy())
         panels = [
-            (f"exact E[ε | x_t] · {label}", ORACLE_COLOUR, exact.numpy(), paths[0]),
-            (f"learned ε̂ · {label}", LEARNED_COLOUR, learned.numpy(), paths[1]),
+            (f"{names[0]} · {label}", ORACLE_COLOUR, exact.numpy(), paths[0]),
+            (f"{names[1]} · {label}", LEARNED_COLOUR, learned.numpy(), paths[1]),
         ]
         if number == total:
             break
