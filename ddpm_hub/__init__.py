@@ -16,6 +16,8 @@ _EXPORTS = {
     "DDPMHubMLP": ".models.mlp",
     "DDPMHubMLPOutput": ".models.mlp",
     "MIXTURE_PRESETS": ".mixture",
+    "LangevinLevel": ".mixture",
+    "annealed_langevin": ".mixture",
     "GaussianMixture": ".mixture",
     "MixtureDenoiser": ".mixture",
     "MixtureDenoiserOutput": ".mixture",
@@ -53,15 +55,24 @@ __all__ = [
     "ElboEstimates",
     "GaussianMixture",
     "GuidanceParts",
+    "LangevinLevel",
     "MixtureDenoiser",
     "MixtureDenoiserOutput",
     "NoisingStep",
     "PosteriorAtT",
     "PosteriorKL",
+    "annealed_langevin",
 ]
 
 if TYPE_CHECKING:
-    from .mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
+    from .mixture import (
+        MIXTURE_PRESETS,
+        GaussianMixture,
+        LangevinLevel,
+        MixtureDenoiser,
+        MixtureDenoiserOutput,
+        annealed_langevin,
+    )
     from .models.mlp import DDPMHubMLP, DDPMHubMLPOutput
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
     from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates, PosteriorAtT, PosteriorKL

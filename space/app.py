@@ -2,7 +2,8 @@
 
 Tabs: ① forward noising (q(x_t | x_0) and its histogram, the schedules); ② reverse generation (the chain streamed,
 scrubbed, exported; guidance on pictures; DDPM vs DDIM; β vs β̃; noise then denoise); ③ the objective (the bound term
-by term, one t in detail with the posterior's numbers, the notes' four questions as live experiments). This file
+by term, one t in detail with the posterior's numbers, the notes' four questions as live experiments); ④ the whole
+distribution in 2-D (a Gaussian mixture: the exact density, score and bound beside a small learned model). This file
 holds the constants, the model(s) loaded once, and composes the tabs; each tab's module in `ddpm_space/` lays out and
 wires its own controls (`build`), the prose is in `text/*.md`, and every number comes from the `ddpm_hub` library.
 
@@ -31,6 +32,7 @@ import torch  # noqa: E402
 from ddpm_space import (  # noqa: E402
     compare_tab,
     denoise_tab,
+    distribution_tab,
     forward_tab,
     guidance_tab,
     hosting,
@@ -64,6 +66,7 @@ MAX_QUEUED = 16  # chains waiting for a slot at most; Gradio's own queue holds t
 # Ticks with at least this many rows run the U-Net in bfloat16 on a CPU with native bf16 (unset: always float32;
 # bfloat16 changes the samples slightly, so a chain then no longer matches its seed run alone exactly).
 BF16_MIN_ROWS = int(os.environ["DDPM_HUB_BF16_MIN_ROWS"]) if os.environ.get("DDPM_HUB_BF16_MIN_ROWS") else None
+MIXTURE_MODELS = HERE / "mixture_models"  # the 2-D tab's learned noise predictors, one per preset (spread 1)
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
 CSS = (HERE / "text" / "style.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(
@@ -108,6 +111,8 @@ SPACE.engine = Engine(
     max_queued=MAX_QUEUED,
     bf16_min_rows=BF16_MIN_ROWS,
 )
+# The 2-D tab's models: the tiny MLPs of space/mixture_models/ beside the exact mixture denoiser (no U-Net, no engine).
+TWOD = distribution_tab.load(MIXTURE_MODELS)
 # The handlers that every tab shares, as tests and scripts call them: `app.load_digit(300)`.
 load_digit, random_digit, image_to_x0 = (
     bind(SPACE, fn) for fn in (inputs.load_digit, inputs.random_digit, inputs.image_to_x0)
@@ -141,6 +146,7 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         with gr.Tab("③ The objective", id="objective"), gr.Tabs(overflow_behavior="wrap"):
             HANDLERS |= objective_tab.build(SPACE, page)
             HANDLERS |= questions.build(SPACE, page)
+        HANDLERS |= distribution_tab.build(SPACE, page, TWOD)
     gr.Markdown(text("footer"))
 
 demo.queue(default_concurrency_limit=2, max_size=64)

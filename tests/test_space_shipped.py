@@ -179,6 +179,12 @@ ENDPOINT_TESTS = {
     "/timestep_input": "test_question_2_timestep_input",
     "/noise_vs_x0": "test_question_3_noise_vs_x0",
     "/elbo_forms": "test_question_4_elbo_forms",
+    "/twod_forward": "test_twod_forward_and_score",
+    "/twod_score": "test_twod_forward_and_score",
+    "/twod_reverse": "test_twod_reverse",
+    "/twod_variance": "test_twod_variance",
+    "/twod_variance_check": "test_twod_variance",
+    "/twod_train": "test_twod_train",
 }
 
 
@@ -442,6 +448,45 @@ def hostile_upload(kind: str, folder: Path) -> Path:
     else:
         raise AssertionError(kind)
     return path
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ④ The whole distribution (2-D), on the bundled 2-D models (space/mixture_models)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_twod_forward_and_score(app, client):
+    assert set(app.TWOD.pretrained) == {"ring8", "two_blobs", "point", "standard_normal"}
+    plot, formula = client.predict("ring8", 1.0, 100, 0, api_name="/twod_forward")
+    plot_ok(plot)
+    assert "t = 100" in formula and len(numbers(formula)) >= 3
+    for spread, said in ((1.0, "trained on this data"), (1.5, "trained at spread 1, not 1.5")):
+        plot, text = client.predict("two_blobs", spread, 10, api_name="/twod_score")
+        plot_ok(plot)
+        assert said in text and "At t = 10" in text
+
+
+def test_twod_reverse(client):
+    for sampler in ("ddpm-beta", "langevin"):
+        final, outputs = result_and_outputs(client, "ring8", 1.0, sampler, 20, 300, 0, api_name="/twod_reverse")
+        assert len(outputs) >= 3  # streamed, then done
+        plot_ok(final[0])
+        assert "done" in final[1] and len(numbers(final[1])) >= 3
+
+
+def test_twod_variance(client):
+    plot, text = client.predict(1.0, api_name="/twod_variance")
+    plot_ok(plot)
+    assert re.search(r"\| \*\*-?0\.000\*\* \|", text)  # s = 1, sigma^2 = beta: the bound is exact
+    plot, text = client.predict(0.01, 20, 0, api_name="/twod_variance_check")
+    plot_ok(plot)
+    assert "20 draws" in text and "σ²ₜ = β̃ₜ**" in text
+
+
+def test_twod_train(client):
+    final, outputs = result_and_outputs(client, "point", 1.0, 250, 0, api_name="/twod_train")
+    plot_ok(final[0])
+    assert "Trained 250 steps" in final[1] and len(numbers(final[1])) >= 3
 
 
 @pytest.mark.parametrize("kind", ["1x1", "cmyk", "rgba", "huge"])
