@@ -12,6 +12,8 @@ only draws them. The models are tiny, so the tab runs in its own concurrency gro
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -79,6 +81,7 @@ class TwoD:
 
     scheduler: object
     pretrained: dict[str, DDPMHubMLP]
+    pretrained_steps: dict[str, int | None] = dataclasses.field(default_factory=dict)  # from training.json
 
 
 @dataclass
@@ -94,11 +97,13 @@ class Trained:
 def load(folder: str | Path) -> TwoD:
     """The bundled models of `folder`/<preset>/ (`DDPMHubMLP.from_pretrained`), loaded once, in eval mode."""
     folder = Path(folder)
-    pretrained = {}
+    pretrained, steps = {}, {}
     for preset in MIXTURE_PRESETS:
         if (folder / preset / "config.json").is_file():
             pretrained[preset] = DDPMHubMLP.from_pretrained(folder / preset).eval()
-    return TwoD(scheduler=points_scheduler(), pretrained=pretrained)
+            record = folder / preset / "training.json"
+            steps[preset] = json.loads(record.read_text())["num_steps"] if record.is_file() else None
+    return TwoD(scheduler=points_scheduler(), pretrained=pretrained, pretrained_steps=steps)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -129,7 +134,9 @@ def learned_model(twod: TwoD, preset: str, spread: float, trained: Trained | Non
     if model is None:
         return DDPMHubMLP().eval(), "**Learned model:** none is bundled for this preset: an untrained MLP (ε̂ = 0)."
     if preset == "standard_normal" or math.isclose(spread, PRETRAINED_SPREAD):
-        return model, "**Learned model:** the bundled one, trained on this data (spread 1, 3000 steps)."
+        steps = twod.pretrained_steps.get(preset)
+        how_long = f", {steps:,} steps" if steps else ""
+        return model, f"**Learned model:** the bundled one, trained on this data (spread 1{how_long})."
     return model, (
         f"**Learned model:** the bundled one was trained at spread 1, not {spread:g}: it has learned other data. "
         "Train one on this data in *Train it yourself*."
