@@ -10,7 +10,6 @@ numbers are measurements, not timings: run it on any machine (about a minute on 
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import torch
@@ -25,7 +24,6 @@ def number_after(pattern: str, markdown: str) -> float:
 
 
 def main() -> None:
-    sys.path[:0] = [str(ROOT), str(ROOT / "space")]
     torch.set_num_threads(1)
     from ddpm_space import distribution_tab as tab
 
