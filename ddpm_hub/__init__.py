@@ -16,6 +16,8 @@ _EXPORTS = {
     "DDPMHubMLP": ".models.mlp",
     "DDPMHubMLPOutput": ".models.mlp",
     "MIXTURE_PRESETS": ".mixture",
+    "LangevinLevel": ".mixture",
+    "annealed_langevin": ".mixture",
     "GaussianMixture": ".mixture",
     "MixtureDenoiser": ".mixture",
     "MixtureDenoiserOutput": ".mixture",
@@ -27,6 +29,9 @@ _EXPORTS = {
     "ElboEstimates": ".pipelines.bound",
     "DenoisingStep": ".pipelines.chain",
     "NoisingStep": ".pipelines.chain",
+    "GuidanceParts": ".pipelines.chain",
+    "PosteriorAtT": ".pipelines.bound",
+    "PosteriorKL": ".pipelines.bound",
     "DDIMHubScheduler": ".schedulers.scheduling_ddim",
     "DDPMHubScheduler": ".schedulers.scheduling_ddpm",
     "DDPMHubSchedulerOutput": ".schedulers.scheduling_ddpm",
@@ -49,17 +54,29 @@ __all__ = [
     "DenoisingStep",
     "ElboEstimates",
     "GaussianMixture",
+    "GuidanceParts",
+    "LangevinLevel",
     "MixtureDenoiser",
     "MixtureDenoiserOutput",
     "NoisingStep",
+    "PosteriorAtT",
+    "PosteriorKL",
+    "annealed_langevin",
 ]
 
 if TYPE_CHECKING:
-    from .mixture import MIXTURE_PRESETS, GaussianMixture, MixtureDenoiser, MixtureDenoiserOutput
+    from .mixture import (
+        MIXTURE_PRESETS,
+        GaussianMixture,
+        LangevinLevel,
+        MixtureDenoiser,
+        MixtureDenoiserOutput,
+        annealed_langevin,
+    )
     from .models.mlp import DDPMHubMLP, DDPMHubMLPOutput
     from .models.unet import UNET_PRESETS, DDPMHubUNet2DModel, DDPMHubUNet2DOutput
-    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates
-    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+    from .pipelines.bound import BitsPerDimOutput, BoundStep, ElboEstimates, PosteriorAtT, PosteriorKL
+    from .pipelines.chain import ChainModelInput, DenoisingChain, DenoisingStep, GuidanceParts, NoisingStep
     from .pipelines.pipeline_ddpm import DDPMHubPipeline
     from .schedulers.scheduling_ddim import DDIMHubScheduler
     from .schedulers.scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput

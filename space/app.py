@@ -1,10 +1,11 @@
 """ddpm-hub Space: see how a denoising diffusion model works, one step at a time.
 
-Tabs: ① forward noising (q(x_t | x_0), the schedules); ② reverse generation (the chain streamed, scrubbed, exported;
-DDPM vs DDIM; noise then denoise); ③ the objective (the bound term by term, one t in detail, the notes' four
-questions as live experiments). This file holds the constants, the model(s) loaded once, and composes the tabs; each
-tab's module in `ddpm_space/` lays out and wires its own controls (`build`), the prose is in `text/*.md`, and every
-number comes from the `ddpm_hub` library.
+Tabs: ① forward noising (q(x_t | x_0) and its histogram, the schedules); ② reverse generation (the chain streamed,
+scrubbed, exported; guidance on pictures; DDPM vs DDIM; β vs β̃; noise then denoise); ③ the objective (the bound term
+by term, one t in detail with the posterior's numbers, the notes' four questions as live experiments); ④ the whole
+distribution in 2-D (a Gaussian mixture: the exact density, score and bound beside a small learned model). This file
+holds the constants, the model(s) loaded once, and composes the tabs; each tab's module in `ddpm_space/` lays out and
+wires its own controls (`build`), the prose is in `text/*.md`, and every number comes from the `ddpm_hub` library.
 
 Environment:
     DDPM_HUB_MODEL     a saved pipeline folder or a Hub repo id (default: `default_model/` next to this file)
@@ -33,13 +34,16 @@ import torch  # noqa: E402
 from ddpm_space import (  # noqa: E402
     compare_tab,
     denoise_tab,
+    distribution_tab,
     forward_tab,
+    guidance_tab,
     hosting,
     inputs,
     loading,
     objective_tab,
     questions,
     reverse_tab,
+    variance_pair_tab,
 )
 from ddpm_space.engine import Engine  # noqa: E402
 from ddpm_space.state import MAX_BATCH, MAX_COPIES, Space, bind  # noqa: E402, F401 (MAX_COPIES: read as app.MAX_COPIES)
@@ -64,6 +68,7 @@ MAX_QUEUED = 16  # chains waiting for a slot at most; Gradio's own queue holds t
 # Ticks with at least this many rows run the U-Net in bfloat16 on a CPU with native bf16 (unset: always float32;
 # bfloat16 changes the samples slightly, so a chain then no longer matches its seed run alone exactly).
 BF16_MIN_ROWS = int(os.environ["DDPM_HUB_BF16_MIN_ROWS"]) if os.environ.get("DDPM_HUB_BF16_MIN_ROWS") else None
+MIXTURE_MODELS = HERE / "mixture_models"  # the 2-D tab's learned noise predictors, one per preset (spread 1)
 EXAMPLES = sorted(str(path) for path in (HERE / "examples").glob("*.png"))
 CSS = (HERE / "text" / "style.css").read_text(encoding="utf-8")
 THEME = gr.themes.Soft(
@@ -119,6 +124,8 @@ SPACE.engine = Engine(
     bf16_min_rows=BF16_MIN_ROWS,
     forward=ONNX_FORWARD,
 )
+# The 2-D tab's models: the tiny MLPs of space/mixture_models/ beside the exact mixture denoiser (no U-Net, no engine).
+TWOD = distribution_tab.load(MIXTURE_MODELS)
 # The handlers that every tab shares, as tests and scripts call them: `app.load_digit(300)`.
 load_digit, random_digit, image_to_x0 = (
     bind(SPACE, fn) for fn in (inputs.load_digit, inputs.random_digit, inputs.image_to_x0)
@@ -143,13 +150,16 @@ with gr.Blocks(title="ddpm-hub · see a diffusion model work", delete_cache=(360
         HANDLERS = forward_tab.build(SPACE, page)
         with gr.Tab("② Reverse generation", id="reverse"), gr.Tabs(overflow_behavior="wrap"):
             HANDLERS |= reverse_tab.build(SPACE, page, GUIDANCE_CURVE)
+            HANDLERS |= guidance_tab.build(SPACE, page)
             HANDLERS |= compare_tab.build(SPACE, page)
+            HANDLERS |= variance_pair_tab.build(SPACE, page)
             HANDLERS |= denoise_tab.build(SPACE, page)
         # The bound's introduction once, folded, in its own sub-tab: above the sub-tabs it pushed every question's
         # Run button 1.5 screens down. The sub-tabs wrap instead of hiding the questions in a "⋯" menu.
         with gr.Tab("③ The objective", id="objective"), gr.Tabs(overflow_behavior="wrap"):
             HANDLERS |= objective_tab.build(SPACE, page)
             HANDLERS |= questions.build(SPACE, page)
+        HANDLERS |= distribution_tab.build(SPACE, page, TWOD)
     gr.Markdown(text("footer"))
 
 demo.queue(default_concurrency_limit=2, max_size=64)

@@ -410,3 +410,94 @@ def test_vb_terms_are_per_sample_for_any_data_shape():
     row = scheduler.vb_terms_bpd(model_output[1:2], x_0[1:2], x_t[1:2], t[1:2])
     torch.testing.assert_close(flat[1:2], row)  # each row's term depends on that row alone
     assert mean_bits(torch.ones(2, 5)).tolist() == pytest.approx([1 / math.log(2)] * 2)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The posterior at one t, with its numbers (`posterior_at_t`)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_kl_parts_sum_to_the_kl_and_are_written_as_the_notes_write_them():
+    generator = torch.Generator().manual_seed(1)
+    mean_1, mean_2 = torch.randn(2, 500, generator=generator, dtype=torch.float64)
+    logvar_1, logvar_2 = torch.randn(2, 500, generator=generator, dtype=torch.float64) * 3
+    mean_part = DDPMHubScheduler.gaussian_kl_mean_part(mean_1, mean_2, logvar_2)
+    variance_part = DDPMHubScheduler.gaussian_kl_variance_part(logvar_1, logvar_2)
+    torch.testing.assert_close(mean_part, (mean_1 - mean_2) ** 2 / (2 * logvar_2.exp()), rtol=1e-13, atol=0)
+    ratio = (logvar_1 - logvar_2).exp()  # sigma_1^2 / sigma_2^2
+    torch.testing.assert_close(variance_part, (ratio - 1 - ratio.log()) / 2, rtol=1e-10, atol=1e-14)
+    full = DDPMHubScheduler.gaussian_kl(mean_1, logvar_1, mean_2, logvar_2)
+    torch.testing.assert_close(mean_part + variance_part, full, rtol=1e-14, atol=0)
+    assert (variance_part >= 0).all() and DDPMHubScheduler.gaussian_kl_variance_part(logvar_1, logvar_1).eq(0).all()
+
+
+def test_mean_coefficients_are_the_notes_coefficients():
+    scheduler = DDPMHubScheduler(num_train_timesteps=TRAIN_STEPS)
+    betas = scheduler.betas_float64.numpy()
+    alpha_bar = np.cumprod(1 - betas)
+    for t in (1, 7, TRAIN_STEPS - 1):
+        c = scheduler.mean_coefficients(t)
+        alpha = 1 - betas[t]
+        assert c["posterior_x0"] == pytest.approx(
+            math.sqrt(alpha_bar[t - 1]) * betas[t] / (1 - alpha_bar[t]), rel=1e-12
+        )
+        assert c["posterior_xt"] == pytest.approx(
+            math.sqrt(alpha) * (1 - alpha_bar[t - 1]) / (1 - alpha_bar[t]), rel=1e-12
+        )
+        assert c["model_xt"] == pytest.approx(1 / math.sqrt(alpha), rel=1e-12)
+        assert c["model_eps"] == pytest.approx(betas[t] / math.sqrt(1 - alpha_bar[t]) / math.sqrt(alpha), rel=1e-12)
+    with pytest.raises(ValueError, match=r"`t`=24.*\[0, 24\)"):
+        scheduler.mean_coefficients(TRAIN_STEPS)
+
+
+@pytest.mark.parametrize("t", [1, 5, TRAIN_STEPS - 1])
+def test_posterior_at_t_mean_part_two_ways_and_the_kl_decomposition(pipeline, t):
+    images = digits(2)
+    out = pipeline.posterior_at_t(images, t, class_labels=[3, 4], generator=torch.Generator().manual_seed(5))
+    scheduler = pipeline.scheduler
+    x_0, x_t = out.original_sample, out.sample
+    # x_t is the bound's draw: the same seed gives bound_steps' x_t and eps_hat
+    (step,) = pipeline.bound_steps(images, [3, 4], generator=torch.Generator().manual_seed(5), timesteps=[t])
+    torch.testing.assert_close(x_t.float(), step.sample, rtol=0, atol=0)
+    torch.testing.assert_close(out.noise_pred.float(), step.noise_pred, rtol=0, atol=0)
+    # the two means from their coefficients
+    c = out.coefficients
+    torch.testing.assert_close(
+        out.posterior_mean, c["posterior_x0"] * x_0 + c["posterior_xt"] * x_t, rtol=1e-12, atol=1e-14
+    )
+    torch.testing.assert_close(
+        out.model_mean, c["model_xt"] * x_t - c["model_eps"] * out.noise_pred, rtol=1e-12, atol=1e-14
+    )
+    assert out.posterior_variance == pytest.approx(float(scheduler.posterior_variance(t, dtype=torch.float64)), rel=0)
+    for variance, kl in out.terms.items():
+        sigma2 = float(scheduler.fixed_variance(t, variance, dtype=torch.float64))
+        assert kl.model_variance == sigma2
+        # ||mu_tilde - mu_theta||^2 / (2 sigma^2) and w(t) ||eps - eps_hat||^2: one number. The means nearly cancel
+        # (mu_tilde - mu_theta is ~1e-3 of either), which costs float64 a few digits; float32 would miss by ~1e-3.
+        direct = (out.mean_difference**2).flatten(1).mean(1) / (2 * sigma2)
+        torch.testing.assert_close(kl.mean_part, direct, rtol=1e-13, atol=0)
+        torch.testing.assert_close(kl.mean_part, kl.weighted_noise_error, rtol=1e-9, atol=0)
+        # L_t = mean part + (beta_tilde / sigma^2 - 1 + log(sigma^2 / beta_tilde)) / 2 per dimension
+        ratio = out.posterior_variance / sigma2
+        assert kl.variance_part == pytest.approx((ratio - 1 - math.log(ratio)) / 2, rel=1e-9, abs=1e-15)
+        torch.testing.assert_close(kl.kl, kl.mean_part + kl.variance_part, rtol=1e-12, atol=0)
+        torch.testing.assert_close(kl.kl_bpd, kl.kl / math.log(2), rtol=1e-14, atol=0)
+    assert out.terms["beta_tilde"].variance_part == 0 and out.terms["beta"].variance_part > 0
+    # beta_tilde <= beta: the mean part weighs more with the smaller variance
+    assert (out.terms["beta_tilde"].mean_part > out.terms["beta"].mean_part).all()
+
+
+def test_posterior_at_t_kl_is_the_bounds_term_when_nothing_is_clipped():
+    pipe = make_pipeline(clip_sample=False, variance_type="fixed_large")
+    out = pipe.posterior_at_t(digits(2), 6, generator=torch.Generator().manual_seed(0))
+    # vb_terms_bpd puts log beta_tilde on q's side and log beta on p's: the "beta" row, in bits. Its mean goes
+    # through x_0 (mu_tilde at x0_hat), ours through eps_hat (Eq. 11): equal in exact arithmetic, apart by float64
+    # cancellation.
+    torch.testing.assert_close(out.vb_bpd, out.terms["beta"].kl_bpd, rtol=1e-6, atol=0)
+    assert not torch.allclose(out.vb_bpd, out.terms["beta_tilde"].kl_bpd, rtol=1e-3)
+
+
+@pytest.mark.parametrize("t", [0, TRAIN_STEPS, 2.0, True])
+def test_posterior_at_t_rejects_t_outside_the_kl_terms(pipeline, t):
+    with pytest.raises(ValueError, match=rf"`t`={t!r}.*\[1, {TRAIN_STEPS - 1}\]"):
+        pipeline.posterior_at_t(digits(1), t)

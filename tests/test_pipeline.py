@@ -827,3 +827,71 @@ def test_ddim_pipeline_loads_with_stock_diffusers_alone_through_a_hub_server(pip
     )
     run_python(textwrap.dedent(code), hub_env(olah_hub.endpoint, tmp_path / "hf_home"), timeout=180)
     np.testing.assert_array_equal(np.load(tmp_path / "hub.npy"), sample(pipe, num_inference_steps=5))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Guidance on pictures, and beta vs beta-tilde from the same draws
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_to_end(pipe, chain) -> list[DenoisingStep]:
+    return list(pipe.denoising_steps(chain=chain))
+
+
+def test_each_guided_step_carries_eps_c_and_eps_u(pipeline):
+    chain = pipeline.prepare_chain(
+        2, [3, 7], guidance_scale=2.5, num_inference_steps=5, generator=torch.manual_seed(0)
+    )
+    for step in run_to_end(pipeline, chain):
+        parts = step.guidance
+        labels = torch.tensor([3, 7, 10, 10])  # the conditional rows, then the null class (num_class_embeds = 10)
+        output = pipeline.unet_forward(torch.cat([step.sample, step.sample]), step.timestep, labels)
+        torch.testing.assert_close(parts.conditional, output[:2], rtol=0, atol=0)
+        torch.testing.assert_close(parts.unconditional, output[2:], rtol=0, atol=0)
+        torch.testing.assert_close(parts.difference, output[:2] - output[2:], rtol=0, atol=0)
+        torch.testing.assert_close(parts.guided, output[2:] + 2.5 * (output[:2] - output[2:]), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(step.model_output, parts.guided, rtol=0, atol=0)
+        assert parts.guidance_scale == 2.5
+    # no guidance to show: one U-Net call per step (w = 1, or no digit)
+    for kwargs in ({"class_labels": [3, 7], "guidance_scale": 1.0}, {"class_labels": None}):
+        chain = pipeline.prepare_chain(2, num_inference_steps=3, **kwargs)
+        assert all(step.guidance is None for step in run_to_end(pipeline, chain))
+
+
+@pytest.mark.parametrize("noise_at_last_step", [False, True])
+def test_beta_and_beta_tilde_chains_share_x_T_and_z_and_differ_only_in_sigma(pipeline, noise_at_last_step):
+    beta, beta_tilde = pipeline.prepare_variance_pair(
+        2, [3, 7], guidance_scale=2.0, num_inference_steps=5, generator=torch.manual_seed(4),
+        noise_at_last_step=noise_at_last_step,
+    )  # fmt: skip
+    assert torch.equal(beta.sample, beta_tilde.sample)  # the same x_T
+    assert beta.scheduler.config.variance_type == "fixed_large"
+    assert beta_tilde.scheduler.config.variance_type == "fixed_small"
+    steps = list(zip(run_to_end(pipeline, beta), run_to_end(pipeline, beta_tilde), strict=True))
+    assert len(steps) == 5
+    for k, (a, b) in enumerate(steps):
+        t, prev_t = a.timestep, a.prev_timestep
+        last = prev_t < 0
+        # each chain's sigma_t is its own variance choice (0 on the last step unless noise_at_last_step)
+        sigma_beta = float(pipeline.scheduler.fixed_variance(t, "beta", prev_t)) ** 0.5
+        sigma_beta_tilde = float(pipeline.scheduler.fixed_variance(t, "beta_tilde", prev_t)) ** 0.5
+        if last and not noise_at_last_step:
+            sigma_beta = sigma_beta_tilde = 0.0
+        assert float(a.std.max()) == pytest.approx(sigma_beta, rel=1e-5, abs=1e-9), k
+        assert float(b.std.max()) == pytest.approx(sigma_beta_tilde, rel=1e-5, abs=1e-9), k
+        if float(a.std.max()) > 0 and float(b.std.max()) > 1e-6:  # the same z in both: (x_{t-1} - mean) / sigma
+            z_a, z_b = (a.prev_sample - a.mean) / a.std, (b.prev_sample - b.mean) / b.std
+            torch.testing.assert_close(z_a, z_b, rtol=1e-4, atol=1e-4)
+        if k == 0:  # the same x_T, so the same first prediction and mean: only sigma_t differs
+            torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
+            assert not torch.equal(a.prev_sample, b.prev_sample)
+    if noise_at_last_step:  # the beta chain's last step adds sigma z; beta-tilde of the step to x_0 is 0
+        last_beta, last_tilde = steps[-1]
+        assert float(last_beta.std.max()) > 0.009 and float(last_tilde.std.max()) < 1e-6  # sqrt(beta_0) = 0.01
+
+
+def test_variance_pair_needs_the_ddpm_scheduler(pipeline):
+    ddim = copy.deepcopy(pipeline)
+    ddim.scheduler = DDIMHubScheduler.from_config(pipeline.scheduler.config)
+    with pytest.raises(ValueError, match="needs a DDPMHubScheduler.*DDIMHubScheduler"):
+        ddim.prepare_variance_pair(1, 3, num_inference_steps=3)

@@ -1247,3 +1247,45 @@ def test_noise_then_denoise_loop_is_closer_to_float64_than_diffusers():
     assert abs(theirs - 387.9466) < 1e-3  # diffusers' pinned value, reproduced
     assert abs(float64 - theirs) > 1e-2  # outside diffusers' own tolerance
     assert abs(ours - float64) < 1e-6 * float64
+
+
+def test_marginal_pixel_density_is_the_histogram_of_many_draws():
+    """The pooled pixels of many draws of q(x_t | x_0) follow the mixture over pixels of N(sqrt(ab) x_0, 1 - ab)."""
+    scheduler = DDPMHubScheduler()
+    generator = torch.Generator().manual_seed(0)
+    x_0 = torch.where(torch.rand(1, 1, 6, 6, generator=generator) > 0.7, 1.0, -1.0)  # a two-level "digit"
+    for t in (50, 300, 999):
+        draws = 4000
+        noise = torch.randn((draws, 1, 6, 6), generator=generator, dtype=torch.float64)
+        x_t = scheduler.add_noise(x_0.double().expand(draws, -1, -1, -1), noise, torch.tensor([t]))
+        edges = torch.linspace(-3, 3, 25, dtype=torch.float64)
+        counts = torch.histogram(x_t.flatten(), edges).hist / x_t.numel()
+        grid = torch.linspace(-3, 3, 24 * 200 + 1, dtype=torch.float64)
+        density = scheduler.marginal_pixel_density(x_0, t, grid)
+        bins = (density[:-1] + density[1:]).reshape(24, 200).sum(1) / 2 * (grid[1] - grid[0])  # trapezoid per bin
+        assert (counts - bins).abs().max() < 0.01, t  # 144,000 pooled pixels: a bin's sd is < 0.0015
+        alpha_bar = float(scheduler.coefficients(t)["alpha_bar_t"])
+        by_hand = (
+            sum(
+                torch.exp(-((grid - math.sqrt(alpha_bar) * x) ** 2) / (2 * (1 - alpha_bar)))
+                / math.sqrt(2 * math.pi * (1 - alpha_bar))
+                for x in x_0.flatten().tolist()
+            )
+            / x_0.numel()
+        )
+        torch.testing.assert_close(density, by_hand, rtol=1e-9, atol=1e-12)
+
+
+def test_noise_at_last_step_adds_sigma_z_to_the_mean():
+    scheduler = DDPMHubScheduler(num_train_timesteps=10, variance_type="fixed_large")
+    scheduler.set_timesteps(5)
+    sample, model_output = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
+    z = torch.randn(2, 1, 4, 4)
+    last = int(scheduler.timesteps[-1])
+    plain = scheduler.step(model_output, last, sample, variance_noise=z)
+    assert plain.std.eq(0).all() and torch.equal(plain.prev_sample, plain.mean)
+    scheduler.noise_at_last_step = True
+    noisy = scheduler.step(model_output, last, sample, variance_noise=z)
+    beta = float(scheduler.fixed_variance(last, "beta", prev_t=-1))
+    assert float(noisy.std.max()) == pytest.approx(math.sqrt(beta), rel=1e-6)
+    torch.testing.assert_close(noisy.prev_sample, plain.mean + noisy.std * z)

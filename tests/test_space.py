@@ -550,6 +550,176 @@ def test_space_readme_and_requirements():
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# ④ The whole distribution (2-D): the tab's plain functions on the bundled 2-D models
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def twod():
+    from ddpm_space import distribution_tab
+
+    return distribution_tab.load(SPACE / "mixture_models")
+
+
+def exact_as_learned(twod, preset: str = "two_blobs", spread: float = 1.0):
+    """A visitor's "trained" model that is the exact denoiser itself: every learned-side number must then match the
+    exact side."""
+    from ddpm_space.distribution_tab import Trained
+
+    from ddpm_hub import GaussianMixture, MixtureDenoiser
+
+    oracle = MixtureDenoiser(GaussianMixture.preset(preset, spread), twod.scheduler)
+    return Trained(preset=preset, spread=spread, num_steps=0, model=oracle)
+
+
+def test_twod_bundled_models_are_loaded_and_recorded(twod):
+    from ddpm_hub import MIXTURE_PRESETS
+
+    assert set(twod.pretrained) == set(MIXTURE_PRESETS)
+    for preset in MIXTURE_PRESETS:
+        record = json.loads((SPACE / "mixture_models" / preset / "training.json").read_text(encoding="utf-8"))
+        assert record["preset"] == preset and record["spread"] == 1.0
+        assert not twod.pretrained[preset].training
+    assert twod.scheduler.config.clip_sample is False and twod.scheduler.config.num_train_timesteps == 1000
+
+
+def test_twod_forward_draws_the_exact_marginal_and_the_noised_cloud(twod):
+    from ddpm_space import distribution_tab as tab
+
+    figure, numbers = tab.forward(twod, "ring8", 1.0, 300, 0)
+    left, right = figure.axes
+    assert len(left.images) == len(right.images) == 1
+    assert right.collections[0].get_offsets().shape == (tab.CLOUD, 2)
+    alpha_bar = float(twod.scheduler.alphas_cumprod[300])
+    assert f"{math.sqrt(alpha_bar):.4f}" in numbers and "t = 300" in numbers
+    # the heatmap is the exact density of q(x_t): it integrates to 1 over the plane (the tails beyond +-3 are tiny)
+    density = right.images[0].get_array()
+    cell = (2 * tab.EXTENT / (tab.DENSITY_GRID - 1)) ** 2
+    assert abs(float(density.sum()) * cell - 1) < 0.02
+
+
+def test_twod_learned_model_says_which_one_it_is(twod):
+    from ddpm_space import distribution_tab as tab
+
+    model, note = tab.learned_model(twod, "ring8", 1.0, None)
+    assert model is twod.pretrained["ring8"] and "trained on this data" in note
+    model, note = tab.learned_model(twod, "ring8", 1.5, None)
+    assert model is twod.pretrained["ring8"] and "trained at spread 1, not 1.5" in note and "Train" in note
+    mine = exact_as_learned(twod, "ring8", 1.5)
+    model, note = tab.learned_model(twod, "ring8", 1.5, mine)
+    assert model is mine.model and "yours" in note
+    assert tab.learned_model(twod, "two_blobs", 1.5, mine)[0] is twod.pretrained["two_blobs"]
+
+
+def test_twod_score_error_is_zero_for_the_exact_denoiser_and_not_for_the_bundled_model(twod):
+    from ddpm_space import distribution_tab as tab
+
+    mix = tab.mixture("two_blobs", 1.0)
+    exact = exact_as_learned(twod)
+    true, learned = tab.score_fields(twod, mix, exact.model, 50)
+    torch.testing.assert_close(learned, true, rtol=1e-4, atol=1e-4)  # float32 inputs, float64 truth
+    assert tab.noise_error_map(twod, mix, exact.model, 50).max() < 1e-5
+    assert tab.error_by_t(twod, mix, exact.model).max() < 1e-5
+    figure, numbers = tab.score(twod, "two_blobs", 1.0, 50, None)
+    assert len(figure.axes) >= 4 and "At t = 50" in numbers
+    bundled = tab.error_by_t(twod, mix, twod.pretrained["two_blobs"])
+    assert bundled.shape == (len(tab.ERROR_TIMESTEPS),) and 1e-4 < bundled.max() < 1
+    # far from the data at small t, where training saw few samples, the bundled model is far worse than in the bulk
+    error_map = tab.noise_error_map(twod, mix, twod.pretrained["two_blobs"], 10)
+    density = tab.density_image(mix.noised(float(twod.scheduler.alphas_cumprod[10])))
+    assert np.median(error_map[density < 1e-3 * density.max()]) > 5 * np.median(
+        error_map[density > 0.1 * density.max()]
+    )
+
+
+@pytest.mark.parametrize("sampler", ["ddpm-beta", "ddpm-beta_tilde", "ddim", "langevin"])
+def test_twod_reverse_streams_and_the_exact_model_twice_gives_one_cloud(twod, sampler):
+    from ddpm_space import distribution_tab as tab
+
+    frames = list(tab.reverse(twod, "two_blobs", 1.0, sampler, 20, 300, 0, exact_as_learned(twod)))
+    assert len(frames) >= 3 and all(isinstance(figure, Figure) for figure, _ in frames)
+    figure, result = frames[-1]
+    assert "done" in result and "real data" in result
+    exact_cloud, learned_cloud = (ax.collections[-1].get_offsets() for ax in figure.axes)
+    assert exact_cloud.shape == (300, 2)
+    np.testing.assert_allclose(learned_cloud, exact_cloud, atol=1e-4)  # same x_T, same noise, same model
+    exact, learned = (
+        re.search(rf"\*\*{name} (-?\d+\.\d+)\*\*", result).group(1) for name in ("exact denoiser", "learned")
+    )
+    assert exact == learned
+
+
+def test_twod_reverse_with_the_exact_denoiser_lands_on_the_data(twod):
+    from ddpm_space import distribution_tab as tab
+
+    *_, (figure, result) = tab.reverse(twod, "two_blobs", 1.0, "ddpm-beta_tilde", 100, 1000, 0, None)
+    exact, learned = (
+        float(re.search(rf"\*\*{name} (-?\d+\.\d+)\*\*", result).group(1)) for name in ("exact denoiser", "learned")
+    )
+    real = float(re.search(r"real data \(1000 draws\)\s+\*\*(-?\d+\.\d+)\*\*", result).group(1))
+    assert abs(exact - real) < 0.3 and learned < real + 0.3  # the data's own mean log p, within what 100 steps allow
+
+
+def test_twod_variance_extremes_and_crossover(twod):
+    from ddpm_space import distribution_tab as tab
+
+    from ddpm_hub import GaussianMixture, MixtureDenoiser
+
+    cross = tab.crossover(twod)
+    assert 0.01 < cross < 0.05
+    oracle = MixtureDenoiser(GaussianMixture.gaussian(cross), twod.scheduler)
+    assert abs(oracle.expected_bound_gap("beta") - oracle.expected_bound_gap("beta_tilde")) < 1e-3
+    _, one = tab.variance(twod, 1.0)
+    assert (
+        re.search(r"\| \*\*-?0\.000\*\* \|", one) and "σ²ₜ = βₜ**" in one
+    )  # s = 1, sigma^2 = beta: the bound is -log p(x_0)
+    _, narrow = tab.variance(twod, 0.01)
+    assert "σ²ₜ = β̃ₜ**" in narrow and f"s ≈ {cross:.3f}" in narrow
+
+
+def test_twod_variance_check_measures_the_same_gap(twod):
+    from ddpm_space import distribution_tab as tab
+
+    rows = tab.monte_carlo_bounds(twod, 1.0, 100, 0)
+    _, _, gap_beta, se_beta = rows["beta"]
+    assert abs(gap_beta) < 3 * se_beta + 0.02  # exact 0 at s = 1 with beta
+    assert abs(rows["beta_tilde"][2] - 0.671) < 3 * rows["beta_tilde"][3] + 0.02
+    figure, numbers = tab.variance_check(twod, 0.05, 20, 0)
+    assert "20 draws" in numbers and len(figure.axes) == 2
+
+
+def test_twod_train_streams_and_hands_the_model_to_the_session(twod, monkeypatch):
+    from ddpm_space import distribution_tab as tab
+
+    monkeypatch.setattr(tab, "TRAIN_EVERY", 20)
+    frames = list(tab.train(twod, "point", 1.25, 60, 0, None))
+    assert len(frames) == 3  # after 20 and 40 steps, then the end
+    assert all(state is None for _, _, state in frames[:-1])
+    figure, result, mine = frames[-1]
+    assert "Trained 60 steps" in result and (mine.preset, mine.spread, mine.num_steps) == ("point", 1.25, 60)
+    assert tab.learned_model(twod, "point", 1.25, mine)[0] is mine.model and not mine.model.training
+    untrained = float(re.search(r"\*\*([\d.e-]+)\*\* untrained", result).group(1))
+    assert untrained > 0 and math.isfinite(float(re.search(r"→ \*\*([\d.e-]+)\*\*", result).group(1)))
+    assert len(figure.axes[1].lines) == 4  # the noise error per t at steps 0, 20, 40, 60 (no bundled model at 1.25)
+
+
+@pytest.mark.parametrize(
+    "fn,args,message",
+    [
+        ("forward", ("moons", 1.0, 10, 0), "data must be one of"),
+        ("forward", ("ring8", 5.0, 10, 0), "spread must be between"),
+        ("score", ("ring8", 1.0, 1000, None), "t must be a whole number"),
+        ("variance", (0.0,), "s must be between"),
+    ],
+)
+def test_twod_bad_inputs_are_named(twod, fn, args, message):
+    from ddpm_space import distribution_tab as tab
+
+    with pytest.raises(gr.Error, match=message):
+        getattr(tab, fn)(twod, *args)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The launched app, through gradio_client
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -590,11 +760,21 @@ ENDPOINTS = {
     "/noise_denoise",
     "/bound",
     "/at_t",
+    "/posterior_at_t",
+    "/q_histogram",
+    "/guidance_at_step",
+    "/variance_pair",
     "/fresh_noise",
     "/timestep_input",
     "/noise_vs_x0",
     "/elbo_forms",
     "/variances",
+    "/twod_forward",
+    "/twod_score",
+    "/twod_reverse",
+    "/twod_variance",
+    "/twod_variance_check",
+    "/twod_train",
 }
 
 
@@ -737,7 +917,8 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     assert app.DEFAULT_GUIDANCE == 1.5 and app.GUIDANCE_CURVE["plot_path"].endswith("eval_guidance.png")
     config = app.demo.get_config_file()
     sliders = [c["props"] for c in config["components"] if c["props"].get("label") == "Guidance scale w"]
-    assert sorted(p["value"] for p in sliders).count(1.5) == 2  # Generate and DDPM vs DDIM; the questions keep 2
+    # Generate, Guidance on pictures, DDPM vs DDIM and β vs β̃; the questions keep 2
+    assert sorted(p["value"] for p in sliders).count(1.5) == 4
     assert all(p["value"] in (1.5, 2.0) for p in sliders)
     labels = [c["props"].get("label") for c in config["components"]]
     assert "How much guidance? Measured on this model" in labels
@@ -747,3 +928,22 @@ def test_the_measured_guidance_curve_sets_the_default_and_is_shown(app):
     assert "| **DDPM 100** | **1.5** | **200** | **99.2%** | **1.50×** |" in text
     assert "| DDPM 100 | 1 | 100 | 95.0% | 1.25× |" in text
     assert "(DDPM 100 steps," in text and "Page default: **w = 1.5**" in text
+
+
+def test_api_posterior_guidance_pair_and_histogram(app, client):
+    """The four views on the tiny model: the posterior's table carries the library's numbers for the same draw, the
+    guidance step and the two variance chains run in the engine, the histogram plots."""
+    from gradio_client import handle_file
+
+    path, _ = client.predict(300, api_name="/load_digit")
+    *means, table = client.predict(handle_file(path), "any", 7, 3, api_name="/posterior_at_t")
+    assert [pixels(picture).shape for picture in means] == [(28 * SCALE, 28 * SCALE)] * 3
+    out = app.SPACE.pipe.posterior_at_t(app.image_to_x0(path), 7, generator=torch.Generator().manual_seed(3))
+    kl = out.terms["beta_tilde"].kl[0]
+    assert f"{float(out.terms['beta_tilde'].mean_part[0]):.10g}" in table and app.objective_tab.fmt(float(kl)) in table
+    assert client.predict(handle_file(path), 30, 0, api_name="/q_histogram")["type"] == "matplotlib"
+    *pictures, info = client.predict("3", 2.0, 10, 20, 0, api_name="/guidance_at_step")
+    assert [pixels(picture).shape for picture in pictures] == [(28 * SCALE, 28 * SCALE)] * 6
+    assert "t = 20" in info  # 10 of 50 steps: t = 45, 40, ..., 20
+    *pictures, info = client.predict("3", 2.0, 5, 0, 2, True, api_name="/variance_pair")
+    assert info.startswith("**Done: 5 steps each**") and "adds σₜz" in info

@@ -173,6 +173,10 @@ TABS = {  # screenshot name -> the tab buttons to click, in order
     # The questions' sub-tabs are clickable (they wrap instead of collapsing into a "⋯" menu).
     "question1": ["③ The objective", "1 · Fresh noise?"],
     "question4": ["③ The objective", "4 · Two ELBOs"],
+    "twod": ["④ The whole distribution (2-D)"],
+    "twod_reverse": ["④ The whole distribution (2-D)", "Reverse: particles to data"],
+    "twod_variance": ["④ The whole distribution (2-D)", "Which variance is right?"],
+    "twod_train": ["④ The whole distribution (2-D)", "Train it yourself"],
 }
 
 
@@ -327,6 +331,52 @@ def test_objective_tab_in_a_browser(space_url, tmp_path):
             expect(page.locator("#q4-info")).to_contain_text("trajectories of the same image", timeout=90_000)
             expect(answer).to_be_visible(timeout=10_000)
             save_screenshot(page, tmp_path, "space_question_elbo.png")
+            assert not page_errors, page_errors
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("width,height", [(1366, 768), (400, 860)], ids=["1366x768", "400px"])
+def test_distribution_tab_in_a_browser(space_url, tmp_path, width, height):
+    """The 2-D tab on the bundled 2-D models: the density, forward and score plots drawn on load, a reverse run, the
+    variance question and (on the laptop) a short training run, each screenshotted."""
+    from playwright.sync_api import expect, sync_playwright
+
+    size = f"{width}x{height}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page_errors = []
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            page.goto(space_url)
+            open_tab(page, TABS["twod"])
+            expect(page.locator("#twod-forward-numbers")).to_contain_text("t = 100", timeout=90_000)
+            expect(page.locator("#twod-score-numbers")).to_contain_text("At t = 100", timeout=90_000)
+            for elem_id in ("twod-forward-plot", "twod-score-plot"):
+                expect(page.locator(f"#{elem_id} img")).to_be_visible(timeout=30_000)
+            page.evaluate("window.scrollTo(0, 0)")
+            save_screenshot(page, tmp_path, f"space_twod_{size}.png")
+
+            open_tab(page, TABS["twod_reverse"])
+            page.get_by_role("button", name="▶ Run both").last.click()
+            expect(page.locator("#twod-reverse-info")).to_contain_text("done", timeout=90_000)
+            expect(page.locator("#twod-reverse-plot img")).to_be_visible()
+            save_screenshot(page, tmp_path, f"space_twod_reverse_{size}.png")
+
+            open_tab(page, TABS["twod_variance"])
+            expect(page.locator("#twod-variance-numbers")).to_contain_text("tighter bound", timeout=60_000)
+            save_screenshot(page, tmp_path, f"space_twod_variance_{size}.png")
+
+            if width > 1000:
+                open_tab(page, TABS["twod_train"])
+                steps = page.locator("#twod-train-steps input[type=number]")
+                steps.fill("250")
+                steps.press("Enter")
+                page.get_by_role("button", name="▶ Train on this data").click()
+                expect(page.locator("#twod-train-info")).to_contain_text("Trained 250 steps", timeout=120_000)
+                save_screenshot(page, tmp_path, f"space_twod_train_{size}.png")
+            assert page.evaluate("document.documentElement.scrollWidth") == width
             assert not page_errors, page_errors
         finally:
             browser.close()

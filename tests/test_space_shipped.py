@@ -161,6 +161,7 @@ def result_and_outputs(client, *args, api_name: str):
 ENDPOINT_TESTS = {
     "/forward": "test_forward",
     "/schedules": "test_schedules_and_variances",
+    "/q_histogram": "test_q_histogram",
     "/variances": "test_schedules_and_variances",
     "/load_digit": "test_digits",
     "/random_digit": "test_digits",
@@ -168,13 +169,22 @@ ENDPOINT_TESTS = {
     "/scrub": "test_generate_scrub_and_export",
     "/export_gif": "test_generate_scrub_and_export",
     "/compare": "test_compare",
+    "/guidance_at_step": "test_guidance_at_step",
+    "/variance_pair": "test_variance_pair",
     "/noise_denoise": "test_noise_denoise",
     "/bound": "test_bound",
     "/at_t": "test_at_t",
+    "/posterior_at_t": "test_posterior_at_t",
     "/fresh_noise": "test_question_1_fresh_noise",
     "/timestep_input": "test_question_2_timestep_input",
     "/noise_vs_x0": "test_question_3_noise_vs_x0",
     "/elbo_forms": "test_question_4_elbo_forms",
+    "/twod_forward": "test_twod_forward_and_score",
+    "/twod_score": "test_twod_forward_and_score",
+    "/twod_reverse": "test_twod_reverse",
+    "/twod_variance": "test_twod_variance",
+    "/twod_variance_check": "test_twod_variance",
+    "/twod_train": "test_twod_train",
 }
 
 
@@ -237,6 +247,11 @@ def test_forward(app, client, digit):
     assert len(numbers(stats)) >= 4 and "x_t" in formula
 
 
+def test_q_histogram(client, digit):
+    for t in (0, 250, 999):
+        plot_ok(client.predict(gradio_client.handle_file(digit), t, 0, api_name="/q_histogram"))
+
+
 def test_schedules_and_variances(client):
     plot_ok(client.predict(20, api_name="/schedules"))
     for sampler, steps, eta in (("ddpm-fixed_small", 1000, 0.0), ("ddim", 10, 0.5)):
@@ -271,6 +286,28 @@ def test_compare(app, client):
     assert f"**DDPM** step {STEPS} / {STEPS}" in final[-1] and f"**DDIM** step {STEPS} / {STEPS}" in final[-1]
 
 
+def test_guidance_at_step(app, client):
+    *pictures, info = client.predict("3", 2.0, STEPS, 400, 0, api_name="/guidance_at_step")
+    x_t, eps_u, eps_c, difference, eps_hat, x0_hat = (picture(output, one_image(app)) for output in pictures)
+    assert not np.array_equal(eps_c, eps_u) and not np.array_equal(difference, eps_hat)
+    assert f"/ {STEPS}, t = " in info and "w = 2" in info and numbers(info)
+    # nothing to combine without a digit: a message, no pictures
+    *pictures, info = client.predict("any", 2.0, STEPS, 400, 0, api_name="/guidance_at_step")
+    assert all(file_path(output) is None for output in pictures) and "Nothing to combine" in info
+
+
+@pytest.mark.parametrize("last_noise", [False, True])
+def test_variance_pair(app, client, last_noise):
+    final, outputs = result_and_outputs(client, "3", 1.5, STEPS, 0, 1, last_noise, api_name="/variance_pair")
+    x_T, beta, beta_tilde, difference = (picture(output, one_image(app)) for output in latest_files(outputs)[:4])
+    assert not np.array_equal(beta, beta_tilde)
+    info = final[-1]
+    assert info.startswith(f"**Done: {STEPS} steps each**") and numbers(info)
+    rows = [line for line in info.splitlines() if line.startswith("| $\\sigma_t^2$")]
+    assert len(rows) == 2 and "returns the mean" in rows[1]  # beta-tilde of the step to x_0 is 0
+    assert ("adds σₜz" in rows[0]) == last_noise
+
+
 def test_noise_denoise(app, client, digit):
     final, outputs = result_and_outputs(
         client, gradio_client.handle_file(digit), 200, "any", 1.0, "ddim", 0.0, 20, 0, 1, api_name="/noise_denoise"
@@ -300,6 +337,21 @@ def test_at_t(app, client, digit):
         picture(output, one_image(app))
     assert "t = 10" in values and numbers(values)
     plot_ok(weights)
+
+
+def test_posterior_at_t(app, client, digit):
+    """mu_tilde, mu_theta and their difference, and the table whose two forms of the mean part agree."""
+    *means, table = client.predict(gradio_client.handle_file(digit), "any", 10, 0, api_name="/posterior_at_t")
+    mu_tilde, mu_theta, difference = (picture(output, one_image(app)) for output in means)
+    assert not np.array_equal(mu_tilde, difference)
+    assert "t = 10" in table and numbers(table)
+    rows = {line.split(" | ")[0]: line.split(" | ")[1:] for line in table.splitlines() if line.startswith("| $")}
+    mean_part = next(cells for name, cells in rows.items() if "2\\sigma_t^2)$" in name and "tilde\\mu" in name)
+    from_noise = next(cells for name, cells in rows.items() if "hat\\epsilon" in name)
+    assert [float(c.strip(" |*")) for c in mean_part] == pytest.approx([float(c.strip(" |*")) for c in from_noise])
+    # t = 0 has no KL: a message, no pictures
+    *means, message = client.predict(gradio_client.handle_file(digit), "any", 0, 0, api_name="/posterior_at_t")
+    assert all(file_path(output) is None for output in means) and "decoder" in message
 
 
 def test_question_1_fresh_noise(app, client):
@@ -398,6 +450,45 @@ def hostile_upload(kind: str, folder: Path) -> Path:
     return path
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# ④ The whole distribution (2-D), on the bundled 2-D models (space/mixture_models)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_twod_forward_and_score(app, client):
+    assert set(app.TWOD.pretrained) == {"ring8", "two_blobs", "point", "standard_normal"}
+    plot, formula = client.predict("ring8", 1.0, 100, 0, api_name="/twod_forward")
+    plot_ok(plot)
+    assert "t = 100" in formula and len(numbers(formula)) >= 3
+    for spread, said in ((1.0, "trained on this data"), (1.5, "trained at spread 1, not 1.5")):
+        plot, text = client.predict("two_blobs", spread, 10, api_name="/twod_score")
+        plot_ok(plot)
+        assert said in text and "At t = 10" in text
+
+
+def test_twod_reverse(client):
+    for sampler in ("ddpm-beta", "langevin"):
+        final, outputs = result_and_outputs(client, "ring8", 1.0, sampler, 20, 300, 0, api_name="/twod_reverse")
+        assert len(outputs) >= 3  # streamed, then done
+        plot_ok(final[0])
+        assert "done" in final[1] and len(numbers(final[1])) >= 3
+
+
+def test_twod_variance(client):
+    plot, text = client.predict(1.0, api_name="/twod_variance")
+    plot_ok(plot)
+    assert re.search(r"\| \*\*-?0\.000\*\* \|", text)  # s = 1, sigma^2 = beta: the bound is exact
+    plot, text = client.predict(0.01, 20, 0, api_name="/twod_variance_check")
+    plot_ok(plot)
+    assert "20 draws" in text and "σ²ₜ = β̃ₜ**" in text
+
+
+def test_twod_train(client):
+    final, outputs = result_and_outputs(client, "point", 1.0, 250, 0, api_name="/twod_train")
+    plot_ok(final[0])
+    assert "Trained 250 steps" in final[1] and len(numbers(final[1])) >= 3
+
+
 @pytest.mark.parametrize("kind", ["1x1", "cmyk", "rgba", "huge"])
 def test_odd_images_are_converted(app, client, kind, tmp_path):
     path = hostile_upload(kind, tmp_path)
@@ -408,9 +499,11 @@ def test_odd_images_are_converted(app, client, kind, tmp_path):
 REFUSED = ["not-an-image", "huge-claimed"]
 IMAGE_ENDPOINTS = {  # every endpoint that takes an upload: the arguments after the image
     "/forward": (20, 0),
+    "/q_histogram": (20, 0),
     "/noise_denoise": (200, "any", 1.0, "ddim", 0.0, 20, 0, 1),
     "/bound": ("any", 0),
     "/at_t": ("any", 10, 0),
+    "/posterior_at_t": ("any", 10, 0),
     "/noise_vs_x0": ("3", 2.0, STEPS, 3, 1),
     "/elbo_forms": ("any", 16, 0),
 }

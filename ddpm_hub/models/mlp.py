@@ -194,6 +194,10 @@ class DDPMHubMLP(ModelMixin, ConfigMixin):
         batch, device = sample.shape[0], sample.device
 
         t = batch_timesteps(timestep, batch, device)  # (B,)
+        if batch > 1 and bool((t == t[0]).all()):
+            # One t for the whole batch (every sampler step): embed it once, (1, T), and let it broadcast over the
+            # rows. Per-row, the time MLP and the blocks' time projections cost more than the rest of the network.
+            t = t[:1]
         temb = self.time_mlp(timestep_embedding(t, self.config.time_embed_dim).to(sample.dtype))  # (B, T)
         labels = check_class_labels(class_labels, self.config.num_class_embeds, batch, device)  # (B,) or None
         if labels is not None:

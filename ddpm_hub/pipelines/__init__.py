@@ -1,5 +1,5 @@
-from .bound import BitsPerDimOutput, BoundStep, ElboEstimates
-from .chain import ChainModelInput, DenoisingChain, DenoisingStep, NoisingStep
+from .bound import BitsPerDimOutput, BoundStep, ElboEstimates, PosteriorAtT, PosteriorKL
+from .chain import ChainModelInput, DenoisingChain, DenoisingStep, GuidanceParts, NoisingStep
 from .pipeline_ddpm import DDPMHubPipeline
 
 __all__ = [
@@ -10,5 +10,8 @@ __all__ = [
     "DenoisingChain",
     "DenoisingStep",
     "ElboEstimates",
+    "GuidanceParts",
     "NoisingStep",
+    "PosteriorAtT",
+    "PosteriorKL",
 ]

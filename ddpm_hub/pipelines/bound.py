@@ -8,6 +8,7 @@
 This file imports nothing from `ddpm_hub`: it is copied into saved pipelines beside the pipeline's code.
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -94,6 +95,79 @@ class ElboEstimates(BaseOutput):
 
     kl_form: torch.Tensor
     trajectory_form: torch.Tensor
+
+
+@dataclass
+class PosteriorKL:
+    """The bound's term L_t = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for one fixed choice of sigma_t^2,
+    split into its two parts. Values are per dimension (the mean over D = C x H x W), in nats; (B,) per image.
+
+    Args:
+        variance: which sigma_t^2: "beta" (beta_t) or "beta_tilde" (beta_tilde_t).
+        model_variance: sigma_t^2 itself.
+        loss_weight: w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) (`scheduler.loss_weight`).
+        mean_part: ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) / D (`scheduler.gaussian_kl_mean_part`), (B,).
+        weighted_noise_error: w(t) ||eps - eps_hat||^2 / D, the same number written with the noise (Eq. 12), (B,).
+        variance_part: (beta_tilde_t / sigma_t^2 - 1 + log(sigma_t^2 / beta_tilde_t)) / 2 per dimension
+            (`scheduler.gaussian_kl_variance_part`): 0 for sigma_t^2 = beta_tilde_t; the same for every image.
+        kl: L_t per dimension, `scheduler.gaussian_kl` of the two Gaussians averaged over D, (B,): mean_part +
+            variance_part.
+        kl_bpd: the same in bits/dim, (B,).
+    """
+
+    variance: str
+    model_variance: float
+    loss_weight: float
+    mean_part: torch.Tensor
+    weighted_noise_error: torch.Tensor
+    variance_part: float
+    kl: torch.Tensor
+    kl_bpd: torch.Tensor
+
+
+@dataclass
+class PosteriorAtT(BaseOutput):
+    """The true posterior q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde_t I) beside the model's p_theta(x_{t-1} | x_t)
+    = N(mu_theta, sigma_t^2 I) at one t, for one draw x_t ~ q(x_t | x_0) (`DDPMHubPipeline.posterior_at_t`).
+
+    mu_theta comes from the model's eps_hat with x_0 NOT clipped (the notes' Eq. 11), so that its gap to mu_tilde is
+    exactly sqrt-weighted eps - eps_hat. Image tensors are (B, C, H, W), float64.
+
+    Args:
+        timestep: t (0-based; the paper's x_{t+1}), >= 1.
+        original_sample: x_0, on the 8-bit grid.
+        sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+        noise: eps.
+        noise_pred: eps_hat = eps_theta(x_t, t).
+        posterior_mean: mu_tilde_t(x_t, x_0) = posterior_x0 x_0 + posterior_xt x_t (`scheduler.q_posterior_mean`).
+        model_mean: mu_theta(x_t, t) = model_xt x_t - model_eps eps_hat (`scheduler.learned_mean`).
+        mean_difference: mu_tilde - mu_theta.
+        posterior_variance: beta_tilde_t.
+        coefficients: the four numbers of the two means (`scheduler.mean_coefficients`): posterior_x0, posterior_xt,
+            model_xt, model_eps.
+        terms: L_t split into its mean and variance parts, for sigma_t^2 = beta_t ("beta") and beta_tilde_t
+            ("beta_tilde").
+        vb_bpd: the bound's term as `scheduler.vb_terms_bpd` computes it (x_0 clipped when the scheduler clips,
+            sigma_t^2 from its `variance_type`), bits/dim, (B,).
+    """
+
+    timestep: int
+    original_sample: torch.Tensor
+    sample: torch.Tensor
+    noise: torch.Tensor
+    noise_pred: torch.Tensor
+    posterior_mean: torch.Tensor
+    model_mean: torch.Tensor
+    mean_difference: torch.Tensor
+    posterior_variance: float
+    coefficients: dict
+    terms: dict
+    vb_bpd: torch.Tensor
+
+
+def _per_dim(values: torch.Tensor) -> torch.Tensor:
+    """(B, ...) per-element values -> (B,) means over every non-batch dim."""
+    return values.reshape(values.shape[0], -1).mean(dim=1)
 
 
 class BoundMixin:
@@ -286,3 +360,71 @@ class BoundMixin:
             x_prev = x_t
         trajectory_form = trajectory_form + scheduler.trajectory_prior_bpd(x_prev)
         return ElboEstimates(kl_form=kl_form, trajectory_form=trajectory_form)
+
+    @torch.inference_mode()
+    def posterior_at_t(
+        self, images: torch.Tensor, t: int, class_labels=None, generator: torch.Generator | None = None
+    ) -> PosteriorAtT:
+        """The bound's term at one t >= 1, with every number in it: the true posterior's mean and variance beside
+        the model's mean, their coefficients, and L_t computed as its mean part two ways and as the full KL.
+
+        x_t ~ q(x_t | x_0) is drawn with `generator` as `bound_steps(..., timesteps=[t])` draws it (the same seed
+        gives the same x_t). Every formula is the scheduler's: `q_posterior_mean`, `posterior_variance`,
+        `learned_mean`, `mean_coefficients`, `fixed_variance`, `loss_weight`, `gaussian_kl` and its two parts.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid; or points (B, D) (see `bound_steps`).
+            t: the timestep, in [1, T - 1] (at t = 0 the bound's term is the decoder: beta_tilde_0 = 0).
+            class_labels: as in `bound_steps`.
+            generator: seeds eps.
+        """
+        steps = self.scheduler.config.num_train_timesteps
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t < steps:
+            raise ValueError(
+                f"Invalid `t`={t!r}: allowed values are integers in [1, {steps - 1}] (at t = 0 the bound's term is "
+                "the decoder -log p(x_0 | x_1), not a KL)."
+            )
+        scheduler = self.scheduler
+        x_0, labels, decoder = self._bound_inputs(images, class_labels)
+        noise = torch.randn(x_0.shape, generator=generator, dtype=torch.float64).to(self.device)
+        timesteps = torch.full((x_0.shape[0],), t, device=self.device)
+        x_t = scheduler.add_noise(x_0, noise, timesteps)
+        model_output = self.unet_forward(x_t.to(self.unet.dtype), timesteps, labels).double()
+        noise_pred = scheduler.p_mean_variance(model_output, x_t, timesteps)["pred_epsilon"]  # raw, not clipped
+        posterior_mean = scheduler.q_posterior_mean(x_0, x_t, t)
+        model_mean = scheduler.learned_mean(x_t, t, noise_pred)
+        posterior_variance = scheduler.posterior_variance(t, dtype=torch.float64)  # beta_tilde_t, 0-d
+        log_posterior_variance = posterior_variance.log()
+        noise_error = _per_dim((noise - noise_pred) ** 2)  # ||eps - eps_hat||^2 / D
+        terms = {}
+        for variance in ("beta", "beta_tilde"):
+            model_variance = scheduler.fixed_variance(t, variance, dtype=torch.float64)  # sigma_t^2, 0-d
+            log_model_variance = model_variance.log()
+            weight = float(scheduler.loss_weight(t, variance, dtype=torch.float64))
+            kl = _per_dim(
+                scheduler.gaussian_kl(posterior_mean, log_posterior_variance, model_mean, log_model_variance)
+            )
+            terms[variance] = PosteriorKL(
+                variance=variance,
+                model_variance=float(model_variance),
+                loss_weight=weight,
+                mean_part=_per_dim(scheduler.gaussian_kl_mean_part(posterior_mean, model_mean, log_model_variance)),
+                weighted_noise_error=weight * noise_error,
+                variance_part=float(scheduler.gaussian_kl_variance_part(log_posterior_variance, log_model_variance)),
+                kl=kl,
+                kl_bpd=kl / math.log(2.0),
+            )
+        return PosteriorAtT(
+            timestep=t,
+            original_sample=x_0,
+            sample=x_t,
+            noise=noise,
+            noise_pred=noise_pred,
+            posterior_mean=posterior_mean,
+            model_mean=model_mean,
+            mean_difference=posterior_mean - model_mean,
+            posterior_variance=float(posterior_variance),
+            coefficients=scheduler.mean_coefficients(t),
+            terms=terms,
+            vb_bpd=scheduler.vb_terms_bpd(model_output, x_0, x_t, timesteps, decoder=decoder),
+        )

@@ -24,11 +24,19 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .bound import BitsPerDimOutput, BoundMixin, BoundStep, ElboEstimates  # noqa: F401  (re-exported)
+from .bound import (  # noqa: F401  (re-exported)
+    BitsPerDimOutput,
+    BoundMixin,
+    BoundStep,
+    ElboEstimates,
+    PosteriorAtT,
+    PosteriorKL,
+)
 from .chain import (  # noqa: F401  (ChainModelInput, NoisingStep, classifier_free_guidance: re-exported)
     ChainModelInput,
     DenoisingChain,
     DenoisingStep,
+    GuidanceParts,
     NoisingStep,
     callback_tensor_names,
     check_chain_options,
@@ -242,6 +250,65 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             noise_scale=noise_scale,
             model_timestep=model_timestep,
         )
+
+    def prepare_variance_pair(
+        self,
+        batch_size: int = 1,
+        class_labels=None,
+        guidance_scale: float | None = None,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        noise_at_last_step: bool = False,
+    ) -> tuple[DenoisingChain, DenoisingChain]:
+        """Two ancestral DDPM chains that differ only in sigma_t^2: beta_t (`fixed_large`) and beta_tilde_t
+        (`fixed_small`), from the same x_T and with the same z at every step (Ho et al. 2020, Sec. 3.2: "both gave
+        similar results"). Drive them yourself or share U-Net calls between them (see `DenoisingChain`).
+
+        x_T is drawn once from `generator` and given to both as `latents`; each chain then gets a generator in the same
+        state, so the scheduler's `step` draws the same z for both. The scheduler must be a `DDPMHubScheduler` (its
+        config gives the schedule).
+
+        Args:
+            batch_size, class_labels, guidance_scale, num_inference_steps: as in `denoising_steps`.
+            generator: seeds x_T and the z of every step (shared by both chains).
+            noise_at_last_step: also add sigma_t z on the last step, to x_0 (the scheduler's `noise_at_last_step`);
+                Algorithm 2 does not.
+
+        Returns:
+            (the beta_t chain, the beta_tilde_t chain).
+        """
+        base = self.scheduler
+        if not hasattr(base, "noise_at_last_step") or "variance_type" not in base.config:  # a DDPMHubScheduler
+            raise ValueError(
+                "`prepare_variance_pair` needs a DDPMHubScheduler (sigma_t^2 = beta_t or beta_tilde_t); this "
+                f"pipeline's scheduler is {type(base).__name__}."
+            )
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        device = generator.device
+        latents = randn_tensor(shape, generator=generator, device=device)  # x_T, shared
+        state = generator.get_state()
+        chains = []
+        for variance_type in ("fixed_large", "fixed_small"):
+            # variance_type as a keyword: inside the config, from_config would reset it to the default
+            options = {key: value for key, value in base.config.items() if key != "variance_type"}
+            scheduler = type(base).from_config(options, variance_type=variance_type)
+            scheduler.noise_at_last_step = bool(noise_at_last_step)
+            same_draws = torch.Generator(device=device).set_state(state)
+            chains.append(
+                self.prepare_chain(
+                    batch_size=batch_size,
+                    class_labels=class_labels,
+                    guidance_scale=guidance_scale,
+                    num_inference_steps=num_inference_steps,
+                    generator=same_draws,
+                    latents=latents,
+                    scheduler=scheduler,
+                )
+            )
+        return chains[0], chains[1]
 
     @torch.inference_mode()
     def denoising_steps(

@@ -15,6 +15,8 @@ from .likelihood import (
     PIXEL_BIN_HALF_WIDTH,
     discretized_gaussian_log_likelihood,
     gaussian_kl,
+    gaussian_kl_mean_part,
+    gaussian_kl_variance_part,
     gaussian_log_likelihood,
     mean_bits,
     quantize_to_pixel_bins,
@@ -40,12 +42,14 @@ class BoundTermsMixin:
     # The ELBO weight and the other loss weights
     # ------------------------------------------------------------------------------------------------------------
 
-    def loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
+    def loss_weight(
+        self, t, variance: Literal["beta", "beta_tilde"] = "beta", dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)), the weight that turns L_simple into the ELBO.
 
         The ELBO's denoising term for step t is w(t) ||eps - eps_theta(x_t, t)||^2 (Eq. 12); L_simple sets
         w(t) = 1. With sigma_t^2 = beta_tilde_t, w is infinite at t = 0 (beta_tilde_0 = 0); there, as in
-        improved-diffusion, beta_tilde_1 stands in. Same shape as t.
+        improved-diffusion, beta_tilde_1 stands in. Same shape as t; float32 unless `dtype`.
         """
         steps = (t if torch.is_tensor(t) else torch.tensor(t)).long()
         alpha_t, beta_t = self._forward_step_coefficients(steps, (1,))
@@ -58,7 +62,7 @@ class BoundTermsMixin:
             sigma2 = self._step_variances(steps, steps - 1, (1,))[1]
         else:
             raise _invalid("variance", variance, "'beta', 'beta_tilde'")
-        return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t)
+        return self._schedule_value(beta_t**2 / (2 * sigma2 * alpha_t * (1 - alpha_bar_t)), t, dtype)
 
     def normalized_loss_weight(self, t, variance: Literal["beta", "beta_tilde"] = "beta") -> torch.Tensor:
         """w(t) / mean_s w(s) over s = 0 .. T-1: the ELBO weight of `loss_weight`, scaled to mean 1 so that trading
@@ -116,6 +120,8 @@ class BoundTermsMixin:
     # The likelihood helpers, kept as the scheduler's names (the functions are likelihood.py's)
     PIXEL_BIN_HALF_WIDTH = PIXEL_BIN_HALF_WIDTH
     gaussian_kl = staticmethod(gaussian_kl)
+    gaussian_kl_mean_part = staticmethod(gaussian_kl_mean_part)
+    gaussian_kl_variance_part = staticmethod(gaussian_kl_variance_part)
     gaussian_log_likelihood = staticmethod(gaussian_log_likelihood)
     quantize_to_pixel_bins = staticmethod(quantize_to_pixel_bins)
     discretized_gaussian_log_likelihood = staticmethod(discretized_gaussian_log_likelihood)
@@ -144,7 +150,7 @@ class BoundTermsMixin:
             raise _invalid("decoder", decoder, ", ".join(repr(d) for d in DECODERS))
         log_variance = p["log_variance"]
         if not str(self.config.variance_type).startswith("learned"):  # sigma_1^2 = beta_1, see the section comment
-            log_variance = torch.full_like(log_variance, float(self.betas[0].double().log()))
+            log_variance = torch.full_like(log_variance, float(self.betas_float64[0].log()))
         return self.gaussian_log_likelihood(x_0, p["mean"], log_variance)
 
     def p_mean_variance(self, model_output: torch.Tensor, x_t: torch.Tensor, t) -> dict[str, torch.Tensor]:
@@ -249,7 +255,7 @@ class BoundTermsMixin:
         t = self._bound_timesteps(t, x_t.shape[0]).to(x_t.device)
         p = self.p_mean_variance(model_output, x_t, t)
         forward_mean = self.q_step(x_prev, t, torch.zeros_like(x_prev))  # sqrt(alpha_t) x_{t-1}
-        forward_log_variance = _per_sample(torch.log(self.fixed_variance(t, "beta")), x_t.ndim).to(x_t)
+        forward_log_variance = self._step_variances(t, t - 1, x_t.shape)[0].log().to(x_t)  # log beta_t, float64
         log_q = mean_bits(self.gaussian_log_likelihood(x_t, forward_mean, forward_log_variance))
         log_p = mean_bits(self.gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"]))
         if decoder not in DECODERS:

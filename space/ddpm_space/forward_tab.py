@@ -97,6 +97,47 @@ def forward(space: Space, image: Any, t: float = 250, seed: float = 0):
     )
 
 
+HISTOGRAM_DRAWS = 256  # draws of x_t per picture: 256 x 784 pooled pixels, a smooth histogram in ~0.1 s
+HISTOGRAM_BINS = 90
+
+
+def q_histogram(space: Space, image: Any, t: float = 250, seed: float = 0) -> Figure | None:
+    """q(x_t | x_0) as a distribution: the histogram of every pixel of many draws of x_t (`scheduler.add_noise`),
+    under the exact density, the mixture over x_0's pixels of N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t)
+    (`scheduler.marginal_pixel_density`), and N(0, 1), where x_T ends up."""
+    t = as_int(t, "t", 0, space.T - 1)
+    seed = as_seed(seed)
+    if upload_path(space, image) is None:
+        return None
+    x0 = image_to_x0(space, image)  # (1, C, H, W)
+    shape = (HISTOGRAM_DRAWS, space.channels, space.resolution, space.resolution)
+    noise = torch.randn(shape, generator=generator(seed))
+    x_t = space.scheduler.add_noise(x0.expand(shape), noise, torch.tensor([t]))
+    c = space.scheduler.coefficients(t)
+    reach = min(5.0, 1.0 + 4 * c["sqrt_one_minus_alpha_bar_t"])
+    values = torch.linspace(-reach, reach, 1201, dtype=torch.float64)
+    density = space.scheduler.marginal_pixel_density(x0, t, values)
+    standard = space.scheduler.gaussian_log_likelihood(values, 0.0, 0.0).exp()  # N(0, 1)
+    figure = Figure(figsize=(7.2, 3.0), dpi=90, layout="constrained")
+    ax = figure.subplots()
+    heights, _, _ = ax.hist(
+        x_t.flatten().numpy(), bins=HISTOGRAM_BINS, range=(-reach, reach), density=True, color="#c7d2fe",
+        label=f"pixels of {HISTOGRAM_DRAWS} draws of $x_t$",
+    )  # fmt: skip
+    ax.plot(
+        values, density, color="#4f46e5", lw=1.6, label=r"mixture of $N(\sqrt{\bar\alpha_t}x_0[i],\ 1-\bar\alpha_t)$"
+    )
+    ax.plot(values, standard, color="#6b7280", lw=1, ls="--", label="N(0, 1)")
+    # the density's spikes at small t are far narrower than a bin: cap the axis at the histogram's tallest bar
+    ax.set_ylim(0, 1.15 * max(float(heights.max()), float(standard.max())))
+    ax.set_xlim(-reach, reach)
+    ax.set_xlabel("pixel value of $x_t$")
+    ax.set_title(f"q(x_t | x_0) at t = {t}, every pixel pooled", fontsize=11)
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return figure
+
+
 @lru_cache(maxsize=8)
 def schedule_curves(scheduler: DDPMHubScheduler) -> tuple[list[float], list[float], list[float]]:
     """beta_t, alpha_bar_t and log SNR(t) for every t, from `scheduler.coefficients` (computed once per schedule)."""
@@ -131,6 +172,7 @@ def build(space: Space, page: Page) -> dict:
     """Tab ①, laid out and wired. Returns its handlers by name (the Space bound)."""
     forward_ = bind(space, forward)
     schedules = bind(space, schedules_plot)
+    histogram_ = bind(space, q_histogram)
     t_start = min(space.T - 1, space.T // 4)
     with gr.Tab("① Forward noising", id="forward"):
         gr.Markdown(
@@ -157,6 +199,8 @@ def build(space: Space, page: Page) -> dict:
                     steps = picture("x_t · step by step", height=230, elem_id="fw-steps")
                     closed = picture("x_t · one jump", height=230, elem_id="fw-closed")
                 stats = gr.Markdown(latex_delimiters=LATEX, elem_id="fw-stats", label="statistics")
+        gr.Markdown(text("q_histogram"), latex_delimiters=LATEX)
+        histogram = gr.Plot(label="q(x_t | x_0) as a distribution", show_label=False, elem_id="fw-histogram")
         gr.Markdown(text("schedules"), latex_delimiters=LATEX)
         with gr.Row(equal_height=False):
             plot = gr.Plot(
@@ -180,6 +224,15 @@ def build(space: Space, page: Page) -> dict:
         preprocess=False,  # the upload goes to preprocess_image as a file: every bad file becomes a readable gr.Error
         **LIVE,
     )
+    gr.on(
+        [source.image.change, t.change, seed.change],
+        histogram_,
+        [source.image, t, seed],
+        [histogram],
+        api_name="q_histogram",
+        preprocess=False,
+        **LIVE,
+    )
     t.change(schedules, [t], [plot], api_name="schedules", **LIVE)
     page.demo.load(schedules, [t], [plot], api_visibility="private", **LIGHT)
-    return {"forward": forward_, "schedules_plot": schedules}
+    return {"forward": forward_, "schedules_plot": schedules, "q_histogram": histogram_}

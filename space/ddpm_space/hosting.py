@@ -115,6 +115,16 @@ def compare_seconds(digit, guidance, ddpm_steps, ddim_steps, eta, seed, batch, *
     return min(MAX_GPU_SECONDS, both)
 
 
+def guidance_seconds(digit, guidance, steps, t, seed, *_, **__) -> int:
+    """The GPU time asked for "Guidance on pictures": one guided image, at most the whole chain."""
+    return gpu_seconds(steps, 1, _guided(digit))
+
+
+def variance_pair_seconds(digit, guidance, steps, seed, batch, *_, **__) -> int:
+    """The GPU time asked for "beta vs beta-tilde": both chains."""
+    return min(MAX_GPU_SECONDS, 2 * gpu_seconds(steps, batch, _guided(digit)))
+
+
 def noise_denoise_seconds(image, start_t, digit, guidance, sampler, eta, steps, seed, copies, *_, **__) -> int:
     """The GPU time asked for noise, then denoise."""
     return gpu_seconds(steps, copies, _guided(digit))

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ddpm_hub import DDPMHubScheduler
 
 from .inputs import as_int, as_label, as_seed, generator, image_to_x0
-from .pictures import EPS_RANGE, single
+from .pictures import EPS_RANGE, signed, single
 from .state import UNCONDITIONAL, Space, bind
 from .text import LATEX, fmt, text
 from .widgets import LIVE, ONE_AT_A_TIME, ImageSource, Page, digit_picker, picture, seed_box
@@ -188,12 +188,6 @@ def bound_stream(space: Space, image: Any, digit: Any = "any", seed: float = 0):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def signed(image: torch.Tensor) -> np.ndarray:
-    """A signed map shown with its own largest |value| as black (-) / white (+)."""
-    largest = float(image.abs().max())
-    return single(image, largest if largest > 0 else 1.0)
-
-
 def at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: float = 0):
     """The bound's term at one t: x_t ~ q(x_t | x_0), the true eps, eps_hat, eps - eps_hat, x0_hat, the score.
 
@@ -235,13 +229,88 @@ def at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: flo
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The posterior at t, with numbers
+# ---------------------------------------------------------------------------------------------------------------------
+
+POSTERIOR_IDS = ("mu-tilde", "mu-theta", "mu-diff")
+POSTERIOR_LABELS = ("true posterior mean μ̃(x_t, x₀)", "model's mean μ_θ(x_t)", "μ̃ − μ_θ (own scale)")
+
+
+def posterior_numbers(space: Space, out) -> str:
+    """The two means as linear combinations, beta-tilde, and L_t's parts for both sigma^2 (all the library's)."""
+    t, c = out.timestep, out.coefficients
+    beta, tilde = out.terms["beta"], out.terms["beta_tilde"]
+
+    def row(name: str, key: str, bold: bool = False, digits: int | None = None) -> str:
+        values = [getattr(kl, key) for kl in (beta, tilde)]
+        values = [float(value[0]) if torch.is_tensor(value) else float(value) for value in values]
+        cells = [fmt(value) if digits is None else f"{value:.{digits}g}" for value in values]
+        cells = [f"**{cell}**" for cell in cells] if bold else cells
+        return f"| {name} | {cells[0]} | {cells[1]} |"
+
+    variance_type = space.scheduler.config.variance_type
+    return "\n".join(
+        [
+            f"**t = {t}** · $\\tilde\\mu_t = {c['posterior_x0']:.5f}\\,x_0 + {c['posterior_xt']:.5f}\\,x_t$ · "
+            f"$\\mu_\\theta = {c['model_xt']:.5f}\\,x_t - {c['model_eps']:.5f}\\,\\hat\\epsilon$ · "
+            f"$\\tilde\\beta_t$ = {fmt(out.posterior_variance)} · largest $|\\tilde\\mu - \\mu_\\theta|$ = "
+            f"{fmt(float(out.mean_difference.abs().max()))}",
+            "",
+            "| per pixel, nats | $\\sigma_t^2 = \\beta_t$ | $\\sigma_t^2 = \\tilde\\beta_t$ |",
+            "|:--|--:|--:|",
+            row("$\\sigma_t^2$", "model_variance"),
+            row("$w(t) = \\beta_t^2 / (2\\sigma_t^2\\alpha_t(1-\\bar\\alpha_t))$", "loss_weight"),
+            row("$\\|\\tilde\\mu - \\mu_\\theta\\|^2 / (2\\sigma_t^2)$", "mean_part", digits=10),
+            row(
+                "$w(t)\\,\\|\\epsilon - \\hat\\epsilon\\|^2$ (the same, from the noise)",
+                "weighted_noise_error",
+                digits=10,
+            ),
+            row(
+                "$+\\ \\tfrac12(\\tilde\\beta_t/\\sigma_t^2 - 1 + \\log(\\sigma_t^2/\\tilde\\beta_t))$",
+                "variance_part",
+            ),
+            row("$= L_t = \\mathrm{KL}(q \\,\\|\\, p_\\theta)$", "kl", bold=True),
+            row("$L_t$ in bits/dim", "kl_bpd"),
+            "",
+            f"The bound's own term (`vb_terms_bpd`: $\\hat x_0$ clipped to [−1, 1] as sampling does, "
+            f"`{variance_type}`): **{fmt(float(out.vb_bpd[0]))}** bits/dim.",
+        ]
+    )
+
+
+def posterior_at_t(space: Space, image: Any, digit: Any = "any", t: float = 100, seed: float = 0):
+    """The true posterior q(x_{t-1} | x_t, x_0) beside the model's p_theta at one t (`pipe.posterior_at_t`, the same
+    x_t as `at_t` for the same seed). Returns: mu_tilde, mu_theta, mu_tilde - mu_theta (pictures), the numbers
+    (Markdown)."""
+    x0, label, seed = bound_inputs(space, image, digit, seed)
+    t = as_int(t, "t", 0, space.T - 1)
+    if t == 0:
+        message = (
+            "**t = 0**: $\\tilde\\beta_0 = 0$, so the true posterior is a point and the bound's term is the "
+            "decoder $L_0 = -\\log p_\\theta(x_0 \\mid x_1)$, not a KL. Pick t ≥ 1."
+        )
+        return None, None, None, message
+    try:
+        out = space.pipe.posterior_at_t(x0, t, class_labels=label, generator=generator(seed))
+    except ValueError as err:
+        raise gr.Error(str(err)) from None
+    return (
+        single(out.posterior_mean.float()),
+        single(out.model_mean.float()),
+        signed(out.mean_difference.float()),
+        posterior_numbers(space, out),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 def build(space: Space, page: Page) -> dict:
     """ "The bound, term by term", laid out and wired. Returns its handlers by name (the Space bound)."""
-    bound, at_t_ = bind(space, bound_stream), bind(space, at_t)
+    bound, at_t_, posterior_ = bind(space, bound_stream), bind(space, at_t), bind(space, posterior_at_t)
     with gr.Tab("The bound, term by term", id="bound"):
         with gr.Accordion(
             "The bound on the likelihood (ELBO), in formulas, and what it is on the bundled model",
@@ -271,6 +340,13 @@ def build(space: Space, page: Page) -> dict:
         with gr.Row(equal_height=False):
             numbers = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-numbers")
             weights = gr.Plot(label="weights at t", show_label=False)
+        gr.Markdown(text("posterior_at_t"), latex_delimiters=LATEX)
+        with gr.Row():  # the three pictures in a row, the table below them at full width (beside, it was cut off)
+            means = [
+                picture(label, height=170, min_width=150, buttons=False, elem_id=f"ob-{name}")
+                for name, label in zip(POSTERIOR_IDS, POSTERIOR_LABELS, strict=True)
+            ]
+        posterior_table = gr.Markdown(latex_delimiters=LATEX, elem_id="ob-posterior")
 
     event = run.click(
         bound,
@@ -290,4 +366,13 @@ def build(space: Space, page: Page) -> dict:
         preprocess=False,
         **LIVE,
     )
-    return {"bound": bound, "at_t": at_t_}
+    gr.on(
+        [source.image.change, t.change, digit.change, seed.change],
+        posterior_,
+        [source.image, digit, t, seed],
+        [*means, posterior_table],
+        api_name="posterior_at_t",
+        preprocess=False,
+        **LIVE,
+    )
+    return {"bound": bound, "at_t": at_t_, "posterior_at_t": posterior_}

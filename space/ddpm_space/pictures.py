@@ -78,6 +78,13 @@ def single(image: torch.Tensor, scale: float = 1.0) -> np.ndarray:
     return grid(to_u8(image[:1], scale))
 
 
+def signed(images: torch.Tensor) -> np.ndarray:
+    """A signed map (B, C, H, W) shown with its own largest |value| as black (-) / white (+): a grid, or one picture
+    for B = 1."""
+    largest = float(images.abs().max())
+    return grid(to_u8(images, largest if largest > 0 else 1.0))
+
+
 def strip_picture(timesteps: list[int], rows: dict[str, np.ndarray], scale: int = 3) -> np.ndarray:
     """Rows of uint8 (len(timesteps), H, W, C) images -> one labelled picture: a row per name, a column per t."""
     tile, gap, left, top = next(iter(rows.values())).shape[1] * scale, 6, 64, 24

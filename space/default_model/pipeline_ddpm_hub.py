@@ -24,11 +24,19 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .bound import BitsPerDimOutput, BoundMixin, BoundStep, ElboEstimates  # noqa: F401  (re-exported)
+from .bound import (  # noqa: F401  (re-exported)
+    BitsPerDimOutput,
+    BoundMixin,
+    BoundStep,
+    ElboEstimates,
+    PosteriorAtT,
+    PosteriorKL,
+)
 from .chain import (  # noqa: F401  (ChainModelInput, NoisingStep, classifier_free_guidance: re-exported)
     ChainModelInput,
     DenoisingChain,
     DenoisingStep,
+    GuidanceParts,
     NoisingStep,
     callback_tensor_names,
     check_chain_options,
@@ -53,7 +61,7 @@ from .folder import (
     copy_code,
 )
 
-OUTPUT_TYPES = ("pil", "np", "pt")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # w of classifier-free guidance for a model whose guidance curve has not been measured yet. A measured model records
 # its own w in model_index.json (`benchmarks/bench_nfe.py --curve guidance --record_in_model`); the bundled models'
 # curves put the best w between 1 and 2 (README, "Guidance"), so an unmeasured model starts in the middle of that.
@@ -99,6 +107,15 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
     def num_classes(self) -> int | None:
         """The number of real classes the U-Net is conditioned on, or None for an unconditional model."""
         return self.unet.config.num_class_embeds
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample: (C, H, W) for a U-Net, (D,) for a model of points with `sample_dim`
+        (`DDPMHubMLP`, `MixtureDenoiser`)."""
+        config = self.unet.config
+        if "sample_dim" in config:
+            return (config.sample_dim,)
+        return (config.in_channels, config.sample_size, config.sample_size)
 
     @property
     def guidance_scale(self) -> float | None:
@@ -219,8 +236,7 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             scheduler.set_timesteps(timesteps=timesteps, device=self.device)
         else:
             scheduler.set_timesteps(num_inference_steps, device=self.device)
-        config = self.unet.config
-        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        shape = (batch_size, *self.sample_shape)
         sample = initial_noise(shape, generator, latents, scheduler, self.device, self.unet.dtype)  # (B, C, H, W)
         return DenoisingChain(
             scheduler,
@@ -234,6 +250,65 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             noise_scale=noise_scale,
             model_timestep=model_timestep,
         )
+
+    def prepare_variance_pair(
+        self,
+        batch_size: int = 1,
+        class_labels=None,
+        guidance_scale: float | None = None,
+        num_inference_steps: int = 1000,
+        generator: torch.Generator | None = None,
+        noise_at_last_step: bool = False,
+    ) -> tuple[DenoisingChain, DenoisingChain]:
+        """Two ancestral DDPM chains that differ only in sigma_t^2: beta_t (`fixed_large`) and beta_tilde_t
+        (`fixed_small`), from the same x_T and with the same z at every step (Ho et al. 2020, Sec. 3.2: "both gave
+        similar results"). Drive them yourself or share U-Net calls between them (see `DenoisingChain`).
+
+        x_T is drawn once from `generator` and given to both as `latents`; each chain then gets a generator in the same
+        state, so the scheduler's `step` draws the same z for both. The scheduler must be a `DDPMHubScheduler` (its
+        config gives the schedule).
+
+        Args:
+            batch_size, class_labels, guidance_scale, num_inference_steps: as in `denoising_steps`.
+            generator: seeds x_T and the z of every step (shared by both chains).
+            noise_at_last_step: also add sigma_t z on the last step, to x_0 (the scheduler's `noise_at_last_step`);
+                Algorithm 2 does not.
+
+        Returns:
+            (the beta_t chain, the beta_tilde_t chain).
+        """
+        base = self.scheduler
+        if not hasattr(base, "noise_at_last_step") or "variance_type" not in base.config:  # a DDPMHubScheduler
+            raise ValueError(
+                "`prepare_variance_pair` needs a DDPMHubScheduler (sigma_t^2 = beta_t or beta_tilde_t); this "
+                f"pipeline's scheduler is {type(base).__name__}."
+            )
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+        config = self.unet.config
+        shape = (batch_size, config.in_channels, config.sample_size, config.sample_size)
+        device = generator.device
+        latents = randn_tensor(shape, generator=generator, device=device)  # x_T, shared
+        state = generator.get_state()
+        chains = []
+        for variance_type in ("fixed_large", "fixed_small"):
+            # variance_type as a keyword: inside the config, from_config would reset it to the default
+            options = {key: value for key, value in base.config.items() if key != "variance_type"}
+            scheduler = type(base).from_config(options, variance_type=variance_type)
+            scheduler.noise_at_last_step = bool(noise_at_last_step)
+            same_draws = torch.Generator(device=device).set_state(state)
+            chains.append(
+                self.prepare_chain(
+                    batch_size=batch_size,
+                    class_labels=class_labels,
+                    guidance_scale=guidance_scale,
+                    num_inference_steps=num_inference_steps,
+                    generator=same_draws,
+                    latents=latents,
+                    scheduler=scheduler,
+                )
+            )
+        return chains[0], chains[1]
 
     @torch.inference_mode()
     def denoising_steps(
@@ -431,9 +506,10 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             num_inference_steps: reverse steps (1000 for full DDPM; e.g. 50 with `DDIMHubScheduler`).
             generator: a `torch.Generator` for reproducible samples.
             eta: DDIM's eta, for `DDIMHubScheduler`.
-            latents: x_T, (B, C, H, W), instead of drawing it.
-            output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]) or "pt" ((B, C, H, W)
-                floats in [0, 1]).
+            latents: x_T, (B, C, H, W) (or (B, D) for points), instead of drawing it.
+            output_type: "pil" (list of PIL images), "np" ((B, H, W, C) floats in [0, 1]), "pt" ((B, C, H, W)
+                floats in [0, 1]) or "latent" (x_0 as the chain left it, unscaled: images in [-1, 1], or (B, D)
+                points, the only output of a model of points).
             return_dict: return an `ImagePipelineOutput`; if False, a tuple `(images,)`.
             use_clipped_model_output: for DDIM, eps from the clipped x_0 (see `denoising_steps`).
             timesteps, noise_scale, model_timestep, callback_on_step_end, callback_on_step_end_tensor_inputs: see
@@ -441,6 +517,10 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
         """
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"Invalid `output_type`={output_type!r}: allowed values are {', '.join(OUTPUT_TYPES)}.")
+        if len(self.sample_shape) == 1 and output_type != "latent":
+            raise ValueError(
+                f"Invalid `output_type`={output_type!r} for a model of points: allowed values are 'latent'."
+            )
         chain = self.prepare_chain(**_chain_options(locals()))
         for _ in self.denoising_steps(
             chain=chain,
@@ -448,7 +528,9 @@ class DDPMHubPipeline(BoundMixin, DiffusionPipeline):
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         ):
             pass
-        images = (chain.sample.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]
+        images = chain.sample
+        if output_type != "latent":
+            images = (images.float() / 2 + 0.5).clamp(0, 1)  # [-1, 1] -> [0, 1]
         if output_type == "np":
             images = numpy_images(images)
         elif output_type == "pil":

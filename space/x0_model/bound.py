@@ -8,6 +8,7 @@
 This file imports nothing from `ddpm_hub`: it is copied into saved pipelines beside the pipeline's code.
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -96,25 +97,107 @@ class ElboEstimates(BaseOutput):
     trajectory_form: torch.Tensor
 
 
+@dataclass
+class PosteriorKL:
+    """The bound's term L_t = KL(q(x_{t-1} | x_t, x_0) || p_theta(x_{t-1} | x_t)) for one fixed choice of sigma_t^2,
+    split into its two parts. Values are per dimension (the mean over D = C x H x W), in nats; (B,) per image.
+
+    Args:
+        variance: which sigma_t^2: "beta" (beta_t) or "beta_tilde" (beta_tilde_t).
+        model_variance: sigma_t^2 itself.
+        loss_weight: w(t) = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)) (`scheduler.loss_weight`).
+        mean_part: ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) / D (`scheduler.gaussian_kl_mean_part`), (B,).
+        weighted_noise_error: w(t) ||eps - eps_hat||^2 / D, the same number written with the noise (Eq. 12), (B,).
+        variance_part: (beta_tilde_t / sigma_t^2 - 1 + log(sigma_t^2 / beta_tilde_t)) / 2 per dimension
+            (`scheduler.gaussian_kl_variance_part`): 0 for sigma_t^2 = beta_tilde_t; the same for every image.
+        kl: L_t per dimension, `scheduler.gaussian_kl` of the two Gaussians averaged over D, (B,): mean_part +
+            variance_part.
+        kl_bpd: the same in bits/dim, (B,).
+    """
+
+    variance: str
+    model_variance: float
+    loss_weight: float
+    mean_part: torch.Tensor
+    weighted_noise_error: torch.Tensor
+    variance_part: float
+    kl: torch.Tensor
+    kl_bpd: torch.Tensor
+
+
+@dataclass
+class PosteriorAtT(BaseOutput):
+    """The true posterior q(x_{t-1} | x_t, x_0) = N(mu_tilde, beta_tilde_t I) beside the model's p_theta(x_{t-1} | x_t)
+    = N(mu_theta, sigma_t^2 I) at one t, for one draw x_t ~ q(x_t | x_0) (`DDPMHubPipeline.posterior_at_t`).
+
+    mu_theta comes from the model's eps_hat with x_0 NOT clipped (the notes' Eq. 11), so that its gap to mu_tilde is
+    exactly sqrt-weighted eps - eps_hat. Image tensors are (B, C, H, W), float64.
+
+    Args:
+        timestep: t (0-based; the paper's x_{t+1}), >= 1.
+        original_sample: x_0, on the 8-bit grid.
+        sample: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+        noise: eps.
+        noise_pred: eps_hat = eps_theta(x_t, t).
+        posterior_mean: mu_tilde_t(x_t, x_0) = posterior_x0 x_0 + posterior_xt x_t (`scheduler.q_posterior_mean`).
+        model_mean: mu_theta(x_t, t) = model_xt x_t - model_eps eps_hat (`scheduler.learned_mean`).
+        mean_difference: mu_tilde - mu_theta.
+        posterior_variance: beta_tilde_t.
+        coefficients: the four numbers of the two means (`scheduler.mean_coefficients`): posterior_x0, posterior_xt,
+            model_xt, model_eps.
+        terms: L_t split into its mean and variance parts, for sigma_t^2 = beta_t ("beta") and beta_tilde_t
+            ("beta_tilde").
+        vb_bpd: the bound's term as `scheduler.vb_terms_bpd` computes it (x_0 clipped when the scheduler clips,
+            sigma_t^2 from its `variance_type`), bits/dim, (B,).
+    """
+
+    timestep: int
+    original_sample: torch.Tensor
+    sample: torch.Tensor
+    noise: torch.Tensor
+    noise_pred: torch.Tensor
+    posterior_mean: torch.Tensor
+    model_mean: torch.Tensor
+    mean_difference: torch.Tensor
+    posterior_variance: float
+    coefficients: dict
+    terms: dict
+    vb_bpd: torch.Tensor
+
+
+def _per_dim(values: torch.Tensor) -> torch.Tensor:
+    """(B, ...) per-element values -> (B,) means over every non-batch dim."""
+    return values.reshape(values.shape[0], -1).mean(dim=1)
+
+
 class BoundMixin:
     """The bound's walks, for a pipeline with `unet_forward`, `scheduler`, `device`, `num_classes` and
     `_class_labels`."""
 
-    def _bound_inputs(self, images: torch.Tensor, class_labels) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x_0 on the 8-bit grid, float64 (B, C, H, W), and the labels: (B,) long, the null class for None on a
-        conditional model, or None for an unconditional one."""
-        config = self.unet.config
-        shape = (config.in_channels, config.sample_size, config.sample_size)
-        if not torch.is_tensor(images) or images.ndim != 4 or tuple(images.shape[1:]) != shape:
+    def _bound_inputs(self, images: torch.Tensor, class_labels) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+        """x_0 as float64, its labels and the decoder of L_0.
+
+        Images (B, C, H, W) in [-1, 1] are rounded to the 8-bit grid of the "discretized" decoder; points (B, D) of
+        a model with `sample_dim` (`DDPMHubMLP`, `MixtureDenoiser`) are continuous data, any finite values, with the
+        "gaussian" decoder (see the scheduler's bound section). Labels: (B,) long, the null class for None on a
+        conditional model, or None for an unconditional one.
+        """
+        shape = self.sample_shape
+        if not torch.is_tensor(images) or tuple(images.shape[1:]) != shape or images.ndim != len(shape) + 1:
             got = tuple(images.shape) if torch.is_tensor(images) else type(images).__name__
-            raise ValueError(f"`images` must be a (B, {', '.join(map(str, shape))}) tensor in [-1, 1], got {got}.")
-        if not torch.isfinite(images).all() or images.min() < -1 or images.max() > 1:
-            raise ValueError("`images` must hold finite values in [-1, 1].")
-        x_0 = self.scheduler.quantize_to_pixel_bins(images.to(self.device, torch.float64))
+            raise ValueError(f"`images` must be a (B, {', '.join(map(str, shape))}) tensor, got {got}.")
+        if not torch.isfinite(images).all():
+            raise ValueError("`images` must hold finite values.")
+        if len(shape) == 1:
+            x_0, decoder = images.to(self.device, torch.float64), "gaussian"
+        else:
+            if images.min() < -1 or images.max() > 1:
+                raise ValueError("`images` must hold values in [-1, 1].")
+            x_0, decoder = self.scheduler.quantize_to_pixel_bins(images.to(self.device, torch.float64)), "discretized"
         labels = self._class_labels(class_labels, images.shape[0])
         if labels is None and self.num_classes is not None:
             labels = torch.full((images.shape[0],), self.num_classes, dtype=torch.long, device=self.device)
-        return x_0, labels
+        return x_0, labels, decoder
 
     def _bound_loss_weight_variance(self) -> str:
         """Which fixed sigma_t^2 `BoundStep.loss_weight` uses: beta_t for `fixed_large*`, beta_tilde_t otherwise."""
@@ -136,14 +219,15 @@ class BoundMixin:
         U-Net call (up to `batch_size` images per call); the draws, and so the results, do not depend on it.
 
         Args:
-            images: x_0 in [-1, 1], (B, C, H, W); rounded to the 8-bit grid the decoder is defined on.
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid the decoder is defined on; or points
+                (B, D) for a model with `sample_dim` (continuous data, the Gaussian decoder).
             class_labels: the digit(s) the model is conditioned on: an int, B ints, a (B,) tensor, or None (the
                 unconditional model: the null class of a conditional model).
             generator: seeds the noise of every x_t.
             timesteps: the timesteps to visit, in the order given (default: every training step, descending).
             batch_size: at most this many images per U-Net call (timesteps are batched when B is smaller).
         """
-        x_0, labels = self._bound_inputs(images, class_labels)
+        x_0, labels, decoder = self._bound_inputs(images, class_labels)
         num_train_timesteps = self.scheduler.config.num_train_timesteps
         timesteps = list(range(num_train_timesteps - 1, -1, -1)) if timesteps is None else [int(t) for t in timesteps]
         if not timesteps or min(timesteps) < 0 or max(timesteps) >= num_train_timesteps:
@@ -159,12 +243,12 @@ class BoundMixin:
             t = torch.tensor(chunk, device=self.device).repeat_interleave(num_images)  # (K B,)
             noise = torch.cat(
                 [torch.randn(x_0.shape, generator=generator, dtype=torch.float64).to(self.device) for _ in chunk]
-            )  # (K B, C, H, W), one draw per timestep in order
-            x_0_rows = x_0.repeat(len(chunk), 1, 1, 1)
+            )  # (K B, C, H, W) or (K B, D), one draw per timestep in order
+            x_0_rows = x_0.repeat(len(chunk), *([1] * (x_0.ndim - 1)))
             x_t = self.scheduler.add_noise(x_0_rows, noise, t)
             labels_rows = None if labels is None else labels.repeat(len(chunk))
             model_output = self.unet_forward(x_t.to(self.unet.dtype), t, labels_rows).double()
-            vb = self.scheduler.vb_terms_bpd(model_output, x_0_rows, x_t, t)  # (K B,)
+            vb = self.scheduler.vb_terms_bpd(model_output, x_0_rows, x_t, t, decoder=decoder)  # (K B,)
             p = self.scheduler.p_mean_variance(model_output, x_t, t)
             noise_mse = (noise - p["pred_epsilon"]).pow(2).flatten(1).mean(1)
             x0_mse = (x_0_rows - p["pred_original_sample"]).pow(2).flatten(1).mean(1)
@@ -194,7 +278,7 @@ class BoundMixin:
         diffusion's `calc_bpd_loop`); values are float64 (B,) tensors (see `BitsPerDimOutput`).
 
         Args:
-            images: x_0 in [-1, 1], (B, C, H, W); rounded to the 8-bit grid.
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid; or points (B, D) (see `bound_steps`).
             class_labels: an int, B ints, a (B,) tensor, or None (unconditional: the null class).
             generator: seeds the draws of x_t.
             batch_size: at most this many images per U-Net call.
@@ -241,19 +325,24 @@ class BoundMixin:
         low-variance KL estimate.
 
         Args:
-            image: x_0 in [-1, 1], (C, H, W) or (1, C, H, W); rounded to the 8-bit grid.
+            image: x_0 in [-1, 1], (C, H, W) or (1, C, H, W), rounded to the 8-bit grid; or one point (D,) or
+                (1, D) for a model with `sample_dim`.
             num_draws: how many trajectories (>= 2).
             class_labels: one label, or None (unconditional: the null class).
             generator: seeds the trajectories.
         """
         if not isinstance(num_draws, int) or num_draws < 2:
             raise ValueError(f"`num_draws` must be an integer >= 2, got {num_draws!r}.")
-        if torch.is_tensor(image) and image.ndim == 3:
+        one = self.sample_shape
+        if torch.is_tensor(image) and image.ndim == len(one):
             image = image.unsqueeze(0)
         if torch.is_tensor(image) and image.shape[0] != 1:
-            raise ValueError(f"`image` must be one image, (C, H, W) or (1, C, H, W), got {tuple(image.shape)}.")
-        x_0, labels = self._bound_inputs(image, class_labels)
-        x_0 = x_0.expand(num_draws, -1, -1, -1)  # (N, C, H, W), one row per trajectory
+            shape = ", ".join(map(str, one))
+            raise ValueError(
+                f"`image` must be one image or point, ({shape}) or (1, {shape}), got {tuple(image.shape)}."
+            )
+        x_0, labels, decoder = self._bound_inputs(image, class_labels)
+        x_0 = x_0.expand(num_draws, *x_0.shape[1:])  # (N, C, H, W) or (N, D), one row per trajectory
         labels = None if labels is None else labels.expand(num_draws)
         scheduler = self.scheduler
         kl_form = scheduler.prior_bpd(x_0)  # (N,)
@@ -264,10 +353,78 @@ class BoundMixin:
             x_t = scheduler.q_step(x_prev, t, noise)
             timestep = torch.full((num_draws,), t, device=self.device)
             model_output = self.unet_forward(x_t.to(self.unet.dtype), timestep, labels).double()
-            kl_form = kl_form + scheduler.vb_terms_bpd(model_output, x_0, x_t, timestep)
+            kl_form = kl_form + scheduler.vb_terms_bpd(model_output, x_0, x_t, timestep, decoder=decoder)
             trajectory_form = trajectory_form + scheduler.trajectory_terms_bpd(
-                model_output, x_0, x_prev, x_t, timestep
+                model_output, x_0, x_prev, x_t, timestep, decoder=decoder
             )
             x_prev = x_t
         trajectory_form = trajectory_form + scheduler.trajectory_prior_bpd(x_prev)
         return ElboEstimates(kl_form=kl_form, trajectory_form=trajectory_form)
+
+    @torch.inference_mode()
+    def posterior_at_t(
+        self, images: torch.Tensor, t: int, class_labels=None, generator: torch.Generator | None = None
+    ) -> PosteriorAtT:
+        """The bound's term at one t >= 1, with every number in it: the true posterior's mean and variance beside
+        the model's mean, their coefficients, and L_t computed as its mean part two ways and as the full KL.
+
+        x_t ~ q(x_t | x_0) is drawn with `generator` as `bound_steps(..., timesteps=[t])` draws it (the same seed
+        gives the same x_t). Every formula is the scheduler's: `q_posterior_mean`, `posterior_variance`,
+        `learned_mean`, `mean_coefficients`, `fixed_variance`, `loss_weight`, `gaussian_kl` and its two parts.
+
+        Args:
+            images: x_0 in [-1, 1], (B, C, H, W), rounded to the 8-bit grid; or points (B, D) (see `bound_steps`).
+            t: the timestep, in [1, T - 1] (at t = 0 the bound's term is the decoder: beta_tilde_0 = 0).
+            class_labels: as in `bound_steps`.
+            generator: seeds eps.
+        """
+        steps = self.scheduler.config.num_train_timesteps
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t < steps:
+            raise ValueError(
+                f"Invalid `t`={t!r}: allowed values are integers in [1, {steps - 1}] (at t = 0 the bound's term is "
+                "the decoder -log p(x_0 | x_1), not a KL)."
+            )
+        scheduler = self.scheduler
+        x_0, labels, decoder = self._bound_inputs(images, class_labels)
+        noise = torch.randn(x_0.shape, generator=generator, dtype=torch.float64).to(self.device)
+        timesteps = torch.full((x_0.shape[0],), t, device=self.device)
+        x_t = scheduler.add_noise(x_0, noise, timesteps)
+        model_output = self.unet_forward(x_t.to(self.unet.dtype), timesteps, labels).double()
+        noise_pred = scheduler.p_mean_variance(model_output, x_t, timesteps)["pred_epsilon"]  # raw, not clipped
+        posterior_mean = scheduler.q_posterior_mean(x_0, x_t, t)
+        model_mean = scheduler.learned_mean(x_t, t, noise_pred)
+        posterior_variance = scheduler.posterior_variance(t, dtype=torch.float64)  # beta_tilde_t, 0-d
+        log_posterior_variance = posterior_variance.log()
+        noise_error = _per_dim((noise - noise_pred) ** 2)  # ||eps - eps_hat||^2 / D
+        terms = {}
+        for variance in ("beta", "beta_tilde"):
+            model_variance = scheduler.fixed_variance(t, variance, dtype=torch.float64)  # sigma_t^2, 0-d
+            log_model_variance = model_variance.log()
+            weight = float(scheduler.loss_weight(t, variance, dtype=torch.float64))
+            kl = _per_dim(
+                scheduler.gaussian_kl(posterior_mean, log_posterior_variance, model_mean, log_model_variance)
+            )
+            terms[variance] = PosteriorKL(
+                variance=variance,
+                model_variance=float(model_variance),
+                loss_weight=weight,
+                mean_part=_per_dim(scheduler.gaussian_kl_mean_part(posterior_mean, model_mean, log_model_variance)),
+                weighted_noise_error=weight * noise_error,
+                variance_part=float(scheduler.gaussian_kl_variance_part(log_posterior_variance, log_model_variance)),
+                kl=kl,
+                kl_bpd=kl / math.log(2.0),
+            )
+        return PosteriorAtT(
+            timestep=t,
+            original_sample=x_0,
+            sample=x_t,
+            noise=noise,
+            noise_pred=noise_pred,
+            posterior_mean=posterior_mean,
+            model_mean=model_mean,
+            mean_difference=posterior_mean - model_mean,
+            posterior_variance=float(posterior_variance),
+            coefficients=scheduler.mean_coefficients(t),
+            terms=terms,
+            vb_bpd=scheduler.vb_terms_bpd(model_output, x_0, x_t, timesteps, decoder=decoder),
+        )

@@ -43,6 +43,30 @@ def guide(model_output: torch.Tensor, channels: int, guidance_scale: float) -> t
     return torch.cat([guided, conditional[:, channels:]], dim=1)
 
 
+@dataclass
+class GuidanceParts:
+    """Classifier-free guidance at one step, on pictures: the two predictions the guided one is made of.
+
+    Tensors are (B, C, H, W): the model's prediction channels (eps for an eps-prediction model; x_0 or v otherwise).
+
+    Args:
+        conditional: eps_c = eps_theta(x_t, t, y), the model told the digit.
+        unconditional: eps_u = eps_theta(x_t, t, null), the same model told nothing.
+        guided: eps_u + w (eps_c - eps_u) (`classifier_free_guidance`), what the step used (before any clipping).
+        guidance_scale: w.
+    """
+
+    conditional: torch.Tensor
+    unconditional: torch.Tensor
+    guided: torch.Tensor
+    guidance_scale: float
+
+    @property
+    def difference(self) -> torch.Tensor:
+        """eps_c - eps_u, the direction guidance pushes along (w times it is added to eps_u), (B, C, H, W)."""
+        return self.conditional - self.unconditional
+
+
 def guided_labels(
     class_labels: torch.Tensor | None, null_class: int | None, guidance_scale: float, batch_size: int, device
 ) -> tuple[torch.Tensor | None, bool]:
@@ -91,6 +115,8 @@ class DenoisingStep:
         std: sigma_t, (1, 1, 1, 1) or (B, C, H, W) for learned variances, or None.
         prev_sample: x_{t-1}, the next step's `sample` (as replaced by `callback_on_step_end`, if it did).
         model_output: the guided U-Net output the scheduler stepped with, (B, C_out, H, W).
+        guidance: the conditional and unconditional predictions and their combination (`GuidanceParts`) when the step
+            was guided (a digit and w not 0 or 1), else None.
     """
 
     step_index: int
@@ -104,6 +130,7 @@ class DenoisingStep:
     std: torch.Tensor | None
     prev_sample: torch.Tensor
     model_output: torch.Tensor | None = None
+    guidance: GuidanceParts | None = None
 
 
 @dataclass
@@ -256,8 +283,11 @@ class DenoisingChain:
                 f"{', doubled by guidance' if guided else ''}), got {model_output.shape[0]}."
             )
         channels = self.sample.shape[1]
+        guidance = None
         if guided:
+            conditional, unconditional = (half[:, :channels] for half in model_output.chunk(2))  # views, no copies
             model_output = guide(model_output, channels, self.guidance_scale)  # (B, C_out, H, W)
+            guidance = GuidanceParts(conditional, unconditional, model_output[:, :channels], self.guidance_scale)
         model_output = model_output.to(self.sample.dtype)
         index = self.step_index
         scheduler_output = model_output
@@ -294,6 +324,7 @@ class DenoisingChain:
             std=getattr(out, "std", None),
             prev_sample=out.prev_sample,
             model_output=model_output,
+            guidance=guidance,
         )
         self.sample = out.prev_sample
         self.step_index += 1

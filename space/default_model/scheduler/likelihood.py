@@ -20,14 +20,30 @@ def gaussian_kl(mean_1, logvar_1, mean_2, logvar_2) -> torch.Tensor:
         KL = log(sigma_2 / sigma_1) + (sigma_1^2 + (mu_1 - mu_2)^2) / (2 sigma_2^2) - 1/2
 
     written with log-variances (log(sigma_2 / sigma_1) = (logvar_2 - logvar_1) / 2) so that tiny variances such
-    as beta_tilde_1 ~ 1e-4 never underflow. Arguments broadcast (tensors or numbers); the result has their shape.
+    as beta_tilde_1 ~ 1e-4 never underflow. It is the sum of its two parts, `gaussian_kl_variance_part` (the widths)
+    and `gaussian_kl_mean_part` (the means). Arguments broadcast (tensors or numbers); the result has their shape.
     """
     tensor = next(x for x in (mean_1, logvar_1, mean_2, logvar_2) if torch.is_tensor(x))
     logvar_1, logvar_2 = (torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device) for v in (logvar_1, logvar_2))
-    log_sigma_ratio = 0.5 * (logvar_2 - logvar_1)  # log(sigma_2 / sigma_1)
-    variance_ratio = torch.exp(logvar_1 - logvar_2)  # sigma_1^2 / sigma_2^2
-    mean_term = (mean_1 - mean_2) ** 2 * torch.exp(-logvar_2)  # (mu_1 - mu_2)^2 / sigma_2^2
-    return log_sigma_ratio + (variance_ratio + mean_term) / 2 - 0.5
+    return gaussian_kl_variance_part(logvar_1, logvar_2) + gaussian_kl_mean_part(mean_1, mean_2, logvar_2)
+
+
+def gaussian_kl_mean_part(mean_1, mean_2, logvar_2) -> torch.Tensor:
+    """The means' part of `gaussian_kl`: (mu_1 - mu_2)^2 / (2 sigma_2^2) per element, in nats.
+
+    With two equal variances it is the whole KL; in the DDPM bound it is the part the model's mean controls,
+    ||mu_tilde - mu_theta||^2 / (2 sigma_t^2) = w(t) ||eps - eps_theta||^2 (Ho et al. 2020, Eq. 8 and 12).
+    """
+    tensor = next(x for x in (mean_1, mean_2, logvar_2) if torch.is_tensor(x))
+    logvar_2 = torch.as_tensor(logvar_2, dtype=tensor.dtype, device=tensor.device)
+    return 0.5 * (mean_1 - mean_2) ** 2 * torch.exp(-logvar_2)
+
+
+def gaussian_kl_variance_part(logvar_1, logvar_2) -> torch.Tensor:
+    """The widths' part of `gaussian_kl`: (sigma_1^2 / sigma_2^2 - 1 + log(sigma_2^2 / sigma_1^2)) / 2 per element,
+    in nats; 0 when the variances are equal, > 0 otherwise. Arguments are tensors (or broadcast against one)."""
+    logvar_1, logvar_2 = torch.as_tensor(logvar_1), torch.as_tensor(logvar_2)
+    return 0.5 * (logvar_2 - logvar_1) + (torch.exp(logvar_1 - logvar_2) - 1) / 2
 
 
 def gaussian_log_likelihood(x, mean, logvar) -> torch.Tensor:

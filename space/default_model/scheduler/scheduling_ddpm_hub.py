@@ -182,6 +182,9 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         self.num_inference_steps = None
         self.timesteps = torch.from_numpy(np.arange(0, steps)[::-1].copy())
         self._previous = None  # maps an inference timestep to the one after it; None means t - 1
+        # Algorithm 2 returns the mean at the chain's last step (to x_0); True adds sigma z there too, to see what the
+        # rule changes (with sigma^2 = beta_tilde nothing: beta_tilde of the step to alpha_bar = 1 is 0). Not config.
+        self.noise_at_last_step = False
 
     # Every coefficient below is float64, shaped (B, 1, 1, 1) (or (1, 1, 1, 1) for a scalar t) to broadcast against
     # `shape`; the formulas cast them to their tensors' dtype and device.
@@ -220,11 +223,12 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         return beta, (1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta
 
     @staticmethod
-    def _schedule_value(values: torch.Tensor, t) -> torch.Tensor:
-        """A (B, 1, 1, 1) float64 coefficient as a public schedule value: float32, shaped like t (0-d for an int)."""
+    def _schedule_value(values: torch.Tensor, t, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A (B, 1, 1, 1) float64 coefficient as a public schedule value: float32 (or `dtype`), shaped like t (0-d
+        for an int)."""
         if not torch.is_tensor(t):
-            return values.float().reshape(())
-        return values.to(t.device, torch.float32).reshape(t.shape)
+            return values.to(dtype).reshape(())
+        return values.to(t.device, dtype).reshape(t.shape)
 
     # ------------------------------------------------------------------------------------------------------------
     # The forward process q
@@ -264,6 +268,27 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
 
     q_sample = add_noise
 
+    def marginal_pixel_density(self, x_0: torch.Tensor, t: int, values: torch.Tensor) -> torch.Tensor:
+        """The density of one pixel of x_t ~ q(x_t | x_0), the pixel picked at random: the mixture over the D pixels
+        of x_0 of N(sqrt(alpha_bar_t) x_0[i], 1 - alpha_bar_t), evaluated at `values`.
+
+        The histogram of every pixel of many draws `add_noise(x_0, eps, t)` converges to it (each pixel is its own
+        Gaussian; pooling them mixes the D Gaussians with equal weights).
+
+        Args:
+            x_0: one image, (C, H, W) or (1, C, H, W).
+            t: the timestep, an int.
+            values: where to evaluate the density, (K,).
+
+        Returns:
+            (K,) float64 densities.
+        """
+        x_0 = x_0.reshape(1, -1).double()  # (1, D)
+        mean = self.add_noise(x_0, torch.zeros_like(x_0), torch.tensor([int(t)]))  # sqrt(alpha_bar_t) x_0, (1, D)
+        log_variance = torch.log(1 - self._alpha_bar(int(t), (1, 1)))  # log(1 - alpha_bar_t), (1, 1)
+        log_density = self.gaussian_log_likelihood(values.double().reshape(-1, 1), mean, log_variance)  # (K, D)
+        return log_density.exp().mean(dim=1)
+
     def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """The v-prediction target v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0, (B, C, H, W)."""
         sqrt_alpha_bar, sqrt_one_minus_alpha_bar = (
@@ -289,24 +314,28 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         x_t_coefficient = (alpha_t.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar_t)).to(x_t)
         return x_0_coefficient * x_0 + x_t_coefficient * x_t
 
-    def posterior_variance(self, t, prev_t=None) -> torch.Tensor:
+    def posterior_variance(self, t, prev_t=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Variance beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) beta_t of q(x_{t-1} | x_t, x_0) (Eq. 7).
 
-        Returns (B,) for (B,) timesteps, or a 0-d tensor for a scalar t.
+        Returns (B,) for (B,) timesteps, or a 0-d tensor for a scalar t; float32 unless `dtype` (torch.float64: the
+        schedule's own precision).
         """
         prev_t = t - 1 if prev_t is None else prev_t
-        return self._schedule_value(self._step_variances(t, prev_t, (1,))[1], t)
+        return self._schedule_value(self._step_variances(t, prev_t, (1,))[1], t, dtype)
 
-    def fixed_variance(self, t, kind: Literal["beta", "beta_tilde"] = "beta_tilde", prev_t=None) -> torch.Tensor:
+    def fixed_variance(
+        self, t, kind: Literal["beta", "beta_tilde"] = "beta_tilde", prev_t=None, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """The two fixed choices of sigma_t^2 in p_theta(x_{t-1} | x_t) (Sec. 3.2): beta_t, or beta_tilde_t.
 
         beta_t is optimal when x_0 ~ N(0, I); beta_tilde_t when x_0 is one fixed point. Both give similar samples.
+        float32 unless `dtype`.
         """
         if kind == "beta_tilde":
-            return self.posterior_variance(t, prev_t)
+            return self.posterior_variance(t, prev_t, dtype)
         if kind == "beta":
             prev_t = t - 1 if prev_t is None else prev_t
-            return self._schedule_value(self._step_variances(t, prev_t, (1,))[0], t)
+            return self._schedule_value(self._step_variances(t, prev_t, (1,))[0], t, dtype)
         raise _invalid("kind", kind, "'beta', 'beta_tilde'")
 
     def predict_x0_from_noise(self, x_t: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
@@ -333,6 +362,27 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         _, _, alpha_t, beta_t = self._step_coefficients(t, prev_t, x_t.shape)
         noise_coefficient = (beta_t / self._marginal_coefficients(t, x_t.shape)[1]).to(x_t)
         return (x_t - noise_coefficient * noise) / alpha_t.sqrt().to(x_t)
+
+    def mean_coefficients(self, t: int, prev_t: int | None = None) -> dict[str, float]:
+        """The two means of the step t -> prev_t (default t - 1) as linear combinations, python floats (float64):
+
+            mu_tilde_t(x_t, x_0) = posterior_x0 * x_0 + posterior_xt * x_t                    (`q_posterior_mean`)
+            mu_theta(x_t, t)     = model_xt * x_t - model_eps * eps_theta                    (`learned_mean`)
+
+        with model_xt = 1 / sqrt(alpha_t) and model_eps = beta_t / (sqrt(1 - alpha_bar_t) sqrt(alpha_t)), read off the
+        two methods' own formulas (no formula is written here): each mean evaluated at unit inputs.
+        """
+        t = int(t)
+        if not 0 <= t < self.config.num_train_timesteps:
+            raise _invalid("t", t, f"integers in [0, {self.config.num_train_timesteps})")
+        prev_t = t - 1 if prev_t is None else int(prev_t)
+        one, zero = torch.ones((1,), dtype=torch.float64), torch.zeros((1,), dtype=torch.float64)
+        return {
+            "posterior_x0": float(self.q_posterior_mean(one, zero, t, prev_t)),
+            "posterior_xt": float(self.q_posterior_mean(zero, one, t, prev_t)),
+            "model_xt": float(self.learned_mean(one, t, zero, prev_t)),
+            "model_eps": -float(self.learned_mean(zero, t, one, prev_t)),
+        }
 
     def split_model_output(self, model_output: torch.Tensor, sample: torch.Tensor, t):
         """Turns the model's raw output into (x_0, eps) according to `prediction_type`.
@@ -593,7 +643,7 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         prev_t = self.previous_timestep(t)
         # no noise on the chain's last step, the one to x_0 (Algorithm 2 returns the mean there), whatever its t:
         # trailing spacing and custom timesteps end above t = 0; `step_from` multiplies z by sigma_t = 0 there
-        if prev_t >= 0 and variance_noise is None:
+        if (prev_t >= 0 or self.noise_at_last_step) and variance_noise is None:
             variance_noise = randn_tensor(  # shaped like x_t (a learned-variance output has 2C channels)
                 sample.shape, generator=generator, device=model_output.device, dtype=model_output.dtype
             )
@@ -635,9 +685,11 @@ class DDPMHubScheduler(BoundTermsMixin, SchedulerMixin, ConfigMixin):
         # 3. mean of p_theta(x_{t-1} | x_t): the posterior mean mu_tilde at the predicted x_0, Eq. 7 of Ho et al.
         mean = self.q_posterior_mean(clipped_x0, sample, t, prev_t)
 
-        # 4. sigma_t from the variance choice, 0 on the chain's last step
+        # 4. sigma_t from the variance choice, 0 on the chain's last step (unless `noise_at_last_step`, the Space's
+        # switch to show what that rule changes)
         std = self.step_std(t, prev_t, predicted_variance, sample.shape).to(sample)
-        std = torch.where(torch.as_tensor(prev_t, device=std.device) < 0, torch.zeros_like(std), std)
+        if not self.noise_at_last_step:
+            std = torch.where(torch.as_tensor(prev_t, device=std.device) < 0, torch.zeros_like(std), std)
         prev_sample = mean if variance_noise is None else mean + std * variance_noise
         return prev_sample, clipped_x0, pred_eps, mean, std
 
