@@ -148,6 +148,20 @@ def test_page_loads_with_nothing_from_outside(browser, static_url, tmp_path):
     page.wait_for_function("() => document.getElementById('progress').textContent.includes('done')", timeout=120_000)
     assert page.locator("#results canvas").count() == 4
     assert "σ_t" in page.locator("#coefficients").inner_text()
+    # "t = 250" on one line, above its slider
+    label = page.locator("#fwd-t-value").locator("xpath=..")
+    assert label.inner_text() == "t = 250" and label.bounding_box()["height"] < 30
+    # the last x_t is the generated image, drawn as pixels on [-1, 1]: black background, white strokes (on the
+    # noise scale [-3, 3] it was grey on grey)
+    low, high = page.evaluate(
+        """() => {
+            const data = document.getElementById('rev-xt').getContext('2d').getImageData(0, 0, 28, 28).data;
+            const grey = data.filter((_, i) => i % 4 === 0);
+            return [Math.min(...grey), Math.max(...grey)];
+        }"""
+    )
+    assert low <= 10 and high >= 245
+    assert "−1 black, +1 white" in page.locator("#reverse .scale").inner_text()
     screenshot(page, tmp_path, "static_1366.png")
     page.set_viewport_size({"width": 400, "height": 900})
     screenshot(page, tmp_path, "static_400.png")
