@@ -27,9 +27,11 @@ from ddpm_hub import DDIMHubScheduler, DDPMHubPipeline  # noqa: E402
 
 MODEL = ROOT / "space" / "default_model"
 LOAD_TIMEOUT_MS = 120_000
-# Page vs pipeline on the same draws: each step agrees to ~1e-6 (tests/test_export.py); over a chain the two drift
-# apart by rounding, and a pixel near a clip boundary can move further.
-IMAGE_ATOL = 2e-3
+# Page vs pipeline on the same draws: each step agrees to ~1e-6 (tests/test_export.py) and over a chain the two drift
+# apart by float32 rounding. Measured (2026-12, onnxruntime-web 1.31.1 WASM in Chromium vs the eager pipeline, digits
+# 3 7 0 8 at the model's w, seeds 11, 0, 1; max |page - pipeline| over all pixels): DDPM 50 steps 1.0e-5, DDIM 20
+# 2.3e-5, DDPM 100 3.0e-5, DDIM 50 1.3e-5. The bound is 10x the largest of these; the earlier guess, 2e-3, was 65x.
+IMAGE_ATOL = 3e-4
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -171,13 +173,15 @@ def test_page_loads_with_nothing_from_outside(browser, static_url, tmp_path):
     page.close()
 
 
-@pytest.mark.parametrize("sampler, steps", [("ddpm", 50), ("ddim", 20)])
+@pytest.mark.parametrize("sampler, steps", [("ddpm", 50), ("ddim", 20), ("ddpm", 100)])
 def test_page_matches_pipeline_on_the_same_draws(browser, static_url, sampler, steps):
     labels = [3, 7]
     want, noise, w = pipeline_and_draws(sampler, labels, steps, seed=11)
     page, _, outside, errors = open_page(browser, static_url)
     got, _ = page_generate(page, label=labels, steps=steps, guidance=w, batch=2, sampler=sampler, noise=noise)
-    assert np.abs(got - want).max() <= IMAGE_ATOL
+    difference = float(np.abs(got - want).max())
+    print(f"{sampler} {steps} steps: max |page - pipeline| = {difference:.2e} (bound {IMAGE_ATOL:.0e})")
+    assert difference <= IMAGE_ATOL
     assert outside == [] and errors == []
     page.close()
 
