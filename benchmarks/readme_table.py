@@ -315,6 +315,7 @@ SECTIONS = [  # results file, how its rows are built
     ("space_threads1", generic_rows),
     ("space_threads2", generic_rows),
     ("space_load", generic_rows),
+    ("static", generic_rows),
     ("guidance", guidance_rows),
     ("nfe", nfe_rows),
 ]
