@@ -49,19 +49,34 @@ class IsolatedHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def static_url(tmp_path_factory):
+def static_folder(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("Chromium not found at /usr/bin/chromium: apt-get install chromium")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[test])")
     pytest.importorskip("onnx", reason="the export needs onnx (pip install -e .[export])")
-    folder = deploy.assemble_static(tmp_path_factory.mktemp("static") / "site", MODEL)
-    handler = functools.partial(IsolatedHandler, directory=str(folder))
+    return deploy.assemble_static(tmp_path_factory.mktemp("static") / "site", MODEL)
+
+
+def serve(folder, handler_class):
+    handler = functools.partial(handler_class, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def static_url(static_folder):
+    server = serve(static_folder, IsolatedHandler)
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+class PlainHandler(http.server.SimpleHTTPRequestHandler):
+    """`python -m http.server`: no cross-origin isolation headers."""
+
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +186,23 @@ def test_page_loads_with_nothing_from_outside(browser, static_url, tmp_path):
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 400
     assert outside == [] and errors == []
     page.close()
+
+
+def test_page_served_without_isolation_headers_runs_on_one_thread(browser, static_folder):
+    """What `python -m http.server` gives (no COOP/COEP headers): no SharedArrayBuffer, so onnxruntime-web runs one
+    WASM thread; the page says so, and still generates."""
+    server = serve(static_folder, PlainHandler)
+    try:
+        page, info, outside, errors = open_page(browser, f"http://127.0.0.1:{server.server_address[1]}/")
+        assert info == {"threads": 1, "crossOriginIsolated": False}
+        assert "not cross-origin isolated, so no threads" in page.locator("#status").inner_text()
+        images, _ = page_generate(page, label=[5], steps=50, batch=1, sampler="ddim", seed=0)
+        assert images.shape == (1, 28, 28) and images.min() < -0.9 and images.max() > 0.9
+        assert outside == [] and errors == []
+        page.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.mark.parametrize("sampler, steps", [("ddpm", 50), ("ddim", 20), ("ddpm", 100)])
