@@ -318,6 +318,7 @@ SECTIONS = [  # results file, how its rows are built
     ("space_load_engine", generic_rows),
     ("space_load_light", generic_rows),
     ("runtimes", generic_rows),
+    ("static", generic_rows),
     ("guidance", guidance_rows),
     ("nfe", nfe_rows),
 ]

@@ -31,6 +31,11 @@ and tables.json of `python -m ddpm_hub.export` for the bundled default model (mo
 and a README.md with the Static Space header (`sdk: static`, COOP/COEP `custom_headers` for threads). The page
 loads nothing from anywhere else.
 
+    python space/deploy.py --static --out DIR --repo_id ORG/NAME [--private] [--token T] [--commit_message MSG]
+
+publishes it as a Static Space (free to host on any account): the same `upload_space` as the Gradio Space, with
+`create_repo(repo_type="space", space_sdk="static")` and no hardware request; it fails the same way.
+
 This script lives in space/, not in the ddpm_hub package: the library never imports the Space.
 """
 
@@ -362,51 +367,61 @@ def assemble_static(out: str | Path, model: str | Path | None = None, full_space
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def _space_hint(err: BaseException, endpoint: str, token: str | None) -> str:
-    if getattr(getattr(err, "response", None), "status_code", None) == 402:
+def _space_hint(err: BaseException, endpoint: str, token: str | None, sdk: str = "gradio") -> str:
+    if sdk == "gradio" and getattr(getattr(err, "response", None), "status_code", None) == 402:
         return PAYMENT_REQUIRED_HINT
     return _hint(err, endpoint, token)
+
+
+SDKS = ("gradio", "static")  # the Space kinds this script publishes: the Gradio app, and the static page
 
 
 def upload_space(
     folder: str | Path,
     repo_id: str,
     *,
-    hardware: str = "zero-a10g",
+    sdk: str = "gradio",
+    hardware: str | None = "zero-a10g",
     private: bool = False,
     token: str | None = None,
     commit_message: str = "Upload Space",
 ) -> str:
-    """Creates the Space `repo_id` (Gradio SDK, `hardware`) if missing and uploads `folder` in one commit.
+    """Creates the Space `repo_id` if missing and uploads `folder` in one commit: the Gradio app (`sdk="gradio"`, on
+    `hardware`) or the static page (`sdk="static"`: served as files, no hardware to choose; `hardware` must be None).
+
+    Both go through the same steps and failure handling: `create_repo(repo_type="space", space_sdk=sdk, ...)`, one
+    `upload_folder` commit without hidden files (PIPELINE_IGNORE_PATTERNS), and for Gradio the hardware request.
 
     Returns:
         The URL of the commit (or its oid when the server gives no URL).
 
     Raises:
-        ValueError: `repo_id` is malformed, or `hardware` is not one of HARDWARE.
+        ValueError: `repo_id` is malformed, `sdk` is not one of SDKS, or `hardware` is not one of HARDWARE (Gradio)
+            or is given for a static Space.
         HubPushError: creating the Space, uploading or setting the hardware failed; the folder is untouched.
     """
     from huggingface_hub import HfApi  # reads HF_ENDPOINT when imported
 
     folder = Path(folder).expanduser().resolve()
     _check_repo_id(repo_id, require_namespace=True)
-    if hardware not in HARDWARE:
+    if sdk not in SDKS:
+        raise ValueError(f"invalid sdk {sdk!r}: choose one of {', '.join(SDKS)}")
+    if sdk == "static" and hardware is not None:
+        raise ValueError(f"invalid hardware {hardware!r} for sdk 'static': a Static Space runs on no hardware (None)")
+    if sdk == "gradio" and hardware not in HARDWARE:
         raise ValueError(f"invalid hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: assemble the Space first (--out)")
     api = HfApi()
-    target = f"Space '{repo_id}' at {api.endpoint}"
+    target = f"{'Static ' if sdk == 'static' else ''}Space '{repo_id}' at {api.endpoint}"
 
     def failed(step: str, err: BaseException) -> HubPushError:
-        return _push_error(step, target, folder, err, _space_hint(err, api.endpoint, token))
+        return _push_error(step, target, folder, err, _space_hint(err, api.endpoint, token, sdk))
 
+    options = {"space_hardware": hardware} if sdk == "gradio" else {}
     try:
         api.create_repo(
-            repo_id,
-            repo_type="space",
-            space_sdk="gradio",
-            space_hardware=hardware,
-            private=private,
-            exist_ok=True,
-            token=token,
+            repo_id, repo_type="space", space_sdk=sdk, private=private, exist_ok=True, token=token, **options
         )
     except Exception as err:
         raise failed("creating the Space", err) from err
@@ -421,10 +436,11 @@ def upload_space(
         )
     except Exception as err:
         raise failed("uploading the files", err) from err
-    try:  # create_repo sets the hardware of a new Space only; an existing one is switched here
-        api.request_space_hardware(repo_id, hardware, token=token)
-    except Exception as err:
-        raise failed(f"requesting the {hardware} hardware", err) from err
+    if sdk == "gradio":
+        try:  # create_repo sets the hardware of a new Space only; an existing one is switched here
+            api.request_space_hardware(repo_id, hardware, token=token)
+        except Exception as err:
+            raise failed(f"requesting the {hardware} hardware", err) from err
     return str(getattr(info, "commit_url", None) or getattr(info, "oid", info))
 
 
@@ -437,25 +453,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python space/deploy.py",
         description="Assemble a self-contained Space folder from this repository and upload it as a Hugging Face "
-        "Space (Gradio SDK).",
+        "Space (Gradio SDK, or with --static the in-browser page as a Static Space).",
     )
     parser.add_argument("--out", required=True, help="the folder to assemble (replaced if this script wrote it)")
     parser.add_argument("--repo_id", default=None, help="upload to the Space ORG/NAME (default: assemble only)")
     parser.add_argument(
-        "--static", action="store_true", help="assemble the static page (onnxruntime-web in the browser) instead"
+        "--static",
+        action="store_true",
+        help="assemble the static page (onnxruntime-web in the browser) instead; with --repo_id, publish it as a "
+        "Static Space (free to host)",
     )
     parser.add_argument("--full_space_url", default=None, help="with --static: the full Gradio Space the page links")
     parser.add_argument(
         "--hardware",
-        default="zero-a10g",
+        default=None,
         choices=HARDWARE,
-        help="zero-a10g: ZeroGPU (free accounts may host 2); cpu-basic needs PRO for Gradio Spaces (HTTP 402)",
+        help="zero-a10g (the default): ZeroGPU (free accounts may host 2); cpu-basic needs PRO for Gradio Spaces "
+        "(HTTP 402). Not with --static",
     )
     parser.add_argument("--private", action="store_true", help="create the Space as private")
     parser.add_argument("--token", default=None, help="Hub token with write access (default: the saved login)")
     parser.add_argument("--commit_message", default="Upload Space")
     parser.add_argument(
-        "--torch", default=None, help="torch version to pin (default: the repository's pin, which must be installed)"
+        "--torch",
+        default=None,
+        help="torch version to pin (default: the repository's pin, which must be installed). Not with --static",
     )
     return parser
 
@@ -464,24 +486,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.static:
-            if args.repo_id is not None:
-                raise DeployError("--static with --repo_id: publishing the static page is not implemented yet")
+            given = [flag for flag, value in (("--hardware", args.hardware), ("--torch", args.torch)) if value]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} cannot be used with --static: a Static Space is served as files, with no "
+                    "hardware or torch to choose"
+                )
             folder = assemble_static(args.out, full_space_url=args.full_space_url)
             size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 1e6
             print(f"assembled {folder} (static, {size:.1f} MB): serve it, e.g. `python -m http.server -d {folder}`")
-            return 0
-        folder = assemble(args.out, args.hardware, args.torch)
-        print(f"assembled {folder} ({args.hardware}): `cd {folder} && python app.py` runs it locally")
+        else:
+            args.hardware = args.hardware or "zero-a10g"
+            folder = assemble(args.out, args.hardware, args.torch)
+            print(f"assembled {folder} ({args.hardware}): `cd {folder} && python app.py` runs it locally")
         if args.repo_id is not None:
             where = upload_space(
                 folder,
                 args.repo_id,
-                hardware=args.hardware,
+                sdk="static" if args.static else "gradio",
+                hardware=None if args.static else args.hardware,
                 private=args.private,
                 token=args.token,
                 commit_message=args.commit_message,
             )
-            print(f"uploaded {folder} to the Space {args.repo_id} ({args.hardware})")
+            print(f"uploaded {folder} to the {'Static ' if args.static else ''}Space {args.repo_id}", end="")
+            print("" if args.static else f" ({args.hardware})")
             print(f"  {where}")
     except (DeployError, HubPushError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

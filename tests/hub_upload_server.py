@@ -7,8 +7,13 @@ turns each commit into a git commit of ``<repos_dir>/models/<org>/<name>`` on br
 olah's ``mirrors-path``, what huggingface_hub uploaded is then served by olah: push with the real client, load with
 ``from_pretrained``, and compare.
 
+Space repositories work the same way (``/api/spaces/...``, committed into ``<repos_dir>/spaces/<org>/<name>``, which
+olah serves as a Space); ``server.created`` keeps each create request's body (type, sdk, hardware) for the tests.
+``refuse_commits=(status, message)`` answers every commit with that HTTP error, as the Hub does when it refuses an
+upload, to test failure handling.
+
 Like the Hub, a commit adds or replaces the files it names and keeps the others. Anything else (LFS uploads, pull
-requests, other branches, other repo types) is answered with an HTTP error, so a client that needs it fails loudly.
+requests, other branches, dataset repos) is answered with an HTTP error, so a client that needs it fails loudly.
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ class HubUploadServer:
     """``with HubUploadServer(repos_dir) as server:`` push to ``server.endpoint``; ``server.commits`` lists what
     each commit request named, in order."""
 
-    def __init__(self, repos_dir: str | Path) -> None:
+    REPO_TYPES = {"model": "models", "space": "spaces"}  # create_repo's "type" -> the URL and folder segment
+
+    def __init__(self, repos_dir: str | Path, *, refuse_commits: tuple[int, str] | None = None) -> None:
         self.repos_dir = Path(repos_dir).resolve()
+        self.refuse_commits = refuse_commits
         self.commits: list[dict] = []
+        self.created: list[dict] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -45,8 +54,8 @@ class HubUploadServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def repo_dir(self, repo_id: str) -> Path:
-        return self.repos_dir / "models" / repo_id
+    def repo_dir(self, repo_id: str, repo_type: str = "model") -> Path:
+        return self.repos_dir / self.REPO_TYPES[repo_type] / repo_id
 
     def start(self) -> HubUploadServer:
         server = self
@@ -102,9 +111,10 @@ class HubUploadServer:
             return self._create_repo(json.loads(body))
         if route == "/api/validate-yaml":
             return self._validate_yaml(json.loads(body))
-        if len(parts) == 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
-            repo_id, action, revision = f"{parts[2]}/{parts[3]}", parts[4], parts[5]
-            if not (self.repo_dir(repo_id) / ".git").is_dir():
+        types = {segment: repo_type for repo_type, segment in self.REPO_TYPES.items()}
+        if len(parts) == 6 and parts[0] == "api" and parts[1] in types and parts[4] in ("preupload", "commit"):
+            repo_type, repo_id, action, revision = types[parts[1]], f"{parts[2]}/{parts[3]}", parts[4], parts[5]
+            if not (self.repo_dir(repo_id, repo_type) / ".git").is_dir():
                 return 404, {"error": f"Repository {repo_id} not found"}
             if revision != "main" or "create_pr" in query:
                 return 400, {"error": "this test server commits to branch main only (no other branch, no PR)"}
@@ -112,19 +122,27 @@ class HubUploadServer:
                 paths = [file["path"] for file in json.loads(body)["files"]]
                 files = [{"path": path, "uploadMode": "regular", "shouldIgnore": False} for path in paths]
                 return 200, {"files": files}
-            return self._commit(repo_id, body)
+            if self.refuse_commits is not None:
+                status, message = self.refuse_commits
+                return status, {"error": message}
+            return self._commit(repo_id, body, repo_type)
         return 404, {"error": f"no route {route}"}
 
     def _create_repo(self, request: dict) -> tuple[int, dict]:
-        if request.get("type", "model") != "model" or not request.get("organization"):
-            return 400, {"error": "this test server creates model repos named org/name only"}
+        self.created.append(request)
+        repo_type = request.get("type", "model")
+        if repo_type not in self.REPO_TYPES or not request.get("organization"):
+            return 400, {"error": "this test server creates model and Space repos named org/name only"}
+        if repo_type == "space" and request.get("sdk") not in ("gradio", "docker", "static"):
+            return 400, {"error": f"a Space needs an sdk (gradio, docker or static), got {request.get('sdk')!r}"}
         repo_id = f"{request['organization']}/{request['name']}"
-        repo = self.repo_dir(repo_id)
+        repo = self.repo_dir(repo_id, repo_type)
+        url = f"{self.endpoint}/{'spaces/' if repo_type == 'space' else ''}{repo_id}"
         if (repo / ".git").is_dir():
-            return 409, {"error": "You already created this model repo", "url": f"{self.endpoint}/{repo_id}"}
+            return 409, {"error": f"You already created this {repo_type} repo", "url": url}
         repo.mkdir(parents=True)
         _git(repo, "init", "-q", "-b", "main")
-        return 200, {"url": f"{self.endpoint}/{repo_id}"}
+        return 200, {"url": url}
 
     def _validate_yaml(self, request: dict) -> tuple[int, dict]:
         content = request["content"]
@@ -135,8 +153,8 @@ class HubUploadServer:
                 return 400, {"errors": [{"message": str(err)}], "warnings": []}
         return 200, {"errors": [], "warnings": []}
 
-    def _commit(self, repo_id: str, body: bytes) -> tuple[int, dict]:
-        repo = self.repo_dir(repo_id)
+    def _commit(self, repo_id: str, body: bytes, repo_type: str = "model") -> tuple[int, dict]:
+        repo = self.repo_dir(repo_id, repo_type)
         lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
         if not lines or lines[0]["key"] != "header":
             return 400, {"error": "the commit payload must start with a header line"}
@@ -154,5 +172,6 @@ class HubUploadServer:
         _git(repo, "add", "--all")
         _git(repo, "commit", "-q", "--allow-empty", "-m", lines[0]["value"]["summary"])
         sha = _git(repo, "rev-parse", "HEAD")
-        self.commits.append({"repo_id": repo_id, "sha": sha, "files": sorted(files)})
-        return 200, {"commitUrl": f"{self.endpoint}/{repo_id}/commit/{sha}", "commitOid": sha}
+        self.commits.append({"repo_id": repo_id, "repo_type": repo_type, "sha": sha, "files": sorted(files)})
+        prefix = "spaces/" if repo_type == "space" else ""
+        return 200, {"commitUrl": f"{self.endpoint}/{prefix}{repo_id}/commit/{sha}", "commitOid": sha}

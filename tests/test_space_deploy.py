@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -413,3 +414,127 @@ def test_payment_required_on_cpu_basic_points_to_zero_gpu(cpu_folder, tmp_path):
     assert created and '"sdk": "gradio"' in created[0] and '"type": "space"' in created[0]
     assert '"hardware": "cpu-basic"' in created[0]
     assert snapshot(tmp_path / "space") == snapshot(cpu_folder)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Publishing the static page (a Static Space)
+# ---------------------------------------------------------------------------------------------------------------------
+
+STATIC_ID = "ddpm-hub-tests/static-page"
+
+
+@pytest.fixture(scope="module")
+def static_published(olah_hub, tmp_path_factory) -> dict:
+    """`python space/deploy.py --static --out DIR --repo_id ORG/NAME` against the Hub's write API (HubUploadServer,
+    committing into olah's mirrors), then the Space read back through olah as a visitor's client reads it."""
+    pytest.importorskip("onnx", reason="the export needs onnx (pip install -e .[export])")
+    from hub_upload_server import HubUploadServer
+    from olah_hub import hub_env, run_python
+
+    static = SPACE / "static"
+    if shutil.which("npm") is None and not (static / "node_modules" / "onnxruntime-web").is_dir():
+        pytest.skip("npm is not installed and space/static/node_modules is missing: the page needs onnxruntime-web")
+    tmp = tmp_path_factory.mktemp("deploy_static")
+    out = tmp / "site"
+    with HubUploadServer(olah_hub.mirror_dir) as server:
+        result = run_deploy(
+            tmp,
+            "--static",
+            "--out",
+            str(out),
+            "--repo_id",
+            STATIC_ID,
+            "--commit_message",
+            "static page",
+            HF_ENDPOINT=server.endpoint,
+            HF_TOKEN="hf_test_token",
+        )
+        created, commits = list(server.created), list(server.commits)
+    assert result.returncode == 0, result.stdout + result.stderr
+    code = "\n".join(
+        [
+            "import json",
+            "from huggingface_hub import HfApi, hf_hub_download",
+            f"files = HfApi().list_repo_files({STATIC_ID!r}, repo_type='space', revision='main')",
+            f"readme = open(hf_hub_download({STATIC_ID!r}, 'README.md', repo_type='space', revision='main')).read()",
+            f"wasm = hf_hub_download({STATIC_ID!r}, 'ort/ort-wasm-simd-threaded.wasm', repo_type='space',",
+            "                       revision='main')",
+            "print(json.dumps({'files': files, 'readme': readme, 'wasm': wasm}))",
+        ]
+    )
+    stdout = run_python(code, hub_env(olah_hub.endpoint, tmp / "hf_home_reader"), timeout=120)
+    return {
+        "out": out,
+        "stdout": result.stdout,
+        "created": created,
+        "commits": commits,
+        "repo": olah_hub.mirror_dir / "spaces" / STATIC_ID,
+        **json.loads(stdout.strip().splitlines()[-1]),
+    }
+
+
+def test_static_page_is_published_as_a_static_space(static_published):
+    """The create request states a Space with the static SDK (and no hardware); one commit carries every file of the
+    folder but the hidden marker; olah serves them back, byte for byte, under a README that says `sdk: static` with
+    the cross-origin isolation headers."""
+    out = static_published["out"]
+    (created,) = static_published["created"]
+    assert created["type"] == "space" and created["sdk"] == "static" and "hardware" not in created
+    assert created["organization"] + "/" + created["name"] == STATIC_ID
+    local = {name for name in snapshot(out) if not name.startswith(".")}
+    assert {"index.html", "app.mjs", "ddpm.mjs", "README.md", "model/step_ddpm.onnx", "ort/ort.wasm.min.mjs"} <= local
+    (commit,) = static_published["commits"]
+    assert commit["repo_type"] == "space" and set(commit["files"]) == local
+    assert set(static_published["files"]) >= local  # the served Space (olah adds .gitattributes where it has one)
+    assert Path(static_published["wasm"]).read_bytes() == (out / "ort" / "ort-wasm-simd-threaded.wasm").read_bytes()
+    assert static_published["readme"] == (out / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(static_published["readme"].split("---\n")[1])
+    assert header["sdk"] == "static" and header["app_file"] == "index.html"
+    assert header["custom_headers"] == {
+        "cross-origin-embedder-policy": "require-corp",
+        "cross-origin-opener-policy": "same-origin",
+    }
+    assert f"Static Space {STATIC_ID}" in static_published["stdout"]
+
+
+def test_static_upload_refused_says_which_step_and_keeps_the_folder(static_published, tmp_path):
+    """The Hub refuses the commit (HTTP 413): `upload_space` raises the push error naming the step and the reason,
+    and the built folder is byte for byte as it was."""
+    from hub_upload_server import HubUploadServer
+    from olah_hub import hub_env, run_python
+
+    out = static_published["out"]
+    before = snapshot(out)
+    code = "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(SPACE)!r})",
+            "from deploy import upload_space",
+            "from ddpm_hub.hub import HubPushError",
+            "try:",
+            f"    upload_space({str(out)!r}, 'ddpm-hub-tests/refused', sdk='static', hardware=None, token='hf_t')",
+            "except HubPushError as err:",
+            "    print(err)",
+            "else:",
+            "    raise SystemExit('the upload did not fail')",
+        ]
+    )
+    refusal = (413, "Payload Too Large: this Space's files exceed the limit")
+    with HubUploadServer(tmp_path / "repos", refuse_commits=refusal) as server:
+        message = run_python(code, {**hub_env(server.endpoint, tmp_path / "hf_home"), "PYTHONPATH": str(ROOT)})
+        created = list(server.created)
+    assert created and created[0]["sdk"] == "static"  # the Space was created; its commit was refused
+    assert "uploading the files" in message and "413" in message and f"untouched at {out}" in message
+    assert "Static Space 'ddpm-hub-tests/refused'" in message
+    assert snapshot(out) == before
+
+
+def test_static_flags_that_do_not_apply_are_refused_before_anything_is_built(deploy_module, tmp_path):
+    out = tmp_path / "site"
+    result = run_deploy(tmp_path, "--static", "--out", str(out), "--hardware", "cpu-basic")
+    assert result.returncode == 1 and "--hardware cannot be used with --static" in result.stderr
+    assert not out.exists()
+    with pytest.raises(ValueError, match="hardware 'cpu-basic' for sdk 'static'"):
+        deploy_module.upload_space(tmp_path, "org/name", sdk="static", hardware="cpu-basic")
+    with pytest.raises(ValueError, match="invalid sdk 'docker': choose one of gradio, static"):
+        deploy_module.upload_space(tmp_path, "org/name", sdk="docker")

@@ -4,7 +4,11 @@ const hub = window.ddpmHub;
 const $ = (id) => document.getElementById(id);
 const fmt = (v) => (v === null || v === undefined ? "–" : Math.abs(v) >= 1e-3 || v === 0 ? v.toFixed(4) : v.toExponential(2));
 
-/** Draws H*W values onto a 28x28 canvas: [lo, hi] -> black..white. */
+// Two scales, stated in the page's captions: images (x_0, x_t, x̂_0) as pixels in [-1, 1]; noise (ε, ε̂) in [-3, 3].
+const IMAGE = [-1, 1];
+const NOISE = [-3, 3];
+
+/** Draws H*W values onto a 28x28 canvas: [lo, hi] -> black..white (values beyond clipped). */
 function draw(canvas, values, lo = -1, hi = 1) {
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(canvas.width, canvas.height);
@@ -32,8 +36,8 @@ async function showForward() {
   $("fwd-t-value").textContent = t;
   const { xt, eps } = await hub.noise({ x0, t, seed: 0 });
   draw($("fwd-x0"), x0);
-  draw($("fwd-eps"), eps, -3, 3);
-  draw($("fwd-xt"), xt, -3, 3);
+  draw($("fwd-eps"), eps, ...NOISE);
+  draw($("fwd-xt"), xt, ...IMAGE);
   const n = hub.tables.noising;
   $("fwd-coefficients").textContent =
     `x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε,  ᾱ_t = ${fmt(n.alpha_bar_t[t])},  √ᾱ_t = ${fmt(n.sqrt_alpha_bar_t[t])},  ` +
@@ -56,9 +60,9 @@ async function generate() {
     const now = performance.now();
     if (now - lastPaint < 50 && s.index + 1 < s.numSteps) return; // stream at most ~20 frames a second
     lastPaint = now;
-    draw($("rev-xt"), s.sample.subarray(0, 784), -3, 3);
-    draw($("rev-x0"), s.predOriginalSample.subarray(0, 784));
-    draw($("rev-eps"), s.predEpsilon.subarray(0, 784), -3, 3);
+    draw($("rev-xt"), s.sample.subarray(0, 784), ...IMAGE);
+    draw($("rev-x0"), s.predOriginalSample.subarray(0, 784), ...IMAGE);
+    draw($("rev-eps"), s.predEpsilon.subarray(0, 784), ...NOISE);
     const r = s.row;
     $("progress").textContent = `step ${s.index + 1} / ${s.numSteps}, t = ${r.t} → ${r.prev_t}, ` +
       `${s.msPerStep.toFixed(1)} ms per step`;
