@@ -64,7 +64,7 @@ async function generate() {
     draw($("rev-x0"), s.predOriginalSample.subarray(0, 784), ...IMAGE);
     draw($("rev-eps"), s.predEpsilon.subarray(0, 784), ...NOISE);
     const r = s.row;
-    $("progress").textContent = `step ${s.index + 1} / ${s.numSteps}, t = ${r.t} → ${r.prev_t}, ` +
+    $("progress").textContent = `step ${s.index + 1} / ${s.numSteps}, t = ${r.t} → ${r.prev_t < 0 ? "x₀ (the last step)" : r.prev_t}, ` +
       `${s.msPerStep.toFixed(1)} ms per step`;
     $("coefficients").textContent = `ᾱ_t = ${fmt(r.alpha_bar_t)},  ᾱ_prev = ${fmt(r.alpha_bar_prev)},  ` +
       `β = ${fmt(r.beta)},  β̃ = ${fmt(r.beta_tilde)},  σ_t = ${fmt(r.sigma)}`;
