@@ -317,6 +317,8 @@ SECTIONS = [  # results file, how its rows are built
     ("space_load", generic_rows),
     ("space_load_engine", generic_rows),
     ("space_load_light", generic_rows),
+    ("space_load_engine_1000", generic_rows),
+    ("space_load_engine_1000_onnx", generic_rows),
     ("runtimes", generic_rows),
     ("static", generic_rows),
     ("guidance", guidance_rows),
