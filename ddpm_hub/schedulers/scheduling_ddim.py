@@ -18,9 +18,10 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.utils.torch_utils import randn_tensor
 
 # diffusers' loader copies along only the files a module imports itself (not what those import in turn): the
-# scheduling_ddpm file imports .bound_terms and .schedules, and bound_terms imports .likelihood, so this file names
-# them all too, for a saved folder to load with DDIM.
+# scheduling_ddpm file imports .bound_terms, .display and .schedules, and bound_terms imports .likelihood, so this
+# file names them all too, for a saved folder to load with DDIM.
 from .bound_terms import BoundTermsMixin  # noqa: F401
+from .display import DisplayMixin  # noqa: F401
 from .likelihood import mean_bits  # noqa: F401
 from .schedules import check_config  # noqa: F401
 from .scheduling_ddpm import DDPMHubScheduler, DDPMHubSchedulerOutput, _check_variance_noise
