@@ -454,6 +454,15 @@ def test_a_closed_tab_frees_its_slot(space_app, space_url, monkeypatch):
     httpx = pytest.importorskip("httpx")
     engine = space_app.SPACE.engine
     monkeypatch.setattr(engine, "abandon_after_s", 1e9)  # only the closed session can stop it
+    # each tick at least 20 ms, so the chain (SPACE_T ticks) is still running when the test looks, however fast the
+    # machine: on a quiet one it once finished before the first frame was read
+    unet_call = engine.forward or engine.pipeline.unet_forward
+
+    def slow_unet_call(sample, timestep, class_labels):
+        time.sleep(0.02)
+        return unet_call(sample, timestep, class_labels)
+
+    monkeypatch.setattr(engine, "forward", slow_unet_call)
     ticks_before = engine.ticks
     fn_index = next(index for index, fn in space_app.demo.fns.items() if fn.api_name == "generate")
     session = "closed-tab-test"
